@@ -1,0 +1,242 @@
+"""Reading the corpus: which sources and pairs exist, and their cached features and scores.
+
+Layout (the team's existing data contract)::
+
+    <data-root>/ref/<Source>_<fps>fps.yuv
+    <data-root>/dis/<Source>_<quality>_<height>_<kbps>.yuv
+    <cache>/<Source>/<dis-stem>.json    # {"features": {...}, "scores": {...}}
+
+Pairs are taken in sorted distorted-file-name order and their frames concatenated in
+that order, exactly as the hand-run evaluation script did, so the numbers match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from .errors import LosoInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FEATURE_NAMES = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2")
+
+_DIS_RE = re.compile(r"^(?P<source>[A-Za-z0-9]+)_(?P<quality>\d+)_(?P<height>\d+)_(?P<kbps>\d+)\.yuv$")
+_REF_RE = re.compile(r"^(?P<source>[A-Za-z0-9]+)_(?P<fps>\d+)fps\.yuv$")
+
+CACHE_ENV = "VMAF_TINY_AI_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$VMAF_TINY_AI_CACHE``, else ``~/.cache/vmaf-tiny-ai`` (shared with the training scripts)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "vmaf-tiny-ai"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (reference, distorted) clip pair of a source."""
+
+    source: str
+    ref_path: Path
+    dis_path: Path
+
+    def cache_path(self, cache_dir: Path) -> Path:
+        return cache_dir / self.source / f"{self.dis_path.stem}.json"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What ``<data-root>`` holds: sources (by reference file) and their pairs."""
+
+    data_root: Path
+    refs: dict[str, Path]
+    pairs: dict[str, tuple[Pair, ...]]
+    orphans: tuple[Path, ...] = ()  # distorted clips whose source has no reference
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(self.refs)
+
+
+def discover_corpus(data_root: Path) -> Corpus:
+    """List sources and pairs from file names alone (no file is opened)."""
+    ref_dir, dis_dir = data_root / "ref", data_root / "dis"
+    for folder in (ref_dir, dis_dir):
+        if not folder.is_dir():
+            raise LosoInputError(
+                folder,
+                "folder not found",
+                "--data-root must hold ref/<Source>_<fps>fps.yuv and dis/<Source>_<q>_<h>_<kbps>.yuv",
+            )
+    refs: dict[str, Path] = {}
+    for entry in sorted(ref_dir.iterdir()):
+        match = _REF_RE.match(entry.name)
+        # First in sorted order wins when a source has two references, as in the script.
+        if match and entry.is_file() and match["source"] not in refs:
+            refs[match["source"]] = entry
+    pairs: dict[str, list[Pair]] = {source: [] for source in refs}
+    orphans = []
+    for entry in sorted(dis_dir.iterdir()):
+        match = _DIS_RE.match(entry.name)
+        if not (match and entry.is_file()):
+            continue
+        source = match["source"]
+        if source in refs:
+            pairs[source].append(Pair(source, refs[source], entry))
+        else:
+            orphans.append(entry)
+    return Corpus(data_root, refs, {s: tuple(p) for s, p in pairs.items()}, tuple(orphans))
+
+
+@dataclass
+class SourceData:
+    """One source's frames: features ``(n, k)`` and VMAF targets ``(n,)``, both float32."""
+
+    source: str
+    features: np.ndarray
+    scores: np.ndarray
+    feature_names: tuple[str, ...]
+    pair_frames: tuple[int, ...]  # frames contributed by each pair, in order
+    cache_files: tuple[Path, ...]
+    fingerprint: str  # sha256 over the names and bytes of the cache files read
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # dis stem -> frame counts
+
+    @property
+    def dropped_frames(self) -> int:
+        return sum(d["dropped"] for d in self.dropped.values())
+
+
+def _fill_hint(cache_dir: Path) -> str:
+    return (
+        f"fill the cache under {cache_dir} with the training pipeline's feature extraction "
+        "(one <dis-stem>.json per distorted clip), or point --loso-cache / $VMAF_TINY_AI_CACHE at a filled cache"
+    )
+
+
+def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    import numpy as np
+
+    try:
+        payload = json.loads(raw)
+        names = tuple(payload["features"]["feature_names"])
+        features = payload["features"]["per_frame"]
+        scores = payload["scores"]["per_frame"]
+    except json.JSONDecodeError as exc:
+        raise LosoInputError(
+            path,
+            f"corrupt cache file, not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            "delete it and recompute this pair's features",
+        ) from None
+    except (KeyError, TypeError) as exc:
+        raise LosoInputError(
+            path,
+            f"cache file lacks {exc} of the schema "
+            '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}',
+            "delete it and recompute this pair's features",
+        ) from None
+    try:
+        # Same conversion as the training dataset: JSON floats straight to float32.
+        feature_array = np.asarray(features, dtype=np.float32)
+        score_array = np.asarray(scores, dtype=np.float32)
+        if feature_array.size == 0:
+            feature_array = feature_array.reshape(0, len(names))
+    except (TypeError, ValueError) as exc:
+        raise LosoInputError(path, f"per-frame values are not a numeric table ({exc})", "recompute this pair") from None
+    if feature_array.shape[1:] != (len(names),) or score_array.ndim != 1:
+        raise LosoInputError(
+            path,
+            f"features have shape {feature_array.shape} for {len(names)} feature names, scores {score_array.shape}",
+            "recompute this pair",
+        )
+    return feature_array, score_array, names
+
+
+def load_source(corpus: Corpus, source: str, cache_dir: Path) -> SourceData:
+    """Read every cache file of ``source`` and concatenate its frames in pair order."""
+    import numpy as np
+
+    pairs = corpus.pairs.get(source, ())
+    if not pairs:
+        raise LosoInputError(
+            corpus.data_root / "dis",
+            f"source {source} has no distorted clips (expected dis/{source}_<quality>_<height>_<kbps>.yuv)",
+        )
+    digest = hashlib.sha256()
+    feature_parts, score_parts, counts, files = [], [], [], []
+    dropped: dict[str, dict[str, int]] = {}
+    names: tuple[str, ...] | None = None
+    for pair in pairs:
+        path = pair.cache_path(cache_dir)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise LosoInputError(
+                path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
+            ) from None
+        digest.update(f"{source}/{path.name}\0".encode())
+        digest.update(hashlib.sha256(raw).digest())
+        features, scores, file_names = _read_payload(path, raw)
+        if names is None:
+            names = file_names
+        elif file_names != names:
+            raise LosoInputError(
+                path,
+                f"feature_names {list(file_names)} differ from {list(names)} in the source's other cache files",
+                "recompute the cache so every file of a source has the same features in the same order",
+            )
+        n = min(len(features), len(scores))
+        if len(features) != len(scores):
+            dropped[pair.dis_path.stem] = {
+                "feature_frames": len(features),
+                "score_frames": len(scores),
+                "dropped": abs(len(features) - len(scores)),
+            }
+        features, scores = features[:n], scores[:n]
+        bad = int(np.count_nonzero(np.isnan(features).any(axis=1) | np.isnan(scores)))
+        if bad:
+            raise LosoInputError(path, f"{bad} of {n} frames have NaN features or scores", "recompute this pair")
+        feature_parts.append(features)
+        score_parts.append(scores)
+        counts.append(n)
+        files.append(path)
+    assert names is not None
+    return SourceData(
+        source=source,
+        features=np.concatenate(feature_parts),
+        scores=np.concatenate(score_parts),
+        feature_names=names,
+        pair_frames=tuple(counts),
+        cache_files=tuple(files),
+        fingerprint=digest.hexdigest(),
+        dropped=dropped,
+    )
+
+
+class SourceStore:
+    """Reads each source's cache at most once per process, whatever number of items need it.
+
+    Failures are remembered too, so every item that needs a broken source reports the same
+    error without re-reading the file.
+    """
+
+    def __init__(self, loader: Callable[[str], SourceData]) -> None:
+        self._loader = loader
+        self._done: dict[str, SourceData | LosoInputError] = {}
+
+    def get(self, source: str) -> SourceData:
+        if source not in self._done:
+            try:
+                self._done[source] = self._loader(source)
+            except LosoInputError as exc:
+                self._done[source] = exc
+        result = self._done[source]
+        if isinstance(result, LosoInputError):
+            raise result
+        return result

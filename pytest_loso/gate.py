@@ -1,0 +1,186 @@
+"""What the gate checks, and checking one thing: the pipeline stages put together.
+
+:meth:`Gate.plan` turns the options into :class:`Check` specs (one per fold and per
+baseline); :meth:`Gate.run` scores one of them. Results are plain JSON-able dicts, because
+under pytest-xdist they travel from the worker that computed them to the process that
+aggregates them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
+from .errors import LosoInputError
+from .metrics import score
+from .models import OnnxModel, find_fold_models, load_model
+from .options import GateOptions
+from .thresholds import check
+
+
+class LosoDataWarning(UserWarning):
+    """The data was usable but not as it should be (e.g. frames dropped to align a pair)."""
+
+
+class ThresholdFailure(Exception):
+    """Metrics were computed and break a bound; the message is the reviewer's sentence."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One test: a fold model on its held-out source, or a baseline on every source."""
+
+    kind: str  # "fold" or "baseline"
+    label: str  # arch-Source or baseline tag
+    model_path: Path
+    arch: str | None = None
+    source: str | None = None
+    problem: str | None = None  # known at planning time: the item fails with this
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}[{self.label}]"
+
+
+class Gate:
+    """Per-process state: the corpus listing and the sources read so far."""
+
+    def __init__(self, options: GateOptions) -> None:
+        self.options = options
+        self.store = SourceStore(lambda source: load_source(self.corpus, source, options.cache_dir))
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        return discover_corpus(self.options.data_root)
+
+    def plan(self) -> list[Check]:
+        """Every fold of every selected architecture over the discovered sources, then the baselines."""
+        found = find_fold_models(self.options.loso_dirs)
+        archs = sorted({arch for arch, _ in found})
+        if self.options.archs:
+            unknown = [a for a in self.options.archs if a not in archs]
+            if unknown:
+                raise LosoInputError(
+                    self.options.loso_dirs[0],
+                    f"no fold models for --loso-arch {', '.join(unknown)} (found: {', '.join(archs) or 'none'})",
+                )
+            archs = [a for a in archs if a in self.options.archs]
+        if not archs:
+            raise LosoInputError(
+                self.options.loso_dirs[0],
+                "no fold models found",
+                "expected fold_<Source>/<arch>_final.onnx or loso_<arch>/fold_<Source>/<arch>_final.onnx",
+            )
+        sources = self.corpus.sources
+        checks = []
+        for arch in archs:
+            fold_sources = sorted(set(sources) | {s for a, s in found if a == arch})
+            for source in fold_sources:
+                paths = found.get((arch, source), [])
+                problem = None
+                if not paths:
+                    problem = (
+                        f"source {source} has no fold model: expected "
+                        f"{self.options.loso_dirs[0]}/fold_{source}/{arch}_final.onnx"
+                    )
+                    paths = [self.options.loso_dirs[0] / f"fold_{source}" / f"{arch}_final.onnx"]
+                elif len(paths) > 1:
+                    problem = f"two fold models for {arch} on {source}: {', '.join(map(str, paths))}"
+                elif source not in sources:
+                    problem = (
+                        f"fold for source {source}, which is not in the data root "
+                        f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
+                    )
+                checks.append(Check("fold", f"{arch}-{source}", paths[0], arch=arch, source=source, problem=problem))
+        tags = [p.stem for p in self.options.baselines]
+        for path in self.options.baselines:
+            problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
+            checks.append(Check("baseline", path.stem, path, problem=problem))
+        return checks
+
+    def run(self, check_: Check, result: dict) -> None:
+        """Score ``check_``, filling ``result`` as it goes so a failure keeps what was computed.
+
+        Raises :class:`LosoInputError` for unusable input and :class:`ThresholdFailure` for
+        a bound that is broken.
+        """
+        if check_.problem:
+            raise LosoInputError(check_.model_path, check_.problem)
+        model = load_model(check_.model_path)
+        result["models"] = {str(model.path): _model_provenance(model)}
+        if check_.kind == "fold":
+            assert check_.source is not None
+            data = self._source(check_.source, result)
+            result["metrics"] = score(
+                model.predict(data.features), data.scores, model_path=model.path, target_desc=f"source {data.source}"
+            )
+            bounds = self.options.thresholds.for_source(check_.source)
+            subject = f"{check_.arch} fold {check_.source}"
+        else:
+            self._run_baseline(model, result)
+            bounds = self.options.thresholds.fold
+            subject = f"baseline {check_.label} on all sources"
+        metrics = result["metrics"]
+        violations = check(metrics, bounds)
+        result["violations"] = [v.sentence() for v in violations]
+        if violations:
+            lines = [f"{subject}: {v.sentence()} (n={metrics['n']} frames)" for v in violations]
+            raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")
+
+    def _source(self, source: str, result: dict) -> SourceData:
+        data = self.store.get(source)
+        result.setdefault("sources", {})[source] = {
+            "fingerprint": data.fingerprint,
+            "cache_files": len(data.cache_files),
+            "frames": int(data.scores.size),
+            "dropped": data.dropped,
+        }
+        for stem, counts in data.dropped.items():
+            warnings.warn(
+                LosoDataWarning(
+                    f"{self.options.cache_dir / source / stem}.json: {counts['feature_frames']} feature frames vs "
+                    f"{counts['score_frames']} score frames; using the first "
+                    f"{min(counts['feature_frames'], counts['score_frames'])}, {counts['dropped']} dropped"
+                ),
+                stacklevel=1,
+            )
+        return data
+
+    def _run_baseline(self, model: OnnxModel, result: dict) -> None:
+        """Per source, then on all sources concatenated in sorted order (as the script did)."""
+        import numpy as np
+
+        per_clip: dict[str, dict] = {}
+        result["per_clip"] = per_clip
+        errors = []
+        parts = []
+        for source in self.corpus.sources:
+            try:
+                data = self._source(source, result)
+                parts.append(data)
+                per_clip[source] = score(
+                    model.predict(data.features), data.scores, model_path=model.path, target_desc=f"source {source}"
+                )
+            except LosoInputError as exc:
+                per_clip[source] = {"error": str(exc)}
+                errors.append(str(exc))
+        if errors:
+            raise LosoInputError(
+                model.path, f"cannot score on all sources; {len(errors)} failed:\n  " + "\n  ".join(errors)
+            )
+        features = np.concatenate([d.features for d in parts])
+        scores = np.concatenate([d.scores for d in parts])
+        result["metrics"] = score(
+            model.predict(features), scores, model_path=model.path, target_desc="all sources concatenated"
+        )
+
+
+def _model_provenance(model: OnnxModel) -> dict:
+    return {
+        "sha256": model.sha256,
+        "data_path": str(model.data_path) if model.data_path else None,
+        "data_sha256": model.data_sha256,
+    }

@@ -1,0 +1,67 @@
+"""The tests the gate makes: one pytest item per :class:`~pytest_loso.gate.Check`.
+
+Modelled on pytest's "non-python tests" example: a collector builds items from data,
+``reportinfo`` points at the model file, and ``repr_failure`` prints the domain sentence
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .errors import LosoInputError
+from .gate import Check, Gate, ThresholdFailure
+
+
+class LosoCollector(pytest.Collector):
+    """The gate's node: ``loso::fold[<arch>-<Source>]`` and ``loso::baseline[<tag>]``."""
+
+    def __init__(self, *, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def collect(self) -> Iterator[LosoItem]:
+        for check in self.gate.plan():
+            yield LosoItem.from_parent(self, name=check.name, check=check)
+
+
+class LosoItem(pytest.Item):
+    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.add_marker("loso")
+        self.loso_result: dict = {
+            "kind": check.kind,
+            "name": check.name,
+            "label": check.label,
+            "arch": check.arch,
+            "source": check.source,
+            "model_path": str(check.model_path),
+            "metrics": None,
+            "error": None,
+            "violations": [],
+        }
+
+    def runtest(self) -> None:
+        gate: Gate = self.parent.gate  # type: ignore[union-attr]
+        try:
+            gate.run(self.check, self.loso_result)
+        except (LosoInputError, ThresholdFailure) as exc:
+            self.loso_result["error"] = str(exc)
+            raise
+        except Exception as exc:  # a bug of ours: keep the report honest, let pytest show the traceback
+            self.loso_result["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ThresholdFailure):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, LosoInputError):
+            return f"{self.check.name} could not be scored:\n{excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.check.model_path, None, self.check.name

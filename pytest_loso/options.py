@@ -1,0 +1,163 @@
+"""Command-line options and ini keys, and turning them into one resolved :class:`GateOptions`.
+
+Every option has an ini key of the same name (``--loso-min-plcc`` is ``loso_min_plcc``);
+the command line wins. Relative paths on the command line are taken from the directory
+pytest was started in; relative paths in an ini file from that file's directory.
+This module imports nothing heavy: it runs in every pytest session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .corpus import default_cache_dir
+from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
+
+EXAMPLE_DIR = Path(__file__).parent / "example"
+
+# (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
+_PATH_OPTIONS = [
+    ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
+    ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
+    ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
+    ("--loso-baseline", "paths", "baseline ONNX scored on every source and their concatenation (repeatable)"),
+    ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
+]
+_THRESHOLD_OPTIONS = [
+    ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
+    ("--loso-min-srocc", "min_srocc", "per fold (and baseline concatenation): minimum SROCC"),
+    ("--loso-max-rmse", "max_rmse", "per fold (and baseline concatenation): maximum RMSE"),
+    ("--loso-min-mean-plcc", "min_mean_plcc", "per architecture: minimum mean PLCC over folds"),
+    ("--loso-max-mean-rmse", "max_mean_rmse", "per architecture: maximum mean RMSE over folds"),
+]
+
+
+def ini_key(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loso", "LOSO accuracy gate (pytest-loso)")
+    for option, ini_type, help_text in _PATH_OPTIONS:
+        repeatable = ini_type == "paths"
+        group.addoption(option, action="append" if repeatable else "store", default=None, help=help_text)
+        parser.addini(ini_key(option), help_text, type=ini_type, default=[] if repeatable else None)
+    group.addoption("--loso-arch", action="append", default=None, help="score only this architecture (repeatable)")
+    parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
+    for option, key, help_text in _THRESHOLD_OPTIONS:
+        text = f"{help_text} (default {DEFAULTS[key]}; 'none' disables)"
+        group.addoption(option, default=None, help=text)
+        parser.addini(ini_key(option), text, default=None)
+    group.addoption(
+        "--loso-source-threshold",
+        action="append",
+        default=None,
+        help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
+    )
+    parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
+    group.addoption(
+        "--loso-example",
+        action="store_true",
+        default=False,
+        help="gate the example corpus bundled with pytest-loso (sets the four paths above)",
+    )
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    loso_dirs: tuple[Path, ...]
+    data_root: Path
+    cache_dir: Path
+    baselines: tuple[Path, ...]
+    archs: tuple[str, ...]  # empty: every architecture found
+    report_dir: Path
+    thresholds: Thresholds
+    example: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "loso_dirs": [str(p) for p in self.loso_dirs],
+            "data_root": str(self.data_root),
+            "cache_dir": str(self.cache_dir),
+            "baselines": [str(p) for p in self.baselines],
+            "archs": list(self.archs),
+            "report_dir": str(self.report_dir),
+            "example": self.example,
+        }
+
+
+def _ini_base(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+def _paths(config: pytest.Config, option: str) -> list[Path]:
+    cli = config.getoption(ini_key(option))
+    if cli:
+        return [config.invocation_params.dir / p for p in cli]
+    return [Path(p) for p in config.getini(ini_key(option))]  # "paths" ini values are already absolute
+
+
+def _path(config: pytest.Config, option: str) -> Path | None:
+    cli = config.getoption(ini_key(option))
+    if cli:
+        return config.invocation_params.dir / cli
+    ini = config.getini(ini_key(option))
+    return _ini_base(config) / ini if ini else None
+
+
+def _value(config: pytest.Config, option: str) -> str | None:
+    cli = config.getoption(ini_key(option))
+    return cli if cli is not None else config.getini(ini_key(option))
+
+
+def read_options(config: pytest.Config) -> GateOptions | None:
+    """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off)."""
+    example = bool(config.getoption("loso_example"))
+    loso_dirs = [EXAMPLE_DIR / "folds"] if example else _paths(config, "--loso-dir")
+    if not loso_dirs:
+        return None
+    if example:
+        data_root, cache_dir = EXAMPLE_DIR / "corpus", EXAMPLE_DIR / "cache"
+        baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
+    else:
+        data_root = _path(config, "--data-root")
+        cache_dir = _path(config, "--loso-cache") or default_cache_dir()
+        baselines = _paths(config, "--loso-baseline")
+    if data_root is None:
+        raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/)")
+    for name, path in [("--data-root", data_root)] + [("--loso-dir", p) for p in loso_dirs]:
+        if not path.is_dir():
+            raise pytest.UsageError(f"{name} {path}: folder not found")
+    for path in baselines:
+        if not path.exists():
+            raise pytest.UsageError(f"--loso-baseline {path}: file not found")
+    archs = config.getoption("loso_arch") or config.getini("loso_arch")
+    try:
+        bounds = {}
+        for option, key, _ in _THRESHOLD_OPTIONS:
+            given = _value(config, option)
+            bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
+        fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
+        overrides = config.getoption("loso_source_threshold") or config.getini("loso_source_thresholds")
+        thresholds = Thresholds(
+            fold=fold,
+            per_source=parse_source_overrides(list(overrides), fold),
+            min_mean_plcc=bounds["min_mean_plcc"],
+            max_mean_rmse=bounds["max_mean_rmse"],
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    report_dir = _path(config, "--loso-report") or config.rootpath / "runs" / "loso_eval"
+    return GateOptions(
+        loso_dirs=tuple(loso_dirs),
+        data_root=data_root,
+        cache_dir=cache_dir,
+        baselines=tuple(baselines),
+        archs=tuple(archs),
+        report_dir=report_dir,
+        thresholds=thresholds,
+        example=example,
+    )

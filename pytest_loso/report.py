@@ -1,0 +1,289 @@
+"""Writing reports: the session's results aggregated into JSON, Markdown and terminal tables.
+
+Runs in the one process that sees every item's result (the xdist controller, or the only
+process), so mean ± std over folds is the same with and without ``-n``. The JSON keeps
+the keys of the team's evaluation scripts (``loso_per_fold``, ``loso_aggregate``,
+``archs``, ``baselines``) and adds ``thresholds``, ``failures``, ``dropped_frames`` and
+``run_provenance``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .metrics import aggregate, finite_or_none
+from .options import GateOptions
+from .thresholds import check_aggregate
+
+PRIMARY_ARCH = "mlp_small"  # what the single-arch keys describe when it was scored
+
+
+def _clean(value: object) -> object:
+    """NaN/inf become null, recursively: the report must be strict JSON."""
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _entry(result: dict) -> dict:
+    """A fold's or baseline's metrics as the script wrote them, plus its error when it failed."""
+    entry = dict(result["metrics"] or {})
+    if result["error"]:
+        entry["error"] = result["error"]
+    return entry
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _git(cwd: Path) -> dict | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("pytest-loso", "pytest", "numpy", "scipy", "onnx", "onnxruntime"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+class SessionResults:
+    """Results of the items that ran, gathered from their reports, and the session's report."""
+
+    def __init__(self, options: GateOptions) -> None:
+        self.options = options
+        self.results: dict[str, dict] = {}
+        self.started = time.time()
+        self.report: dict | None = None
+        self.aggregate_failures: list[str] = []
+
+    def add(self, result: dict) -> None:
+        self.results[result["name"]] = result
+
+    def build(self, argv: list[str], cwd: Path) -> dict:
+        """Aggregate per architecture and assemble the whole report."""
+        results = sorted(self.results.values(), key=lambda r: r["name"])
+        archs: dict[str, dict] = {}
+        for r in (r for r in results if r["kind"] == "fold"):
+            archs.setdefault(r["arch"], {"per_fold": {}, "aggregate": None})["per_fold"][r["source"]] = _entry(r)
+        failures = [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
+        self.aggregate_failures = []
+        for arch, block in sorted(archs.items()):
+            scored = [m for m in block["per_fold"].values() if "plcc" in m]
+            block["aggregate"] = aggregate(scored)
+            if block["aggregate"] is None:
+                continue
+            for violation in check_aggregate(block["aggregate"], self.options.thresholds):
+                message = f"{arch}: {violation.sentence()} over {len(scored)} folds"
+                self.aggregate_failures.append(message)
+                failures.append({"test": f"aggregate[{arch}]", "message": message})
+        primary = PRIMARY_ARCH if PRIMARY_ARCH in archs else min(archs, default=None)
+        baselines = {
+            r["label"]: {
+                "model_path": r["model_path"],
+                "per_clip": r.get("per_clip", {}),
+                "all_clips_concat": _entry(r),
+            }
+            for r in results
+            if r["kind"] == "baseline"
+        }
+        sources: dict[str, dict] = {}
+        models: dict[str, dict] = {}
+        for r in results:
+            sources.update(r.get("sources", {}))
+            models.update(r.get("models", {}))
+        for r in results:  # models that failed to load still get their file's hash
+            models.setdefault(r["model_path"], {"sha256": _sha256(Path(r["model_path"]))})
+        fingerprint = hashlib.sha256(
+            "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
+        ).hexdigest()
+        report_dir = self.options.report_dir
+        self.report = _clean({
+            "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "corpus": str(self.options.data_root),
+            "loso_per_fold": archs[primary]["per_fold"] if primary else {},
+            "loso_aggregate": archs[primary]["aggregate"] if primary else None,
+            "loso_primary_arch": primary,
+            "archs": archs,
+            "baselines": baselines,
+            "thresholds": self.options.thresholds.to_json(),
+            "failures": failures,
+            "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
+            "run_provenance": {
+                "entry_point": "pytest11: loso = pytest_loso.plugin",
+                "plugin_version": _versions()["pytest-loso"],
+                "argv": argv,
+                "cwd": str(cwd),
+                "options": self.options.to_json(),
+                "data_root": str(self.options.data_root),
+                "cache_dir": str(self.options.cache_dir),
+                "loso_dirs": [str(p) for p in self.options.loso_dirs],
+                "archs": sorted(archs),
+                "baselines": {str(p): _sha256(p) for p in self.options.baselines},
+                "models": dict(sorted(models.items())),
+                "outputs": {"json": str(report_dir / "loso_eval.json"), "markdown": str(report_dir / "loso_eval.md")},
+                "cache_fingerprint": {
+                    "sha256": fingerprint,
+                    "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
+                    "files": sum(v["cache_files"] for v in sources.values()),
+                },
+                "git": _git(cwd),
+                "versions": _versions(),
+                "items_run": len(results),
+                "started": _iso(self.started),
+                "finished": _iso(time.time()),
+            },
+        })
+        return self.report
+
+    def write(self) -> list[Path]:
+        """Write ``loso_eval.json`` and ``loso_eval.md`` atomically; return their paths."""
+        assert self.report is not None
+        out = self.options.report_dir
+        out.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = out / "loso_eval.json", out / "loso_eval.md"
+        write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
+        write_atomically(md_path, render_markdown(self.report))
+        return [json_path, md_path]
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temporary file in the same folder, then rename: readers never see half a report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _row(label: str, m: dict) -> list[str]:
+    if "plcc" not in m:
+        return [label, "—", "—", "—", "—", "FAILED"]
+    status = "FAILED" if "error" in m else "ok"
+    return [label, str(m["n"]), _num(m["plcc"], 4), _num(m["srocc"], 4), _num(m["rmse"], 3), status]
+
+
+def _mean_row(agg: dict | None) -> list[str]:
+    if agg is None:
+        return ["mean ± std", "—", "—", "—", "—", ""]
+
+    def pm(name: str, digits: int) -> str:
+        return f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
+
+    return [f"mean ± std ({agg['n_folds']} folds)", "—", pm("plcc", 4), pm("srocc", 4), pm("rmse", 3), ""]
+
+
+def tables(report: dict) -> list[tuple[str, list[list[str]]]]:
+    """(title, rows) for every table of the report; shared by Markdown and the terminal."""
+    out = []
+    for arch, block in report["archs"].items():
+        rows = [_row(source, m) for source, m in block["per_fold"].items()]
+        rows.append(_mean_row(block["aggregate"]))
+        out.append((f"{arch}: each fold on its held-out source", rows))
+    for tag, block in report["baselines"].items():
+        rows = [_row(source, m) for source, m in block["per_clip"].items()]
+        rows.append(_row("all sources concatenated", block["all_clips_concat"]))
+        out.append((f"baseline {tag} ({block['model_path']})", rows))
+    return out
+
+
+HEADER = ["split", "n", "PLCC", "SROCC", "RMSE", "status"]
+
+
+def render_markdown(report: dict) -> str:
+    lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
+    if report["archs"]:
+        lines += ["## Aggregate (mean ± std across folds)", "", "| arch | folds | PLCC | SROCC | RMSE |",
+                  "|---|---:|---:|---:|---:|"]
+        for arch, block in report["archs"].items():
+            row = _mean_row(block["aggregate"])
+            folds = block["aggregate"]["n_folds"] if block["aggregate"] else 0
+            lines.append(f"| {arch} | {folds} | {row[2]} | {row[3]} | {row[4]} |")
+        lines.append("")
+    for title, rows in tables(report):
+        lines += [f"## {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    if report["failures"]:
+        lines += ["## Failures", ""]
+        for failure in report["failures"]:
+            message = failure["message"].replace("\n", " ")
+            lines.append(f"- **{failure['test']}**: {message}")
+        lines.append("")
+    if report["dropped_frames"]:
+        lines += ["## Frames dropped to align features and scores", ""]
+        for source, pairs in report["dropped_frames"].items():
+            for stem, c in pairs.items():
+                lines.append(
+                    f"- {source}/{stem}: {c['feature_frames']} feature vs {c['score_frames']} score frames, "
+                    f"{c['dropped']} dropped"
+                )
+        lines.append("")
+    provenance = report["run_provenance"]
+    lines += [
+        "## Provenance",
+        "",
+        f"- plugin {provenance['plugin_version']}, {provenance['entry_point']}",
+        f"- command: `{' '.join(provenance['argv'])}`",
+        f"- cache fingerprint: `{provenance['cache_fingerprint']['sha256']}` "
+        f"({provenance['cache_fingerprint']['files']} files)",
+        f"- git: {provenance['git']}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in provenance['versions'].items())}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_terminal(report: dict) -> list[str]:
+    """Aligned plain-text tables for the terminal summary."""
+    lines = []
+    for title, rows in tables(report):
+        lines.append(title)
+        table = [HEADER] + rows
+        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        for row in table:
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
+            lines.append("  " + "  ".join(cells).rstrip())
+        lines.append("")
+    return lines

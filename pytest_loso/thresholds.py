@@ -1,0 +1,119 @@
+"""Applying thresholds: per-fold bounds (with per-source overrides) and aggregate bounds."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+LABELS = {"plcc": "PLCC", "srocc": "SROCC", "rmse": "RMSE", "mean_plcc": "mean PLCC", "mean_rmse": "mean RMSE"}
+
+# Defaults catch a broken model, not a slightly worse one: a team sets its own bar in ini.
+DEFAULTS = {
+    "min_plcc": 0.75,
+    "min_srocc": 0.70,
+    "max_rmse": 20.0,
+    "min_mean_plcc": 0.85,
+    "max_mean_rmse": 12.0,
+}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Bounds on one scored set of frames; ``None`` disables a bound."""
+
+    min_plcc: float | None = None
+    min_srocc: float | None = None
+    max_rmse: float | None = None
+
+
+@dataclass(frozen=True)
+class Violation:
+    metric: str  # key in the metrics dict, e.g. "plcc" or "mean_rmse"
+    value: float
+    bound: float
+    kind: str  # "min" or "max"
+
+    def sentence(self) -> str:
+        relation = "below the minimum" if self.kind == "min" else "above the maximum"
+        digits = 3 if "rmse" in self.metric else 4
+        return f"{LABELS[self.metric]} {self.value:.{digits}f} is {relation} {self.bound:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    fold: Bounds
+    per_source: dict[str, Bounds] = field(default_factory=dict)
+    min_mean_plcc: float | None = None
+    max_mean_rmse: float | None = None
+
+    def for_source(self, source: str) -> Bounds:
+        return self.per_source.get(source, self.fold)
+
+    def to_json(self) -> dict:
+        return {
+            "fold": asdict(self.fold),
+            "per_source": {s: asdict(b) for s, b in sorted(self.per_source.items())},
+            "aggregate": {"min_mean_plcc": self.min_mean_plcc, "max_mean_rmse": self.max_mean_rmse},
+            "baselines": "fold bounds, applied to the all-sources concatenation",
+        }
+
+
+def parse_bound(text: str | float | None, name: str) -> float | None:
+    """A bound from the command line or ini: a number, or ``none``/``off`` to disable it."""
+    if text is None or isinstance(text, float):
+        return text
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number (use e.g. 0.9, or 'none' to disable)") from None
+
+
+_OVERRIDE_RE = re.compile(r"^\s*(?P<source>[A-Za-z0-9]+)\s*:(?P<rest>.*)$")
+
+
+def parse_source_overrides(lines: list[str], base: Bounds) -> dict[str, Bounds]:
+    """Parse ``FoxBird: min_plcc=0.92 max_rmse=18`` lines into per-source bounds over ``base``."""
+    overrides: dict[str, Bounds] = {}
+    keys = set(asdict(base))
+    for line in lines:
+        if not line.strip():
+            continue
+        match = _OVERRIDE_RE.match(line)
+        if not match:
+            raise ValueError(f"loso_source_thresholds: {line!r} is not 'Source: key=value ...'")
+        bounds = overrides.get(match["source"], base)
+        for token in match["rest"].replace(",", " ").split():
+            key, _, value = token.partition("=")
+            if key not in keys:
+                raise ValueError(f"loso_source_thresholds: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
+            bounds = replace(bounds, **{key: parse_bound(value, key)})
+        overrides[match["source"]] = bounds
+    return overrides
+
+
+def _check(values: dict, bounds: dict[str, float | None]) -> list[Violation]:
+    violations = []
+    for key, bound in bounds.items():
+        if bound is None:
+            continue
+        kind, metric = key.split("_", 1)
+        value = values.get(metric)
+        if value is None:
+            continue
+        if (kind == "min" and value < bound) or (kind == "max" and value > bound):
+            violations.append(Violation(metric, value, bound, kind))
+    return violations
+
+
+def check(metrics: dict[str, float], bounds: Bounds) -> list[Violation]:
+    """The bounds ``metrics`` (one fold, or one baseline's concatenation) breaks."""
+    return _check(metrics, asdict(bounds))
+
+
+def check_aggregate(aggregate: dict, thresholds: Thresholds) -> list[Violation]:
+    """The aggregate bounds one architecture's fold mean breaks."""
+    return _check(
+        aggregate, {"min_mean_plcc": thresholds.min_mean_plcc, "max_mean_rmse": thresholds.max_mean_rmse}
+    )
