@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     from .items import LosoCollector
 
-    collector = LosoCollector.from_parent(session, name="loso", gate=config.stash[GATE])
+    collector = LosoCollector.from_parent(session, name="loso", nodeid="loso", gate=config.stash[GATE])
     report = collect_one_node(collector)
     session.ihook.pytest_collectreport(report=report)  # counted and shown like any collection
     items.extend(item for item in report.result if isinstance(item, pytest.Item))

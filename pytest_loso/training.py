@@ -41,6 +41,11 @@ def train(x: np.ndarray, y: np.ndarray, arch: str = "mlp_small", *, steps: int =
         design = np.hstack([x, np.ones((len(x), 1))])
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         return Regressor([(coef[:-1, None], coef[-1:])])
+    # Train on standardised inputs, then fold the scaling into the first layer: the
+    # exported model takes raw libvmaf features, as the team's models do.
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    x = (x - mean) / scale
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *ARCH_HIDDEN[arch], 1]
     params = []
@@ -66,7 +71,9 @@ def train(x: np.ndarray, y: np.ndarray, arch: str = "mlp_small", *, steps: int =
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             params[i] -= lr * (m[i] / (1 - beta1**step)) / (np.sqrt(v[i] / (1 - beta2**step)) + 1e-8)
-    return Regressor([(params[i], params[i + 1]) for i in range(0, len(params), 2)])
+    w0, b0 = params[0] / scale[:, None], params[1] - (mean / scale) @ params[0]
+    layers = [(w0, b0)] + [(params[i], params[i + 1]) for i in range(2, len(params), 2)]
+    return Regressor(layers)
 
 
 def export_onnx(model: Regressor, path: Path, *, external_data: bool = True) -> Path:
