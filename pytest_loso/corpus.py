@@ -25,6 +25,8 @@ from .errors import LosoInputError
 if TYPE_CHECKING:
     import numpy as np
 
+    from .extract import CacheFiller
+
 FEATURE_NAMES = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2")
 
 _DIS_RE = re.compile(r"^(?P<source>[A-Za-z0-9]+)_(?P<quality>\d+)_(?P<height>\d+)_(?P<kbps>\d+)\.yuv$")
@@ -115,8 +117,9 @@ class SourceData:
 
 def _fill_hint(cache_dir: Path) -> str:
     return (
-        f"fill the cache under {cache_dir} with the training pipeline's feature extraction "
-        "(one <dis-stem>.json per distorted clip), or point --loso-cache / $VMAF_TINY_AI_CACHE at a filled cache"
+        f"let the gate compute it with libvmaf (pip install 'pytest-loso[vmaf]', or --loso-vmaf-bin / "
+        f"--loso-ffmpeg, and not --loso-extractor=none), or fill {cache_dir} with the training pipeline's "
+        "feature extraction, or point --loso-cache / $VMAF_TINY_AI_CACHE at a filled cache"
     )
 
 
@@ -158,8 +161,12 @@ def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple
     return feature_array, score_array, names
 
 
-def load_source(corpus: Corpus, source: str, cache_dir: Path) -> SourceData:
-    """Read every cache file of ``source`` and concatenate its frames in pair order."""
+def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFiller | None = None) -> SourceData:
+    """Read every cache file of ``source`` and concatenate its frames in pair order.
+
+    With a ``filler``, a missing cache file is computed with libvmaf and a corrupt one
+    recomputed; without, either is an error that says how to fill the cache.
+    """
     import numpy as np
 
     pairs = corpus.pairs.get(source, ())
@@ -174,15 +181,23 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path) -> SourceData:
     names: tuple[str, ...] | None = None
     for pair in pairs:
         path = pair.cache_path(cache_dir)
+        if filler is not None and not path.is_file():
+            filler.ensure(pair)
         try:
             raw = path.read_bytes()
+            features, scores, file_names = _read_payload(path, raw)
         except FileNotFoundError:
             raise LosoInputError(
                 path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
             ) from None
+        except LosoInputError:
+            if filler is None:
+                raise
+            filler.ensure(pair, replace_corrupt=True)
+            raw = path.read_bytes()
+            features, scores, file_names = _read_payload(path, raw)
         digest.update(f"{source}/{path.name}\0".encode())
         digest.update(hashlib.sha256(raw).digest())
-        features, scores, file_names = _read_payload(path, raw)
         if names is None:
             names = file_names
         elif file_names != names:

@@ -2,40 +2,29 @@
 
 A single libvmaf run with the built-in ``vmaf_v0.6.1`` model yields both the six
 features the tiny models consume (libvmaf names them ``integer_adm2``,
-``integer_vif_scale0..3``, ``integer_motion2``) and the per-frame VMAF target. The
-backend here is an ffmpeg built with the ``libvmaf`` filter; by default the one inside
-the ``imageio-ffmpeg`` wheel (``pip install pytest-loso[vmaf]``).
+``integer_vif_scale0..3``, ``integer_motion2``) and the per-frame VMAF target. Two
+backends: libvmaf's own command-line tool (``$VMAF_BIN`` / ``--loso-vmaf-bin``), or an
+ffmpeg with the ``libvmaf`` filter, by default the one inside the ``imageio-ffmpeg`` wheel
+(``pip install 'pytest-loso[vmaf]'``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .atomic import write_atomically
-from .corpus import FEATURE_NAMES
+from .corpus import FEATURE_NAMES, Pair
 from .errors import LosoInputError
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
-
-
-def find_ffmpeg(explicit: Path | None = None) -> Path:
-    """``explicit``, else the ffmpeg binary shipped in the ``imageio-ffmpeg`` wheel."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise LosoInputError(explicit, "ffmpeg binary not found", "give the path of an ffmpeg built with libvmaf")
-        return explicit
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise LosoInputError(
-            Path("imageio-ffmpeg"),
-            "no ffmpeg with libvmaf available",
-            "pip install 'pytest-loso[vmaf]' (bundles an ffmpeg with libvmaf), or pass --loso-ffmpeg PATH",
-        ) from None
-    return Path(imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def frame_count(path: Path, width: int, height: int) -> int:
@@ -46,12 +35,12 @@ def frame_count(path: Path, width: int, height: int) -> int:
         raise LosoInputError(
             path,
             f"size {size} bytes is not a whole number of {width}x{height} yuv420p frames ({frame_bytes} bytes each)",
-            "give the clip's real frame size with --loso-frame-size WxH (or a per-source override in ini)",
+            "give the clip's real frame size with --loso-frame-size WxH (or a per-source line in loso_frame_sizes)",
         )
     return size // frame_bytes
 
 
-def libvmaf_payload(log: dict, source_desc: str) -> dict:
+def libvmaf_payload(log: dict, dis: Path) -> dict:
     """Turn a libvmaf JSON log into the cache schema the training scripts write."""
     rows, scores = [], []
     for frame in log.get("frames", []):
@@ -60,7 +49,9 @@ def libvmaf_payload(log: dict, source_desc: str) -> dict:
             rows.append([float(metrics[LIBVMAF_NAMES[name]]) for name in FEATURE_NAMES])
             scores.append(float(metrics["vmaf"]))
         except KeyError as exc:
-            raise LosoInputError(Path(source_desc), f"libvmaf output lacks {exc} for frame {frame.get('frameNum')}")
+            raise LosoInputError(dis, f"libvmaf output lacks {exc} for frame {frame.get('frameNum')}") from None
+    if not scores:
+        raise LosoInputError(dis, "libvmaf scored no frames")
     pooled = log.get("pooled_metrics", {}).get("vmaf", {}).get("mean")
     return {
         "features": {"feature_names": list(FEATURE_NAMES), "per_frame": rows, "n_frames": len(rows)},
@@ -68,33 +59,153 @@ def libvmaf_payload(log: dict, source_desc: str) -> dict:
     }
 
 
-def ffmpeg_command(ffmpeg: Path, ref: Path, dis: Path, width: int, height: int, log_path: Path) -> list[str]:
-    raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}"]
-    # libvmaf's first input is the distorted clip, the second the reference.
-    graph = f"[0:v][1:v]libvmaf=model=version=vmaf_v0.6.1:log_fmt=json:log_path={log_path}:n_threads=1"
-    return [str(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error",
-            *raw, "-i", str(dis), *raw, "-i", str(ref), "-lavfi", graph, "-f", "null", "-"]
+@dataclass(frozen=True)
+class Extractor:
+    """A libvmaf backend: ``kind`` "ffmpeg" (the libvmaf filter) or "vmaf" (libvmaf's own CLI)."""
 
+    kind: str
+    binary: Path
 
-def extract_pair(ref: Path, dis: Path, width: int, height: int, *, ffmpeg: Path) -> dict:
-    """Run libvmaf once on ``(ref, dis)`` and return the cache payload."""
-    frame_count(ref, width, height)
-    frame_count(dis, width, height)
-    with tempfile.TemporaryDirectory(prefix="loso-vmaf-") as tmp:
-        log_path = Path(tmp) / "vmaf.json"
-        command = ffmpeg_command(ffmpeg, ref, dis, width, height, log_path)
+    def command(self, ref: Path, dis: Path, width: int, height: int, log_path: Path) -> list[str]:
+        if self.kind == "vmaf":
+            return [str(self.binary), "-r", str(ref), "-d", str(dis), "-w", str(width), "-h", str(height),
+                    "-p", "420", "-b", "8", "--threads", "1", "--json", "-o", str(log_path),
+                    "-m", "version=vmaf_v0.6.1"]
+        raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}"]
+        # libvmaf's first input is the distorted clip, the second the reference.
+        graph = f"[0:v][1:v]libvmaf=model=version=vmaf_v0.6.1:log_fmt=json:log_path={log_path}:n_threads=1"
+        return [str(self.binary), "-nostdin", "-hide_banner", "-loglevel", "error",
+                *raw, "-i", str(dis), *raw, "-i", str(ref), "-lavfi", graph, "-f", "null", "-"]
+
+    def version(self) -> str:
+        flag = "--version" if self.kind == "vmaf" else "-version"
         try:
-            run = subprocess.run(command, capture_output=True, text=True, check=False)
-        except OSError as exc:
-            raise LosoInputError(ffmpeg, f"cannot run ffmpeg: {exc}") from None
-        if run.returncode != 0 or not log_path.is_file():
-            raise LosoInputError(
-                dis,
-                f"libvmaf failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}\n  command: {' '.join(command)}",
-            )
-        return libvmaf_payload(json.loads(log_path.read_text()), str(dis))
+            run = subprocess.run([str(self.binary), flag], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"unavailable ({exc})"
+        text = (run.stdout or run.stderr).strip()
+        return text.splitlines()[0] if text else ""
+
+    def run(self, ref: Path, dis: Path, width: int, height: int) -> dict:
+        """One libvmaf pass on ``(ref, dis)``: the cache payload, features and VMAF together."""
+        frame_count(ref, width, height)
+        frame_count(dis, width, height)
+        with tempfile.TemporaryDirectory(prefix="loso-vmaf-") as tmp:
+            log_path = Path(tmp) / "vmaf.json"
+            command = self.command(ref, dis, width, height, log_path)
+            try:
+                run = subprocess.run(command, capture_output=True, text=True, check=False)
+            except OSError as exc:
+                raise LosoInputError(
+                    dis,
+                    f"cannot run libvmaf: {exc}\n  command: {' '.join(command)}",
+                    "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
+                ) from None
+            if run.returncode != 0 or not log_path.is_file():
+                raise LosoInputError(
+                    dis,
+                    f"libvmaf failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}"
+                    f"\n  command: {' '.join(command)}",
+                )
+            return libvmaf_payload(json.loads(log_path.read_text()), dis)
+
+
+def resolve_extractor(kind: str, vmaf_bin: Path | None = None, ffmpeg: Path | None = None) -> Extractor | None:
+    """The backend to fill a cold cache with, or ``None`` (kind "none", or nothing available).
+
+    "auto" prefers libvmaf's CLI when one is given ($VMAF_BIN or --loso-vmaf-bin), then an
+    explicit ffmpeg, then the ffmpeg inside the imageio-ffmpeg wheel.
+    """
+    if vmaf_bin is None and os.environ.get("VMAF_BIN"):
+        vmaf_bin = Path(os.environ["VMAF_BIN"])
+    if kind == "none":
+        return None
+    if kind == "vmaf" or (kind == "auto" and vmaf_bin is not None):
+        return Extractor("vmaf", vmaf_bin or Path("vmaf"))
+    if ffmpeg is not None:
+        return Extractor("ffmpeg", ffmpeg)
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        # An explicit "ffmpeg" takes it from PATH (a missing one fails with the command line).
+        return Extractor("ffmpeg", Path("ffmpeg")) if kind == "ffmpeg" else None
+    return Extractor("ffmpeg", Path(imageio_ffmpeg.get_ffmpeg_exe()))
 
 
 def write_cache(path: Path, payload: dict) -> None:
     """Write one pair's cache file atomically: it is whole or absent, whatever kills the run."""
     write_atomically(path, json.dumps(payload))
+
+
+def is_valid_cache(path: Path) -> bool:
+    try:
+        payload = json.loads(path.read_bytes())
+        return isinstance(payload["features"]["per_frame"], list) and isinstance(payload["scores"]["per_frame"], list)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+class CacheFiller:
+    """Computes missing (or corrupt) cache files, each exactly once across processes.
+
+    A lock file per cache entry (``<stem>.json.lock``) makes concurrent pytest processes and
+    xdist workers wait for the one computing it and then read its result; the write itself
+    is atomic, so a killed run leaves a whole cache file or none.
+    """
+
+    def __init__(self, extractor: Extractor, cache_dir: Path, frame_size: Callable[[str], tuple[int, int]]) -> None:
+        self.extractor = extractor
+        self.cache_dir = cache_dir
+        self.frame_size = frame_size
+        self.computed: list[str] = []
+        self.recomputed: list[str] = []  # corrupt files replaced, for the report
+        self._failed: dict[Path, LosoInputError] = {}
+
+    def ensure(self, pair: Pair, *, replace_corrupt: bool = False) -> bool:
+        """Make ``pair``'s cache file exist and parse; True when this process computed it."""
+        try:
+            from filelock import FileLock
+        except ImportError:
+            raise LosoInputError(
+                Path("filelock"), "filling the cache needs the filelock package", "pip install 'pytest-loso[vmaf]'"
+            ) from None
+        path = pair.cache_path(self.cache_dir)
+        if path in self._failed:
+            raise self._failed[path]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.is_file() and (not replace_corrupt or is_valid_cache(path)):
+                return False  # present, or another process repaired it while we waited
+            width, height = self.frame_size(pair.source)
+            try:
+                payload = self.extractor.run(pair.ref_path, pair.dis_path, width, height)
+            except LosoInputError as exc:
+                self._failed[path] = exc
+                raise
+            write_cache(path, payload)
+        (self.recomputed if replace_corrupt else self.computed).append(str(path))
+        return True
+
+    def fill(self, pairs: list[Pair], jobs: int, progress: Callable[[str], None] | None = None) -> int:
+        """Compute the pairs whose cache file is missing, ``jobs`` at a time; returns how many failed.
+
+        Failures are remembered: the tests that need such a pair fail with libvmaf's message.
+        """
+        missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()]
+        if not missing:
+            return 0
+        started, done, failed = time.monotonic(), 0, 0
+        if progress:
+            progress(f"loso: computing {len(missing)} missing cache files with {self.extractor.kind} "
+                     f"({self.extractor.binary}), {jobs} at a time")
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(self.ensure, pair): pair for pair in missing}
+            for future in as_completed(futures):
+                done += 1
+                failed += future.exception() is not None
+                if progress:
+                    elapsed = time.monotonic() - started
+                    eta = elapsed / done * (len(missing) - done)
+                    progress(f"loso: libvmaf {done}/{len(missing)} pairs, {failed} failed, "
+                             f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s ({futures[future].dis_path.name})")
+        return failed

@@ -12,9 +12,11 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
 from .errors import LosoInputError
+from .extract import CacheFiller, resolve_extractor
 from .metrics import score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
@@ -50,11 +52,34 @@ class Gate:
 
     def __init__(self, options: GateOptions) -> None:
         self.options = options
-        self.store = SourceStore(lambda source: load_source(self.corpus, source, options.cache_dir))
+        self.store = SourceStore(lambda source: load_source(self.corpus, source, options.cache_dir, self.filler))
 
     @cached_property
     def corpus(self) -> Corpus:
         return discover_corpus(self.options.data_root)
+
+    @cached_property
+    def filler(self) -> CacheFiller | None:
+        """Fills missing cache files with libvmaf, when an extractor is configured or available."""
+        options = self.options
+        extractor = resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg)
+        return CacheFiller(extractor, options.cache_dir, options.frame_size_of) if extractor else None
+
+    def prefill(self, progress: Callable[[str], None] | None) -> None:
+        """Compute every missing cache file of the corpus up front, ``jobs`` libvmaf runs at a time."""
+        if self.filler is not None:
+            pairs = [pair for source in self.corpus.sources for pair in self.corpus.pairs[source]]
+            self.filler.fill(pairs, self.options.jobs, progress)
+
+    def extraction(self) -> dict:
+        """What this process computed with libvmaf, for the report."""
+        if self.filler is None:
+            return {"extractor": None, "computed": [], "recomputed": []}
+        return {
+            "extractor": {"kind": self.filler.extractor.kind, "path": str(self.filler.extractor.binary)},
+            "computed": list(self.filler.computed),
+            "recomputed": list(self.filler.recomputed),
+        }
 
     def plan(self) -> list[Check]:
         """Every fold of every selected architecture over the discovered sources, then the baselines."""
@@ -109,6 +134,12 @@ class Gate:
         """
         if check_.problem:
             raise LosoInputError(check_.model_path, check_.problem)
+        try:
+            self._score(check_, result)
+        finally:
+            result["extraction"] = self.extraction()
+
+    def _score(self, check_: Check, result: dict) -> None:
         model = load_model(check_.model_path)
         result["models"] = {str(model.path): _model_provenance(model)}
         if check_.kind == "fold":

@@ -8,7 +8,9 @@ This module imports nothing heavy: it runs in every pytest session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,8 @@ _PATH_OPTIONS = [
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
     ("--loso-baseline", "paths", "baseline ONNX scored on every source and their concatenation (repeatable)"),
     ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
+    ("--loso-vmaf-bin", "string", "libvmaf's vmaf tool, to fill a cold cache (default: $VMAF_BIN)"),
+    ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
 ]
 _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
@@ -59,6 +63,19 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
     group.addoption(
+        "--loso-extractor",
+        choices=["auto", "ffmpeg", "vmaf", "none"],
+        default=None,
+        help="how to fill missing cache files: libvmaf's CLI, ffmpeg's libvmaf filter, or not at all "
+        "(default auto: the CLI when given, else ffmpeg when available)",
+    )
+    parser.addini("loso_extractor", "auto, ffmpeg, vmaf or none", default="auto")
+    group.addoption("--loso-frame-size", default=None, help="frame size of the raw YUVs, WxH (default 1920x1080)")
+    parser.addini("loso_frame_size", "frame size of the raw YUVs, WxH", default="1920x1080")
+    parser.addini("loso_frame_sizes", "per-source frame sizes, one 'Source: WxH' a line", type="linelist")
+    group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
+    parser.addini("loso_jobs", "libvmaf runs at once (default: number of CPUs)", default=None)
+    group.addoption(
         "--loso-example",
         action="store_true",
         default=False,
@@ -76,6 +93,15 @@ class GateOptions:
     report_dir: Path
     thresholds: Thresholds
     example: bool = False
+    extractor: str = "auto"
+    vmaf_bin: Path | None = None
+    ffmpeg: Path | None = None
+    frame_size: tuple[int, int] = (1920, 1080)
+    frame_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    jobs: int = 1
+
+    def frame_size_of(self, source: str) -> tuple[int, int]:
+        return self.frame_sizes.get(source, self.frame_size)
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +112,12 @@ class GateOptions:
             "archs": list(self.archs),
             "report_dir": str(self.report_dir),
             "example": self.example,
+            "extractor": self.extractor,
+            "vmaf_bin": str(self.vmaf_bin) if self.vmaf_bin else None,
+            "ffmpeg": str(self.ffmpeg) if self.ffmpeg else None,
+            "frame_size": "x".join(map(str, self.frame_size)),
+            "frame_sizes": {s: "x".join(map(str, v)) for s, v in sorted(self.frame_sizes.items())},
+            "jobs": self.jobs,
         }
 
 
@@ -111,6 +143,27 @@ def _path(config: pytest.Config, option: str) -> Path | None:
 def _value(config: pytest.Config, option: str) -> str | None:
     cli = config.getoption(ini_key(option))
     return cli if cli is not None else config.getini(ini_key(option))
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+def parse_frame_size(text: str, where: str) -> tuple[int, int]:
+    match = _SIZE_RE.match(text)
+    if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
+        raise pytest.UsageError(f"{where}: {text!r} is not an even frame size WxH such as 1920x1080")
+    return int(match[1]), int(match[2])
+
+
+def _frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
+    sizes = {}
+    for line in lines:
+        source, sep, size = line.partition(":")
+        if line.strip():
+            if not sep:
+                raise pytest.UsageError(f"loso_frame_sizes: {line!r} is not 'Source: WxH'")
+            sizes[source.strip()] = parse_frame_size(size, f"loso_frame_sizes ({source.strip()})")
+    return sizes
 
 
 def read_options(config: pytest.Config) -> GateOptions | None:
@@ -151,6 +204,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     report_dir = _path(config, "--loso-report") or config.rootpath / "runs" / "loso_eval"
+    jobs = _value(config, "--loso-jobs")
     return GateOptions(
         loso_dirs=tuple(loso_dirs),
         data_root=data_root,
@@ -160,4 +214,10 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         report_dir=report_dir,
         thresholds=thresholds,
         example=example,
+        extractor=_value(config, "--loso-extractor"),
+        vmaf_bin=_path(config, "--loso-vmaf-bin"),
+        ffmpeg=_path(config, "--loso-ffmpeg"),
+        frame_size=parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
+        frame_sizes=_frame_sizes(config.getini("loso_frame_sizes")),
+        jobs=int(jobs) if jobs else (os.cpu_count() or 1),
     )

@@ -33,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ResultListener(config.stash[RESULTS]), "loso-results")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fill a cold cache before any test runs (and, under xdist, before workers start)."""
+    config = session.config
+    if GATE not in config.stash or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    quiet = config.get_verbosity() < 0
+    writer = config.get_terminal_writer()
+    config.stash[GATE].prefill(None if quiet else writer.line)
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     if GATE not in config.stash:
         return None
@@ -79,7 +89,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if RESULTS not in config.stash or config.option.collectonly:
         return
     results = config.stash[RESULTS]
-    results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+    results.build(
+        [str(a) for a in config.invocation_params.args], config.invocation_params.dir, config.stash[GATE].extraction()
+    )
     results.write()
     if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

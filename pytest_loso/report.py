@@ -89,7 +89,7 @@ class SessionResults:
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
 
-    def build(self, argv: list[str], cwd: Path) -> dict:
+    def build(self, argv: list[str], cwd: Path, extraction: dict) -> dict:
         """Aggregate per architecture and assemble the whole report."""
         results = sorted(self.results.values(), key=lambda r: r["name"])
         archs: dict[str, dict] = {}
@@ -121,6 +121,10 @@ class SessionResults:
         for r in results:
             sources.update(r.get("sources", {}))
             models.update(r.get("models", {}))
+        computed, recomputed = set(extraction["computed"]), set(extraction["recomputed"])
+        for r in results:
+            computed.update(r.get("extraction", {}).get("computed", []))
+            recomputed.update(r.get("extraction", {}).get("recomputed", []))
         for r in results:  # models that failed to load still get their file's hash
             models.setdefault(r["model_path"], {"sha256": _sha256(Path(r["model_path"]))})
         fingerprint = hashlib.sha256(
@@ -156,6 +160,7 @@ class SessionResults:
                     "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
                     "files": sum(v["cache_files"] for v in sources.values()),
                 },
+                "extraction": _extraction_provenance(extraction["extractor"], computed, recomputed, sources),
                 "git": _git(cwd),
                 "versions": _versions(),
                 "items_run": len(results),
@@ -174,6 +179,23 @@ class SessionResults:
         write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
         write_atomically(md_path, render_markdown(self.report))
         return [json_path, md_path]
+
+
+def _extraction_provenance(extractor: dict | None, computed: set, recomputed: set, sources: dict) -> dict:
+    """Which libvmaf filled the cache, and how many pairs it computed versus read."""
+    from .extract import Extractor
+
+    files = sum(v["cache_files"] for v in sources.values())
+    done = len(computed | recomputed)
+    described = None
+    if extractor is not None:
+        described = dict(extractor, version=Extractor(extractor["kind"], Path(extractor["path"])).version())
+    return {
+        "extractor": described,
+        "pairs_computed": done,
+        "pairs_read_from_cache": max(files - done, 0),
+        "corrupt_recomputed": sorted(recomputed),
+    }
 
 
 def _iso(timestamp: float) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_loso.corpus import discover_corpus, load_source
-from pytest_loso.extract import extract_pair, find_ffmpeg, write_cache
+from pytest_loso.extract import resolve_extractor, write_cache
 from pytest_loso.training import export_onnx, train
 
 WIDTH, HEIGHT, FPS, FRAMES = 64, 48, 24, 20
@@ -63,7 +63,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "pytest_loso" / "example")
     args = parser.parse_args()
     out: Path = args.out
-    ffmpeg = find_ffmpeg()
+    extractor = resolve_extractor("ffmpeg")  # the ffmpeg with libvmaf inside the imageio-ffmpeg wheel
+    ffmpeg = extractor.binary
     shutil.rmtree(out, ignore_errors=True)
     corpus, cache, folds, baselines, work = (out / n for n in ("corpus", "cache", "folds", "baselines", ".work"))
     for folder in (corpus / "ref", corpus / "dis", work):
@@ -74,7 +75,7 @@ def main() -> int:
     found = discover_corpus(corpus)
     for source, pairs in found.pairs.items():
         for pair in pairs:
-            write_cache(pair.cache_path(cache), extract_pair(pair.ref_path, pair.dis_path, WIDTH, HEIGHT, ffmpeg=ffmpeg))
+            write_cache(pair.cache_path(cache), extractor.run(pair.ref_path, pair.dis_path, WIDTH, HEIGHT))
             print(f"libvmaf: {pair.dis_path.name}")
     data = {source: load_source(found, source, cache) for source in found.sources}
 
