@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,17 +196,20 @@ class CacheFiller:
         if not missing:
             return 0
         started, done, failed = time.monotonic(), 0, 0
+        left = Counter(p.source for p in missing)
         if progress:
-            progress(f"loso: computing {len(missing)} missing cache files with {self.extractor.kind} "
-                     f"({self.extractor.binary}), {jobs} at a time")
+            progress(f"loso: computing {len(missing)} missing cache files of {len(left)} sources with "
+                     f"{self.extractor.kind} ({self.extractor.binary}), {jobs} at a time")
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(self.ensure, pair): pair for pair in missing}
             for future in as_completed(futures):
+                source = futures[future].source
                 done += 1
                 failed += future.exception() is not None
-                if progress:
+                left[source] -= 1
+                if progress and not left[source]:  # a line per source, as each completes
                     elapsed = time.monotonic() - started
                     eta = elapsed / done * (len(missing) - done)
-                    progress(f"loso: libvmaf {done}/{len(missing)} pairs, {failed} failed, "
-                             f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s ({futures[future].dis_path.name})")
+                    progress(f"loso: libvmaf {done}/{len(missing)} pairs ({source} done), {failed} failed, "
+                             f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s")
         return failed
