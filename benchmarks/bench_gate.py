@@ -1,0 +1,382 @@
+"""Benchmark the LOSO gate end to end: wall time and peak memory of a real ``pytest`` run.
+
+For each corpus size (default 9, 100 and 1,000 sources, 8 pairs x 150 frames = 1,200
+frames per source) the script writes a synthetic corpus, feature cache, one
+``mlp_small`` fold model per source and two baselines, then runs the gate as a separate
+process, exactly as a user would::
+
+    python -m pytest -q -p no:cacheprovider --loso-dir=... --data-root=... --loso-cache=...
+        --loso-baseline=... --loso-baseline=... --loso-report=...
+
+and prints a table of wall time (best / median over ``--repeat`` runs), peak resident
+memory and seconds per source, the 1,000-vs-100 per-source ratio (linearity), and the
+targets (9 sources + 2 baselines < 1.5 s; 1,000 sources < 30 s). With pytest-xdist
+installed the largest corpus is also timed with ``-n 2``; ``--profile`` adds a cProfile
+of the in-process gate on the largest corpus.
+
+It is a measurement, not a test: it exits 0 whether or not the targets are met, and 1
+only when the gate itself fails (pytest exits non-zero), after printing its output tail.
+
+Isolation: pytest runs from an empty folder holding an empty ``pytest.ini`` (so no ini
+file, conftest or test file of whatever folder ``--workdir`` is in is picked up, and the
+corpus itself is not walked for tests), with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` and the
+plugin loaded explicitly by ``-p pytest_loso.plugin`` (``-p xdist`` for the ``-n`` run),
+and ``PYTEST_ADDOPTS`` removed, so unrelated plugins installed in the environment cost
+nothing. ``--autoload`` measures with every installed plugin instead, as a user's plain
+``pytest`` would.
+
+Measurement: wall time is ``time.perf_counter()`` around the whole child process (Python
+start-up, imports, collection, scoring, report writing). Peak memory is the child's own
+``ru_maxrss`` from ``os.wait4`` on that one child, so earlier runs never pollute it (unlike
+``getrusage(RUSAGE_CHILDREN)`` in this process, which is a maximum over every child
+so far). Under xdist it is the largest single process (controller or a worker), not
+their sum.
+
+Usage::
+
+    /tmp/venv/bin/python benchmarks/bench_gate.py [--sizes 9,100,1000] [--repeat 3]
+        [--workdir DIR] [--keep] [--profile] [--autoload]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pytest_loso.training import export_onnx, synthetic_corpus, synthetic_source, train
+
+TARGETS = {9: 1.5, 1000: 30.0}  # sources -> wall-time budget in seconds (fold items + 2 baselines)
+ARCH = "mlp_small"
+TAIL_LINES = 40
+
+
+@dataclass
+class Run:
+    wall: float  # seconds
+    peak_mb: float
+    returncode: int
+    log: Path
+    passed: int = 0
+    failed: int = 0
+
+
+@dataclass
+class SizeResult:
+    sources: int
+    frames: int
+    runs: list[Run] = field(default_factory=list)
+    generate_s: float = 0.0
+
+    @property
+    def items(self) -> int:
+        return self.runs[-1].passed + self.runs[-1].failed
+
+    @property
+    def best(self) -> float:
+        return min(r.wall for r in self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.wall for r in self.runs)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(r.peak_mb for r in self.runs)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def train_models(pairs: int, frames: int) -> tuple[object, object]:
+    """ONE small ``mlp_small`` (and a linear model for the second baseline), not one per fold.
+
+    Training 1,000 real LOSO models would take far longer than the gate; the gate's cost
+    does not depend on the weights (same graph, same sizes, same bytes to hash), so every
+    fold gets this model with its weights perturbed slightly (see :func:`write_folds`).
+    It is fitted on a subsample of the first 9 sources. 300 Adam steps, not 50: at 50
+    steps the model's RMSE (~21) breaks the gate's default ``max_rmse`` of 20, so the run
+    would measure the failure path and exit non-zero.
+    """
+    data = [p for i in range(9) for p in synthetic_source(i, pairs, frames)]
+    x = np.concatenate([p[0] for p in data])[::3]
+    y = np.concatenate([p[1] for p in data])[::3]
+    return train(x, y, ARCH, steps=300), train(x, y, "linear")
+
+
+def write_folds(folds: Path, sources: list[str], model: object, scratch: Path) -> None:
+    """``fold_<Source>/mlp_small_final.onnx`` + ``.onnx.data`` for every source, fast.
+
+    The model is exported once; each fold gets a byte copy of the ``.onnx`` (its
+    external-data location names ``mlp_small_final.onnx.data``, the same in every fold)
+    and a ``.data`` blob whose float32 weights are scaled by ``1 + 1e-3 * N(0, 1)``, so
+    every fold file has its own hash, as real folds do, at the cost of a numpy multiply.
+    """
+    import onnx
+
+    base = export_onnx(model, scratch / f"{ARCH}_final.onnx")  # type: ignore[arg-type]
+    onnx_bytes = base.read_bytes()
+    blob = np.frombuffer((scratch / f"{ARCH}_final.onnx.data").read_bytes(), dtype=np.uint8)
+    regions = []  # (offset, length) in bytes of every float32 tensor in the blob
+    for tensor in onnx.load(str(base), load_external_data=False).graph.initializer:
+        entry = {e.key: e.value for e in tensor.external_data}
+        regions.append((int(entry.get("offset", 0)), int(entry["length"])))
+    for index, source in enumerate(sources):
+        fold = folds / f"fold_{source}"
+        fold.mkdir(parents=True, exist_ok=True)
+        (fold / f"{ARCH}_final.onnx").write_bytes(onnx_bytes)
+        data = blob.copy()
+        rng = np.random.default_rng([7, index])
+        for offset, length in regions:
+            weights = data[offset : offset + length].view(np.float32)
+            weights *= (1 + 1e-3 * rng.standard_normal(weights.size)).astype(np.float32)
+        (fold / f"{ARCH}_final.onnx.data").write_bytes(data.tobytes())
+
+
+def generate(root: Path, n_sources: int, pairs: int, frames: int, models: tuple[object, object]) -> float:
+    """Write corpus, cache, folds and baselines under ``root`` (skipped when already there)."""
+    stamp = {"sources": n_sources, "pairs": pairs, "frames": frames, "arch": ARCH, "version": 1}
+    marker = root / "complete.json"
+    if marker.is_file() and json.loads(marker.read_text()) == stamp:
+        return 0.0
+    if root.exists():
+        shutil.rmtree(root)
+    start = time.perf_counter()
+    # The library's own writer: json.dumps of lists, one file per pair; empty placeholder YUVs.
+    synthetic_corpus(root, n_sources, pairs_per_source=pairs, frames=frames)
+    sources = [f"Src{i:04d}" for i in range(n_sources)]
+    write_folds(root / "folds", sources, models[0], root / "scratch")
+    export_onnx(models[0], root / "baselines" / "mlp_ref.onnx")  # type: ignore[arg-type]
+    export_onnx(models[1], root / "baselines" / "linear_ref.onnx")  # type: ignore[arg-type]
+    run_dir = root / "run"
+    run_dir.mkdir()
+    (run_dir / "pytest.ini").write_text("[pytest]\n")  # rootdir here: no outer ini/conftest
+    marker.write_text(json.dumps(stamp))
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- running
+
+
+def child_env(autoload: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTEST_PLUGINS", None)
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    else:
+        env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    return env
+
+
+def pytest_args(root: Path, autoload: bool, xdist: int = 0, gate: bool = True) -> list[str]:
+    args = ["-q", "-p", "no:cacheprovider"]
+    if not autoload:
+        args += ["-p", "pytest_loso.plugin"]
+        if xdist:
+            args += ["-p", "xdist"]
+    if xdist:
+        args += ["-n", str(xdist)]
+    if gate:
+        baselines = sorted((root / "baselines").glob("*.onnx"))
+        args += [
+            f"--loso-dir={root / 'folds'}",
+            f"--data-root={root / 'corpus'}",
+            f"--loso-cache={root / 'cache'}",
+            *[f"--loso-baseline={b}" for b in baselines],
+            f"--loso-report={root / 'report'}",
+        ]
+    return args
+
+
+def measure(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
+    """Run ``cmd`` in a fresh child; wall time around it, peak RSS from ``wait4`` on that child."""
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    run = Run(wall, usage.ru_maxrss * scale / 2**20, child.returncode, log)
+    text = log.read_text(errors="replace")
+    for count, word in re.findall(r"(\d+) (passed|failed|errors?)\b", text[-4000:]):
+        if word == "passed":
+            run.passed = int(count)
+        else:
+            run.failed += int(count)
+    return run
+
+
+def fail(run: Run, what: str) -> None:
+    lines = run.log.read_text(errors="replace").splitlines()
+    print(f"\nthe gate FAILED ({what}: pytest exit {run.returncode}); last {TAIL_LINES} lines of {run.log}:")
+    for line in lines[-TAIL_LINES:]:
+        print("  | " + line)
+    sys.exit(1)
+
+
+def profile(root: Path, env: dict[str, str], autoload: bool, out: Path) -> None:
+    """cProfile of the gate in one process (imports, collection, scoring, report): top 25."""
+    import pstats
+
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pytest", *pytest_args(root, autoload)]
+    run = measure(cmd, root / "run", env, root / "profile.log")
+    if run.returncode != 0:
+        fail(run, "profiled run")
+    print(f"\ncProfile of the in-process gate, {root.name} ({run.wall:.2f} s under the profiler): {out}")
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("cumulative").print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_repeat(text: str | None, sizes: list[int]) -> dict[int, int]:
+    """``3`` (every size) or ``9:3,100:1``; default 3 below 100 sources, else 1."""
+    repeat = {n: 3 if n < 100 else 1 for n in sizes}
+    if text:
+        if ":" not in text:
+            return {n: int(text) for n in sizes}
+        for part in text.split(","):
+            size, count = part.split(":")
+            repeat[int(size)] = int(count)
+    return repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="9,100,1000", help="corpus sizes in sources (default 9,100,1000)")
+    parser.add_argument("--repeat", default=None, help="runs per size: N, or SIZE:N,... (default 3 for <100, else 1)")
+    parser.add_argument("--pairs", type=int, default=8, help="pairs per source (default 8)")
+    parser.add_argument("--frames", type=int, default=150, help="frames per pair (default 150)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where corpora go (kept; reused when complete)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--no-xdist", action="store_true", help="skip the -n 2 run")
+    parser.add_argument("--profile", action="store_true", help="cProfile the gate on the largest corpus")
+    parser.add_argument("--autoload", action="store_true", help="let every installed pytest plugin load")
+    args = parser.parse_args()
+
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    repeat = parse_repeat(args.repeat, sizes)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="loso-bench-"))
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = child_env(args.autoload)
+    try:
+        run_all(args, sizes, repeat, workdir, env)
+    finally:
+        if args.workdir is None and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"\ncorpora kept in {workdir}")
+
+
+def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], workdir: Path,
+            env: dict[str, str]) -> None:
+    import platform
+
+    import pytest
+
+    print(f"pytest-loso gate benchmark: python {platform.python_version()}, pytest {pytest.__version__}, "
+          f"{os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"workdir {workdir}; {args.pairs} pairs x {args.frames} frames per source; "
+          f"plugins: {'autoloaded' if args.autoload else 'autoload off, -p pytest_loso.plugin'}")
+
+    start = time.perf_counter()
+    models = train_models(args.pairs, args.frames)
+    print(f"trained one {ARCH} + one linear model in {time.perf_counter() - start:.2f} s")
+
+    # Fixed cost: pytest start-up with the plugin loaded and the gate off (exit 5: nothing collected).
+    floor_root = workdir / "floor"
+    (floor_root / "run").mkdir(parents=True, exist_ok=True)
+    (floor_root / "run" / "pytest.ini").write_text("[pytest]\n")
+    floor_cmd = [sys.executable, "-m", "pytest", *pytest_args(floor_root, args.autoload, gate=False)]
+    floor = min(
+        (measure(floor_cmd, floor_root / "run", env, floor_root / f"floor{i}.log") for i in range(3)),
+        key=lambda r: r.wall,
+    )
+
+    results: dict[int, SizeResult] = {}
+    for n in sizes:
+        root = workdir / f"n{n}"
+        generated = generate(root, n, args.pairs, args.frames, models)
+        result = SizeResult(n, n * args.pairs * args.frames, generate_s=generated)
+        cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload)]
+        for i in range(repeat[n]):
+            run = measure(cmd, root / "run", env, root / f"run{i}.log")
+            if run.returncode != 0:
+                fail(run, f"{n} sources, run {i + 1}")
+            result.runs.append(run)
+        results[n] = result
+        note = f"generated in {generated:.1f} s" if generated else "corpus reused"
+        print(f"  {n:>5} sources: {', '.join(f'{r.wall:.2f}' for r in result.runs)} s  ({note})")
+
+    xdist_run = None
+    largest = sizes[-1] if sizes else None
+    if largest and not args.no_xdist:
+        if importlib.util.find_spec("xdist") is None:
+            print("pytest-xdist not installed: no -n 2 run")
+        else:
+            root = workdir / f"n{largest}"
+            cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload, xdist=2)]
+            xdist_run = measure(cmd, root / "run", env, root / "run_xdist.log")
+            if xdist_run.returncode != 0:
+                fail(xdist_run, f"{largest} sources with -n 2")
+
+    # ------------------------------------------------------------------ report
+    print()
+    header = f"{'sources':>7} {'frames':>10} {'items':>6} {'wall best s':>11} {'median s':>9} " \
+             f"{'peak MB':>8} {'s/source':>9} {'net s/source':>12}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'0':>7} {'-':>10} {'0':>6} {floor.wall:>11.3f} {'':>9} {floor.peak_mb:>8.1f} {'':>9} {'':>12}"
+          "   pytest start-up, plugin loaded, gate off")
+    for n, r in results.items():
+        net = (r.best - floor.wall) / n
+        print(f"{n:>7} {r.frames:>10,} {r.items:>6} {r.best:>11.3f} {r.median:>9.3f} {r.peak_mb:>8.1f} "
+              f"{r.best / n:>9.4f} {net:>12.4f}   ({len(r.runs)} run{'s' if len(r.runs) > 1 else ''})")
+    if xdist_run is not None:
+        n = largest
+        print(f"{n:>7} {results[n].frames:>10,} {xdist_run.passed + xdist_run.failed:>6} {xdist_run.wall:>11.3f} "
+              f"{'':>9} {xdist_run.peak_mb:>8.1f} {xdist_run.wall / n:>9.4f} "
+              f"{(xdist_run.wall - floor.wall) / n:>12.4f}   -n 2 (peak = largest single process); "
+              f"speed-up x{results[n].best / xdist_run.wall:.2f}")
+    print("net s/source = (best wall - start-up floor) / sources")
+
+    if 100 in results and 1000 in results:
+        raw = (results[1000].best / 1000) / (results[100].best / 100)
+        net = ((results[1000].best - floor.wall) / 1000) / ((results[100].best - floor.wall) / 100)
+        marginal = (results[1000].best - results[100].best) / 900
+        print(f"\nlinearity, time per source 1000 vs 100: x{raw:.2f} raw, x{net:.2f} net of start-up "
+              f"(1.00 = linear); marginal cost 100->1000: {marginal * 1000:.1f} ms/source")
+
+    print("\ntargets:")
+    for n, budget in TARGETS.items():
+        if n in results:
+            best = results[n].best
+            verdict = "MET" if best < budget else "NOT MET"
+            print(f"  {n:>5} sources + 2 baselines < {budget:g} s: best {best:.2f} s, "
+                  f"median {results[n].median:.2f} s -> {verdict}")
+        else:
+            print(f"  {n:>5} sources + 2 baselines < {budget:g} s: not measured (--sizes)")
+
+    if args.profile and largest:
+        profile(workdir / f"n{largest}", env, args.autoload, workdir / f"gate_n{largest}.prof")
+
+
+if __name__ == "__main__":
+    main()
