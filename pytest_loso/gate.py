@@ -12,15 +12,20 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
 from .errors import LosoInputError
 from .extract import CacheFiller, resolve_extractor
-from .metrics import score
+from .compare import accepted_metrics, compare, load_accepted
+from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
 from .thresholds import check
+
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class LosoDataWarning(UserWarning):
@@ -139,15 +144,20 @@ class Gate:
         finally:
             result["extraction"] = self.extraction()
 
+    @cached_property
+    def accepted(self) -> dict | None:
+        """The accepted report to compare with (read once per process), if any."""
+        path = self.options.compare
+        return load_accepted(path) if path is not None and path.is_file() else None
+
     def _score(self, check_: Check, result: dict) -> None:
         model = load_model(check_.model_path)
         result["models"] = {str(model.path): _model_provenance(model)}
         if check_.kind == "fold":
             assert check_.source is not None
             data = self._source(check_.source, result)
-            result["metrics"] = score(
-                model.predict(data.features), data.scores, model_path=model.path, target_desc=f"source {data.source}"
-            )
+            result["metrics"] = self._metrics(model, data.features, data.scores, data.pair_frames,
+                                              f"source {data.source}", result)
             bounds = self.options.thresholds.for_source(check_.source)
             subject = f"{check_.arch} fold {check_.source}"
         else:
@@ -157,9 +167,34 @@ class Gate:
         metrics = result["metrics"]
         violations = check(metrics, bounds)
         result["violations"] = [v.sentence() for v in violations]
-        if violations:
-            lines = [f"{subject}: {v.sentence()} (n={metrics['n']} frames)" for v in violations]
+        lines = [f"{subject}: {v.sentence()} (n={metrics['n']} frames)" for v in violations]
+        if self.accepted is not None:
+            before = accepted_metrics(self.accepted, check_.kind, check_.arch, check_.label, check_.source)
+            changes = compare(before or {}, metrics, self.options.max_drop, mode=self.options.compare_mode,
+                              intervals=metrics.get("ci"))
+            result["comparison"] = [c.to_json() for c in changes] if before else None
+            who = f"{check_.source} ({check_.arch})" if check_.kind == "fold" else f"baseline {check_.label}"
+            lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
+        if lines:
             raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")
+
+    def _metrics(self, model: OnnxModel, features: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...],
+                 desc: str, result: dict) -> dict:
+        """The script's metrics, plus KRCC, the optional logistic ones, intervals and plot points."""
+        import numpy as np
+
+        pred = model.predict(features)
+        metrics = score(pred, scores, model_path=model.path, target_desc=desc)
+        options = self.options
+        if options.logistic:
+            metrics.update(logistic_metrics(pred, scores))
+        if options.bootstrap > 0:
+            metrics["ci"] = bootstrap_intervals(pred, scores, pair_frames, n_resamples=options.bootstrap,
+                                                seed=options.bootstrap_seed)
+        if options.plot_dir is not None:
+            keep = np.linspace(0, len(pred) - 1, min(len(pred), 2000)).astype(int)  # enough for a scatter
+            result["points"] = {"pred": pred[keep].tolist(), "target": scores[keep].tolist()}
+        return metrics
 
     def _source(self, source: str, result: dict) -> SourceData:
         data = self.store.get(source)
@@ -204,9 +239,8 @@ class Gate:
             )
         features = np.concatenate([d.features for d in parts])
         scores = np.concatenate([d.scores for d in parts])
-        result["metrics"] = score(
-            model.predict(features), scores, model_path=model.path, target_desc="all sources concatenated"
-        )
+        pair_frames = tuple(n for d in parts for n in d.pair_frames)
+        result["metrics"] = self._metrics(model, features, scores, pair_frames, "all sources concatenated", result)
 
 
 def _model_provenance(model: OnnxModel) -> dict:

@@ -55,6 +55,20 @@ class LosoItem(pytest.Item):
         except Exception as exc:  # a bug of ours: keep the report honest, let pytest show the traceback
             self.loso_result["error"] = f"{type(exc).__name__}: {exc}"
             raise
+        finally:
+            self._record_properties()
+
+    def _record_properties(self) -> None:
+        """Metrics as test properties, so ``--junitxml`` carries them."""
+        for key, value in (self.loso_result["metrics"] or {}).items():
+            if key == "ci":
+                for metric, interval in value.items():
+                    if interval:
+                        self.user_properties += [(f"loso_{metric}_ci_low", interval[0]),
+                                                 (f"loso_{metric}_ci_high", interval[1])]
+            else:
+                self.user_properties.append((f"loso_{key}", value))
+        self.user_properties.append(("loso_model", self.loso_result["model_path"]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ThresholdFailure):

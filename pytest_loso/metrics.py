@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 METRICS = ("plcc", "srocc", "rmse")
+BOOTSTRAP_BATCH_FRAMES = 100_000  # resamples x frames held at once: small enough to stay in cache
+HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
+                    "plcc_logistic": True, "rmse_logistic": False}
 
 
 def score(pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc: str) -> dict[str, float]:
@@ -27,7 +30,7 @@ def score(pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc
     constant prediction or target) rather than reporting NaN as if it were a score.
     """
     import numpy as np
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import kendalltau, pearsonr, spearmanr
 
     if pred.shape != target.shape:
         raise LosoInputError(
@@ -57,7 +60,105 @@ def score(pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc
             "plcc": float(pearsonr(pred, target).statistic),
             "srocc": float(spearmanr(pred, target).statistic),
             "rmse": float(np.sqrt(((pred - target) ** 2).mean())),
+            "krcc": float(kendalltau(pred, target).statistic),
         }
+
+
+def logistic_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """PLCC and RMSE after the 4-parameter logistic mapping used in video-quality papers (VQEG).
+
+    ``f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|))`` is fitted by least squares
+    (``scipy.optimize.curve_fit``) from predictions to targets, then PLCC and RMSE are
+    taken of ``f(pred)`` against the targets. ``None`` when the fit does not converge.
+    """
+    import numpy as np
+    from scipy.optimize import curve_fit
+    from scipy.stats import pearsonr
+
+    def logistic(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+        return b2 + (b1 - b2) / (1 + np.exp(-(x - b3) / abs(b4)))
+
+    x, y = pred.astype(np.float64), target.astype(np.float64)
+    start = [y.max(), y.min(), float(np.median(x)), max(float(x.std()), 1e-3)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = curve_fit(logistic, x, y, p0=start, maxfev=20000)
+            mapped = logistic(x, *params)
+            return {
+                "plcc_logistic": float(pearsonr(mapped, y).statistic),
+                "rmse_logistic": float(np.sqrt(((mapped - y) ** 2).mean())),
+            }
+    except (RuntimeError, ValueError):
+        return {"plcc_logistic": None, "rmse_logistic": None}
+
+
+def _weighted_corr(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a`` and ``b`` with frame weights ``w`` (last axis), per row."""
+    import numpy as np
+
+    total = w.sum(axis=-1, keepdims=True)
+    da = a - (w * a).sum(axis=-1, keepdims=True) / total
+    db = b - (w * b).sum(axis=-1, keepdims=True) / total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w * da * db).sum(-1) / np.sqrt((w * da * da).sum(-1) * (w * db * db).sum(-1))
+
+
+def _weighted_ranks(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values`` in the sample where frame i occurs ``w[..., i]`` times.
+
+    Equal to ``scipy.stats.rankdata`` of the explicitly repeated sample, ties included.
+    """
+    import numpy as np
+
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    group_of = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
+    group_weight = np.add.reduceat(w[..., order], starts, axis=-1)
+    group_rank = np.cumsum(group_weight, axis=-1) - group_weight + (group_weight + 1) / 2
+    ranks = np.empty_like(w, dtype=np.float64)
+    ranks[..., order] = group_rank[..., group_of]
+    return ranks
+
+
+def bootstrap_intervals(
+    pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...], *, n_resamples: int, seed: int
+) -> dict[str, list[float] | None]:
+    """95% intervals of PLCC, SROCC and RMSE by ``scipy.stats.bootstrap`` over the source's *pairs*.
+
+    Frames of one clip are strongly correlated, so clips (not frames) are resampled: a
+    resample is a multiset of pairs, its metric that of their concatenated frames. The
+    statistic is computed for a whole batch of resamples at once as frame-weighted
+    Pearson correlations (weight = how often the frame's pair was drawn), which equals
+    ``pearsonr`` / ``spearmanr`` on the explicitly concatenated resample. Percentile
+    intervals, seeded: the same inputs give the same intervals. ``None`` with < 2 pairs.
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    n_pairs = len(pair_frames)
+    if n_pairs < 2 or n_resamples <= 0:
+        return {name: None for name in METRICS}
+    pair_of_frame = np.repeat(np.arange(n_pairs), pair_frames)
+    p, t = pred.astype(np.float64), target.astype(np.float64)
+
+    def statistic(pairs: np.ndarray, axis: int = -1) -> np.ndarray:
+        counts = (pairs[..., :, None] == np.arange(n_pairs)).sum(axis=-2)
+        w = counts[..., pair_of_frame].astype(np.float64)
+        plcc = _weighted_corr(p, t, w)
+        srocc = _weighted_corr(_weighted_ranks(p, w), _weighted_ranks(t, w), w)
+        rmse = np.sqrt((w * (p - t) ** 2).sum(-1) / w.sum(-1))
+        return np.stack([plcc, srocc, rmse])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate (e.g. perfect) predictor has a zero-width interval
+        result = bootstrap(
+            (np.arange(n_pairs),), statistic, vectorized=True, n_resamples=n_resamples, confidence_level=0.95,
+            method="percentile", rng=np.random.default_rng(seed), batch=max(1, BOOTSTRAP_BATCH_FRAMES // max(len(p), 1)),
+        )
+    low, high = result.confidence_interval
+    return {name: [float(low[i]), float(high[i])] for i, name in enumerate(METRICS)}
 
 
 def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | None] | None:
@@ -70,11 +171,14 @@ def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | N
     folds = list(per_fold)
     if not folds:
         return None
+    # The script's six keys first, then KRCC and the logistic metrics where every fold has them.
+    extras = [k for k in ("krcc", "plcc_logistic", "rmse_logistic") if all(m.get(k) is not None for m in folds)]
     result: dict[str, float | int | None] = {}
-    for name in METRICS:
-        result[f"mean_{name}"] = float(np.mean([m[name] for m in folds]))
-    for name in METRICS:
-        result[f"std_{name}"] = float(np.std([m[name] for m in folds], ddof=1)) if len(folds) > 1 else None
+    for names in (METRICS, extras):
+        for name in names:
+            result[f"mean_{name}"] = float(np.mean([m[name] for m in folds]))
+        for name in names:
+            result[f"std_{name}"] = float(np.std([m[name] for m in folds], ddof=1)) if len(folds) > 1 else None
     result["n_folds"] = len(folds)
     return result
 

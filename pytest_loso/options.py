@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from .compare import DEFAULT_MAX_DROP, Allowance, parse_max_drop
 from .corpus import default_cache_dir
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
@@ -29,6 +30,9 @@ _PATH_OPTIONS = [
     ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
     ("--loso-vmaf-bin", "string", "libvmaf's vmaf tool, to fill a cold cache (default: $VMAF_BIN)"),
     ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
+    ("--loso-compare", "string", "the accepted loso_eval.json (from main) to compare every metric with"),
+    ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
+    ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs the 'plot' extra)"),
 ]
 _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
@@ -75,6 +79,25 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("loso_frame_sizes", "per-source frame sizes, one 'Source: WxH' a line", type="linelist")
     group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
     parser.addini("loso_jobs", "libvmaf runs at once (default: number of CPUs)", default=None)
+    group.addoption("--loso-max-drop", default=None,
+                    help=f"allowed change per metric vs the accepted report, absolute or %% (default {DEFAULT_MAX_DROP})")
+    parser.addini("loso_max_drop", "allowed change per metric vs the accepted report", default=DEFAULT_MAX_DROP)
+    group.addoption("--loso-compare-mode", choices=["bound", "noise"], default=None,
+                    help="bound: fail a drop beyond the allowance; noise: only when also outside the bootstrap "
+                    "interval (default bound)")
+    parser.addini("loso_compare_mode", "bound or noise", default="bound")
+    group.addoption("--loso-accept", action="store_true", default=False,
+                    help="write this run's report as the new accepted file (the --loso-compare path)")
+    group.addoption("--loso-accept-force", action="store_true", default=False,
+                    help="accept even when tests failed")
+    group.addoption("--loso-bootstrap", type=int, default=None,
+                    help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
+    parser.addini("loso_bootstrap", "bootstrap resamples for 95% intervals", default=None)
+    group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
+    parser.addini("loso_bootstrap_seed", "bootstrap seed", default="0")
+    group.addoption("--loso-logistic", action="store_true", default=None,
+                    help="also report PLCC and RMSE after the 4-parameter logistic mapping")
+    parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
     group.addoption(
         "--loso-example",
         action="store_true",
@@ -100,6 +123,17 @@ class GateOptions:
     frame_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     jobs: int = 1
 
+    compare: Path | None = None
+    max_drop: dict[str, Allowance] = field(default_factory=dict)
+    compare_mode: str = "bound"
+    accept: bool = False
+    accept_force: bool = False
+    bootstrap: int = 0
+    bootstrap_seed: int = 0
+    logistic: bool = False
+    metrics_path: Path | None = None
+    plot_dir: Path | None = None
+
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
 
@@ -118,6 +152,12 @@ class GateOptions:
             "frame_size": "x".join(map(str, self.frame_size)),
             "frame_sizes": {s: "x".join(map(str, v)) for s, v in sorted(self.frame_sizes.items())},
             "jobs": self.jobs,
+            "compare": str(self.compare) if self.compare else None,
+            "compare_mode": self.compare_mode,
+            "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in self.max_drop.items()},
+            "accept": self.accept,
+            "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
+            "logistic": self.logistic,
         }
 
 
@@ -205,6 +245,18 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         raise pytest.UsageError(str(exc)) from None
     report_dir = _path(config, "--loso-report") or config.rootpath / "runs" / "loso_eval"
     jobs = _value(config, "--loso-jobs")
+    compare = _path(config, "--loso-compare")
+    accept = bool(config.getoption("loso_accept"))
+    if accept and compare is None:
+        raise pytest.UsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
+    if compare is not None and not accept and not compare.is_file():
+        raise pytest.UsageError(f"--loso-compare {compare}: file not found (create it on main with --loso-accept)")
+    try:
+        max_drop = parse_max_drop(_value(config, "--loso-max-drop"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    bootstrap = _value(config, "--loso-bootstrap")
+    logistic = config.getoption("loso_logistic")
     return GateOptions(
         loso_dirs=tuple(loso_dirs),
         data_root=data_root,
@@ -220,4 +272,14 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         frame_size=parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
         frame_sizes=_frame_sizes(config.getini("loso_frame_sizes")),
         jobs=int(jobs) if jobs else (os.cpu_count() or 1),
+        compare=compare,
+        max_drop=max_drop,
+        compare_mode=_value(config, "--loso-compare-mode"),
+        accept=accept,
+        accept_force=bool(config.getoption("loso_accept_force")),
+        bootstrap=int(bootstrap) if bootstrap not in (None, "") else (1000 if compare else 0),
+        bootstrap_seed=int(_value(config, "--loso-bootstrap-seed")),
+        logistic=bool(logistic if logistic is not None else config.getini("loso_logistic")),
+        metrics_path=_path(config, "--loso-metrics"),
+        plot_dir=_path(config, "--loso-plot"),
     )

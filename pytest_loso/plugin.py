@@ -88,13 +88,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if RESULTS not in config.stash or config.option.collectonly:
         return
-    results = config.stash[RESULTS]
-    results.build(
-        [str(a) for a in config.invocation_params.args], config.invocation_params.dir, config.stash[GATE].extraction()
-    )
+    results, gate = config.stash[RESULTS], config.stash[GATE]
+    results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir,
+                  gate.extraction(), gate.accepted)
     results.write()
     if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -106,7 +106,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.section("LOSO gate")
     for line in render_terminal(results.report):
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"report: {results.options.report_dir / 'loso_eval.json'} (and loso_eval.md)")
+    for line in results.notes:
+        terminalreporter.write_line(line)
+    comparison_warnings = (results.report.get("comparison") or {}).get("warnings", [])
+    if comparison_warnings:
+        terminalreporter.section("LOSO comparison WARNING", sep="!", yellow=True, bold=True)
+        for message in comparison_warnings:
+            terminalreporter.write_line(message, yellow=True)
     if results.aggregate_failures:
         terminalreporter.section("LOSO aggregate thresholds FAILED", sep="!", red=True, bold=True)
         for message in results.aggregate_failures:

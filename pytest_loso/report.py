@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .atomic import write_atomically
+from .compare import session_comparison
 from .metrics import aggregate, finite_or_none
 from .options import GateOptions
 from .thresholds import check_aggregate
@@ -85,11 +86,12 @@ class SessionResults:
         self.started = time.time()
         self.report: dict | None = None
         self.aggregate_failures: list[str] = []
+        self.notes: list[str] = []  # what was written where, for the terminal summary
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
 
-    def build(self, argv: list[str], cwd: Path, extraction: dict) -> dict:
+    def build(self, argv: list[str], cwd: Path, extraction: dict, accepted: dict | None = None) -> dict:
         """Aggregate per architecture and assemble the whole report."""
         results = sorted(self.results.values(), key=lambda r: r["name"])
         archs: dict[str, dict] = {}
@@ -168,6 +170,14 @@ class SessionResults:
                 "finished": _iso(time.time()),
             },
         })
+        if accepted is not None and self.options.compare is not None:
+            comparison = session_comparison(accepted, self.report, self.options.max_drop,
+                                            self.options.compare_mode, self.options.compare)
+            self.report["comparison"] = _clean(comparison)
+            for message in comparison["regressions"]:
+                if message.startswith("aggregate["):
+                    self.aggregate_failures.append(message)
+                    self.report["failures"].append({"test": message.split(":")[0], "message": message})
         return self.report
 
     def write(self) -> list[Path]:
@@ -178,7 +188,33 @@ class SessionResults:
         json_path, md_path = out / "loso_eval.json", out / "loso_eval.md"
         write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
         write_atomically(md_path, render_markdown(self.report))
+        self.notes.append(f"report: {json_path} (and {md_path.name})")
         return [json_path, md_path]
+
+    def publish(self, *, passed: bool) -> None:
+        """The optional outputs: OpenMetrics, GitHub step summary, plots, and accepting the report."""
+        from .ci import append_step_summary, write_openmetrics
+
+        assert self.report is not None
+        options = self.options
+        if options.metrics_path is not None:
+            write_openmetrics(options.metrics_path, self.report)
+            self.notes.append(f"metrics: {options.metrics_path}")
+        summary = append_step_summary(render_markdown(self.report, summary=True))
+        if summary is not None:
+            self.notes.append(f"step summary: appended to {summary}")
+        if options.plot_dir is not None:
+            from .plots import write_plots
+
+            for path in write_plots(options.plot_dir, self.report, self.results, options.thresholds):
+                self.notes.append(f"plot: {path}")
+        if options.accept and options.compare is not None:
+            if passed or options.accept_force:
+                write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
+                self.notes.append(f"accepted: this run's report is now {options.compare}")
+            else:
+                self.notes.append(f"NOT accepted: tests failed, {options.compare} is unchanged "
+                                  "(--loso-accept-force accepts anyway)")
 
 
 def _extraction_provenance(extractor: dict | None, computed: set, recomputed: set, sources: dict) -> dict:
@@ -206,24 +242,32 @@ def _num(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _with_ci(m: dict, name: str, digits: int) -> str:
+    text = _num(m[name], digits)
+    interval = (m.get("ci") or {}).get(name)
+    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else text
+
+
 def _row(label: str, m: dict) -> list[str]:
     if "plcc" not in m:
-        return [label, "—", "—", "—", "—", "FAILED"]
+        return [label, "—", "—", "—", "—", "—", "FAILED"]
     status = "FAILED" if "error" in m else "ok"
-    return [label, str(m["n"]), _num(m["plcc"], 4), _num(m["srocc"], 4), _num(m["rmse"], 3), status]
+    return [label, str(m["n"]), _with_ci(m, "plcc", 4), _with_ci(m, "srocc", 4), _num(m.get("krcc"), 4),
+            _with_ci(m, "rmse", 3), status]
 
 
 def _mean_row(agg: dict | None) -> list[str]:
     if agg is None:
-        return ["mean ± std", "—", "—", "—", "—", ""]
+        return ["mean ± std", "—", "—", "—", "—", "—", ""]
 
     def pm(name: str, digits: int) -> str:
         return f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
 
-    return [f"mean ± std ({agg['n_folds']} folds)", "—", pm("plcc", 4), pm("srocc", 4), pm("rmse", 3), ""]
+    krcc = pm("krcc", 4) if "mean_krcc" in agg else "—"
+    return [f"mean ± std ({agg['n_folds']} folds)", "—", pm("plcc", 4), pm("srocc", 4), krcc, pm("rmse", 3), ""]
 
 
-def tables(report: dict) -> list[tuple[str, list[list[str]]]]:
+def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[list[str]]]]:
     """(title, rows) for every table of the report; shared by Markdown and the terminal."""
     out = []
     for arch, block in report["archs"].items():
@@ -231,16 +275,17 @@ def tables(report: dict) -> list[tuple[str, list[list[str]]]]:
         rows.append(_mean_row(block["aggregate"]))
         out.append((f"{arch}: each fold on its held-out source", rows))
     for tag, block in report["baselines"].items():
-        rows = [_row(source, m) for source, m in block["per_clip"].items()]
+        rows = [] if concat_only else [_row(source, m) for source, m in block["per_clip"].items()]
         rows.append(_row("all sources concatenated", block["all_clips_concat"]))
         out.append((f"baseline {tag} ({block['model_path']})", rows))
     return out
 
 
-HEADER = ["split", "n", "PLCC", "SROCC", "RMSE", "status"]
+HEADER = ["split", "n", "PLCC", "SROCC", "KRCC", "RMSE", "status"]
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: dict, *, summary: bool = False) -> str:
+    """The report as Markdown; ``summary`` leaves out baselines' per-source rows and provenance."""
     lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
     if report["archs"]:
         lines += ["## Aggregate (mean ± std across folds)", "", "| arch | folds | PLCC | SROCC | RMSE |",
@@ -248,12 +293,13 @@ def render_markdown(report: dict) -> str:
         for arch, block in report["archs"].items():
             row = _mean_row(block["aggregate"])
             folds = block["aggregate"]["n_folds"] if block["aggregate"] else 0
-            lines.append(f"| {arch} | {folds} | {row[2]} | {row[3]} | {row[4]} |")
+            lines.append(f"| {arch} | {folds} | {row[2]} | {row[3]} | {row[5]} |")
         lines.append("")
-    for title, rows in tables(report):
-        lines += [f"## {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---|"]
+    for title, rows in tables(report, concat_only=summary):
+        lines += [f"## {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
+    lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:
         lines += ["## Failures", ""]
         for failure in report["failures"]:
@@ -269,6 +315,8 @@ def render_markdown(report: dict) -> str:
                     f"{c['dropped']} dropped"
                 )
         lines.append("")
+    if summary:
+        return "\n".join(lines)
     provenance = report["run_provenance"]
     lines += [
         "## Provenance",
@@ -284,6 +332,34 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
+    rows = []
+    for row in comparison["rows"]:
+        if changed_only and row["verdict"] == "same":
+            continue
+        digits = 3 if "rmse" in row["metric"] else 4
+        rows.append([row["test"], row["metric"], f"{row['before']:.{digits}f}", f"{row['after']:.{digits}f}",
+                     f"{row['delta']:+.{digits}f}", row["verdict"] + (f" ({row['rule']})" if row["rule"] else "")])
+    return rows
+
+
+def comparison_markdown(comparison: dict | None) -> list[str]:
+    if not comparison:
+        return []
+    lines = ["## Comparison with the accepted report", "",
+             f"Accepted: `{comparison['accepted']}` ({comparison['accepted_generated']}), rule: {comparison['mode']}", ""]
+    lines += [f"> **Warning:** {w}" for w in comparison["warnings"]]
+    if comparison["warnings"]:
+        lines.append("")
+    lines += ["| test | metric | before | after | delta | verdict |", "|---|---|---:|---:|---:|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in comparison_rows(comparison, changed_only=False)]
+    for key in ("added", "removed"):
+        if comparison[key]:
+            lines.append(f"\n{key.capitalize()} since the accepted report: {', '.join(comparison[key])}")
+    lines.append("")
+    return lines
+
+
 def render_terminal(report: dict) -> list[str]:
     """Aligned plain-text tables for the terminal summary."""
     lines = []
@@ -294,5 +370,18 @@ def render_terminal(report: dict) -> list[str]:
         for row in table:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
             lines.append("  " + "  ".join(cells).rstrip())
+        lines.append("")
+    comparison = report.get("comparison")
+    if comparison:
+        changed = comparison_rows(comparison, changed_only=True)
+        lines.append(f"compared with {comparison['accepted']} (rule: {comparison['mode']}): "
+                     + (f"{len(changed)} metrics changed" if changed else "no metric changed"))
+        if changed:
+            table = [["test", "metric", "before", "after", "delta", "verdict"]] + changed
+            widths = [max(len(row[i]) for row in table) for i in range(6)]
+            lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+        for key in ("added", "removed"):
+            if comparison[key]:
+                lines.append(f"{key} since the accepted report: {', '.join(comparison[key])}")
         lines.append("")
     return lines

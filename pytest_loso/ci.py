@@ -1,0 +1,60 @@
+"""Speaking CI's languages: OpenMetrics for GitLab, the GitHub step summary.
+
+(JUnit XML needs nothing here: each item records its metrics with ``user_properties``.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from .atomic import write_atomically
+
+_METRIC_KEYS = ("plcc", "srocc", "krcc", "rmse", "plcc_logistic", "rmse_logistic", "n")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_openmetrics(report: dict) -> str:
+    """``loso_plcc{arch="mlp_small",fold="FoxBird"} 0.9266`` lines, one family per metric, ending ``# EOF``."""
+    families: dict[str, list[str]] = {}
+
+    def add(name: str, labels: dict[str, str], value: object) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            families.setdefault(name, []).append(f"loso_{name}{{{text}}} {value}")
+
+    for arch, block in report["archs"].items():
+        for source, entry in block["per_fold"].items():
+            for key in _METRIC_KEYS:
+                add(key, {"arch": arch, "fold": source}, entry.get(key))
+        for key, value in (block["aggregate"] or {}).items():
+            add(key, {"arch": arch}, value)
+    for tag, block in report["baselines"].items():
+        for key in _METRIC_KEYS:
+            add(key, {"baseline": tag, "split": "all"}, block["all_clips_concat"].get(key))
+        for source, entry in block["per_clip"].items():
+            for key in _METRIC_KEYS:
+                add(key, {"baseline": tag, "split": source}, entry.get(key))
+    lines = []
+    for name, samples in families.items():
+        lines += [f"# TYPE loso_{name} gauge", *samples]
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def write_openmetrics(path: Path, report: dict) -> None:
+    write_atomically(path, render_openmetrics(report))
+
+
+def append_step_summary(markdown: str) -> Path | None:
+    """Append to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(markdown + "\n")
+    return Path(target)

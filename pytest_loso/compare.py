@@ -1,0 +1,201 @@
+"""Comparing against the accepted report: which metrics got worse than allowed.
+
+Absolute thresholds catch disasters; this catches slides. Every fold, baseline
+(all-sources concatenation) and aggregate metric is compared with the accepted
+``loso_eval.json`` from main. Allowed drops are per metric, absolute (``plcc=0.005``)
+and/or relative to the accepted value (``rmse=5%``); the larger allowance applies, and
+the direction is the metric's own (lower RMSE is better).
+
+Two rules: ``bound`` fails a metric whose drop exceeds the allowance; ``noise`` also
+requires the accepted value to lie outside this run's 95% bootstrap interval, so a drop
+within the resampling noise of the source's clips does not fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LosoInputError
+from .metrics import HIGHER_IS_BETTER
+
+LABELS = {"plcc": "PLCC", "srocc": "SROCC", "krcc": "KRCC", "rmse": "RMSE",
+          "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)"}
+DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,krcc=0.005,rmse=0.5"
+EPSILON = 1e-12  # a drop exactly at the allowance passes despite float rounding
+
+
+@dataclass(frozen=True)
+class Allowance:
+    absolute: float | None = None
+    relative: float | None = None  # fraction of the accepted value
+
+    def of(self, accepted: float) -> float:
+        return max(self.absolute or 0.0, (self.relative or 0.0) * abs(accepted))
+
+
+_DROP_RE = re.compile(r"^(?P<metric>[a-z_]+)=(?P<value>[0-9.eE+-]+)(?P<pct>%?)$")
+
+
+def parse_max_drop(text: str) -> dict[str, Allowance]:
+    """``plcc=0.005,srocc=0.005,rmse=0.5,rmse=5%`` -> allowances per metric."""
+    allowances: dict[str, Allowance] = {}
+    for token in re.split(r"[,\s]+", text.strip()):
+        if not token:
+            continue
+        match = _DROP_RE.match(token)
+        if not match or match["metric"] not in LABELS:
+            raise ValueError(
+                f"--loso-max-drop: {token!r} is not metric=number or metric=number% "
+                f"(metrics: {', '.join(LABELS)})"
+            )
+        value = float(match["value"])
+        current = allowances.get(match["metric"], Allowance())
+        if match["pct"]:
+            current = Allowance(current.absolute, value / 100)
+        else:
+            current = Allowance(value, current.relative)
+        allowances[match["metric"]] = current
+    return allowances
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric, before and after."""
+
+    metric: str
+    before: float
+    after: float
+    allowed: float
+    verdict: str  # "better", "same", "worse (allowed)", "worse (noise)", "REGRESSED"
+    rule: str | None = None  # why a REGRESSED verdict fired
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+    def sentence(self) -> str:
+        digits = 3 if "rmse" in self.metric else 4
+        sign = "-" if HIGHER_IS_BETTER[self.metric] else "+"
+        text = (f"{LABELS[self.metric]} {self.before:.{digits}f} -> {self.after:.{digits}f} "
+                f"({self.delta:+.{digits}f}, allowed {sign}{self.allowed:g})")
+        return text + (f" [{self.rule}]" if self.rule else "")
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "before": self.before, "after": self.after, "delta": self.delta,
+                "allowed": self.allowed, "verdict": self.verdict, "rule": self.rule}
+
+
+def compare(
+    before: dict, after: dict, allowances: dict[str, Allowance], *, mode: str = "bound",
+    intervals: dict | None = None, prefix: str = "",
+) -> list[Change]:
+    """Compare the metrics present in both dicts (keys ``prefix + metric``)."""
+    changes = []
+    for metric, allowance in allowances.items():
+        old, new = before.get(prefix + metric), after.get(prefix + metric)
+        if not isinstance(old, (int, float)) or not isinstance(new, (int, float)):
+            continue
+        allowed = allowance.of(old)
+        worsening = (old - new) if HIGHER_IS_BETTER[metric] else (new - old)
+        rule = None
+        if worsening <= 0:
+            verdict = "same" if worsening == 0 else "better"
+        elif worsening <= allowed + EPSILON:
+            verdict = "worse (allowed)"
+        else:
+            interval = (intervals or {}).get(metric)
+            if mode == "noise" and interval and interval[0] <= old <= interval[1]:
+                verdict = "worse (noise)"
+            else:
+                verdict = "REGRESSED"
+                rule = "drop beyond the allowance"
+                if mode == "noise":
+                    rule += (f" and the accepted value outside this run's 95% bootstrap interval "
+                             f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else
+                             " (no bootstrap interval: fewer than 2 clips)")
+        changes.append(Change(metric, float(old), float(new), allowed, verdict, rule))
+    return changes
+
+
+def load_accepted(path: Path) -> dict:
+    """The accepted report; a clear error when it is missing or not a LOSO report."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LosoInputError(path, "no accepted report here", "create it with --loso-accept on main") from None
+    except (OSError, ValueError) as exc:
+        raise LosoInputError(path, f"not a readable JSON report ({exc})", "re-download the accepted report") from None
+    if not isinstance(report, dict) or "archs" not in report or "baselines" not in report:
+        raise LosoInputError(path, "not a pytest-loso report (no 'archs' / 'baselines')")
+    return report
+
+
+def accepted_metrics(report: dict, kind: str, arch: str | None, label: str, source: str | None) -> dict | None:
+    """The accepted metrics of one fold or baseline, or ``None`` when it had none."""
+    if kind == "fold":
+        entry = report.get("archs", {}).get(arch, {}).get("per_fold", {}).get(source)
+    else:
+        entry = report.get("baselines", {}).get(label, {}).get("all_clips_concat")
+    return entry if entry and "plcc" in entry else None
+
+
+def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allowance], mode: str,
+                       path: Path) -> dict:
+    """Every fold, baseline and aggregate metric against the accepted report, with warnings."""
+    rows = []
+    regressions = []
+
+    def add(test: str, changes: list[Change]) -> None:
+        for change in changes:
+            rows.append({"test": test, **change.to_json()})
+            if change.verdict == "REGRESSED":
+                regressions.append(f"{test}: {change.sentence()}")
+
+    before_tests, after_tests = _tests(accepted), _tests(report)
+    for test in sorted(before_tests.keys() & after_tests.keys()):
+        old, new = before_tests[test], after_tests[test]
+        if test.startswith("aggregate["):
+            add(test, compare(old, new, allowances, prefix="mean_"))
+        else:
+            add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci")))
+    warnings = []
+    old_fp = accepted.get("run_provenance", {}).get("cache_fingerprint", {}).get("sha256")
+    new_fp = report["run_provenance"]["cache_fingerprint"]["sha256"]
+    if old_fp != new_fp:
+        warnings.append(f"the accepted report was made on a different corpus (cache fingerprint "
+                        f"{str(old_fp)[:12]} here {new_fp[:12]}): deltas compare different data")
+    for key in ("archs", "bootstrap", "logistic"):
+        old_opt = accepted.get("run_provenance", {}).get("options", {}).get(key)
+        new_opt = report["run_provenance"]["options"].get(key)
+        if old_opt != new_opt:
+            warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")
+    return {
+        "accepted": str(path),
+        "accepted_generated": accepted.get("generated"),
+        "mode": mode,
+        "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in allowances.items()},
+        "fingerprint_match": old_fp == new_fp,
+        "warnings": warnings,
+        "added": sorted(after_tests.keys() - before_tests.keys()),
+        "removed": sorted(before_tests.keys() - after_tests.keys()),
+        "rows": rows,
+        "regressions": regressions,
+    }
+
+
+def _tests(report: dict) -> dict[str, dict]:
+    """Test name -> metrics, for every fold, baseline and aggregate a report holds."""
+    tests = {}
+    for arch, block in report.get("archs", {}).items():
+        for source, entry in block.get("per_fold", {}).items():
+            if "plcc" in entry:
+                tests[f"fold[{arch}-{source}]"] = entry
+        if block.get("aggregate"):
+            tests[f"aggregate[{arch}]"] = block["aggregate"]
+    for tag, block in report.get("baselines", {}).items():
+        if "plcc" in block.get("all_clips_concat", {}):
+            tests[f"baseline[{tag}]"] = block["all_clips_concat"]
+    return tests
