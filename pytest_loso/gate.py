@@ -73,7 +73,11 @@ class Gate:
     def prefill(self, progress: Callable[[str], None] | None) -> None:
         """Compute every missing cache file of the corpus up front, ``jobs`` libvmaf runs at a time."""
         if self.filler is not None:
-            pairs = [pair for source in self.corpus.sources for pair in self.corpus.pairs[source]]
+            try:
+                corpus = self.corpus
+            except LosoInputError:
+                return  # collection reports it (a failed "loso" collector), not an INTERNALERROR here
+            pairs = [pair for source in corpus.sources for pair in corpus.pairs[source]]
             self.filler.fill(pairs, self.options.jobs, progress)
 
     def extraction(self) -> dict:
@@ -112,11 +116,11 @@ class Gate:
                 paths = found.get((arch, source), [])
                 problem = None
                 if not paths:
-                    problem = (
-                        f"source {source} has no fold model: expected "
-                        f"{self.options.loso_dirs[0]}/fold_{source}/{arch}_final.onnx"
-                    )
-                    paths = [self.options.loso_dirs[0] / f"fold_{source}" / f"{arch}_final.onnx"]
+                    # where this architecture's other folds are (a sweep keeps them in loso_<arch>/)
+                    run_dir = min(p.parent.parent for (a, _), ps in found.items() if a == arch for p in ps)
+                    expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
+                    problem = f"source {source} has no fold model: expected {expected}"
+                    paths = [expected]
                 elif len(paths) > 1:
                     problem = f"two fold models for {arch} on {source}: {', '.join(map(str, paths))}"
                 elif source not in sources:
