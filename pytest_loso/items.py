@@ -27,6 +27,11 @@ class LosoCollector(pytest.Collector):
         for check in self.gate.plan():
             yield LosoItem.from_parent(self, name=check.name, check=check)
 
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
+            return f"the gate cannot make its tests:\n{excinfo.value}"
+        return super().repr_failure(excinfo)  # type: ignore[return-value]
+
 
 class LosoItem(pytest.Item):
     def __init__(self, *, check: Check, **kwargs: Any) -> None:

@@ -83,6 +83,10 @@ class _ResultListener:
         if result is not None:
             self.results.add(result)  # type: ignore[attr-defined]
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and report.nodeid == "loso":  # the gate could not plan: the report must say so
+            self.results.add_collection_error(str(report.longrepr))  # type: ignore[attr-defined]
+
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config

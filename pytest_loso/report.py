@@ -86,10 +86,15 @@ class SessionResults:
         self.started = time.time()
         self.report: dict | None = None
         self.aggregate_failures: list[str] = []
+        self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
+
+    def add_collection_error(self, message: str) -> None:
+        if message not in self.collection_errors:  # under xdist every worker reports it
+            self.collection_errors.append(message)
 
     def build(self, argv: list[str], cwd: Path, extraction: dict, accepted: dict | None = None) -> dict:
         """Aggregate per architecture and assemble the whole report."""
@@ -97,7 +102,8 @@ class SessionResults:
         archs: dict[str, dict] = {}
         for r in (r for r in results if r["kind"] == "fold"):
             archs.setdefault(r["arch"], {"per_fold": {}, "aggregate": None})["per_fold"][r["source"]] = _entry(r)
-        failures = [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
+        failures = [{"test": "loso", "message": m} for m in self.collection_errors]
+        failures += [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
         self.aggregate_failures = []
         for arch, block in sorted(archs.items()):
             scored = [m for m in block["per_fold"].values() if "plcc" in m]
