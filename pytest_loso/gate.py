@@ -231,9 +231,9 @@ class Gate:
             try:
                 data = self._source(source, result)
                 parts.append(data)
-                per_clip[source] = score(
-                    model.predict(data.features), data.scores, model_path=model.path, target_desc=f"source {source}"
-                )
+                # The script's per-source rows; KRCC is left to folds and the concatenation (cost).
+                per_clip[source] = score(model.predict(data.features), data.scores, model_path=model.path,
+                                         target_desc=f"source {source}", krcc=False)
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
                 errors.append(str(exc))

@@ -23,8 +23,10 @@ HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
                     "plcc_logistic": True, "rmse_logistic": False}
 
 
-def score(pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc: str) -> dict[str, float]:
-    """``{"n", "plcc", "srocc", "rmse"}`` of ``pred`` against ``target``.
+def score(
+    pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc: str, krcc: bool = True
+) -> dict[str, float]:
+    """``{"n", "plcc", "srocc", "rmse"}`` of ``pred`` against ``target``, and ``"krcc"`` unless told not to.
 
     Raises :class:`LosoInputError` where a metric would be undefined (NaN predictions, a
     constant prediction or target) rather than reporting NaN as if it were a score.
@@ -55,13 +57,15 @@ def score(pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate inputs were refused above
-        return {
+        metrics = {
             "n": int(target.size),
             "plcc": float(pearsonr(pred, target).statistic),
             "srocc": float(spearmanr(pred, target).statistic),
             "rmse": float(np.sqrt(((pred - target) ** 2).mean())),
-            "krcc": float(kendalltau(pred, target).statistic),
         }
+        if krcc:
+            metrics["krcc"] = float(kendalltau(pred, target).statistic)
+        return metrics
 
 
 def logistic_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
