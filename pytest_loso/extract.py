@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -105,10 +106,21 @@ class Extractor:
             if run.returncode != 0 or not log_path.is_file():
                 raise LosoInputError(
                     dis,
-                    f"libvmaf failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}"
+                    f"libvmaf failed ({_exit_status(run.returncode)}): {run.stderr.strip()[-2000:]}"
                     f"\n  command: {' '.join(command)}",
                 )
             return libvmaf_payload(json.loads(log_path.read_text()), dis)
+
+
+def _exit_status(returncode: int) -> str:
+    """``exit N``, naming the signal when the process died of one (a crash prints nothing else)."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"exit {returncode}, killed by {name}"
 
 
 def resolve_extractor(kind: str, vmaf_bin: Path | None = None, ffmpeg: Path | None = None) -> Extractor | None:
