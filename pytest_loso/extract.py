@@ -212,7 +212,8 @@ class CacheFiller:
         if progress:
             progress(f"loso: computing {len(missing)} missing cache files of {len(left)} sources with "
                      f"{self.extractor.kind} ({self.extractor.binary}), {jobs} at a time")
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
             futures = {pool.submit(self.ensure, pair): pair for pair in missing}
             for future in as_completed(futures):
                 source = futures[future].source
@@ -224,4 +225,8 @@ class CacheFiller:
                     eta = elapsed / done * (len(missing) - done)
                     progress(f"loso: libvmaf {done}/{len(missing)} pairs ({source} done), {failed} failed, "
                              f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s")
+        finally:
+            # On Ctrl-C (or any error) drop the queued pairs: a plain ``with`` would wait for
+            # every one of them, running libvmaf on the whole corpus before the run stops.
+            pool.shutdown(wait=True, cancel_futures=True)
         return failed
