@@ -1,0 +1,246 @@
+"""Helpers shared by the tests: the test tree's layout, running the gate, and reference numbers.
+
+The corpus and models are built once per session (see ``conftest.py``: training is the slow
+part) and copied into each test's ``pytester.path``, where the test may break them as it
+likes. Every number the tests compare against is computed here independently of the plugin:
+float64 numpy forward passes of the trained weights, and the evaluation script's own recipe
+(``InferenceSession`` on the file, ``pearsonr(pred, y).statistic`` on float32 arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+from pytest_loso.training import Regressor
+
+ARCHS = ("mlp_small", "linear")
+N_SOURCES = 3
+PAIRS_PER_SOURCE = 4
+FRAMES = 30
+STEPS = 150
+SOURCES = tuple(f"Src{i:04d}" for i in range(N_SOURCES))
+BASELINE_TAG = "vmaf_tiny_v1"
+
+_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+)")
+
+
+@dataclass
+class Built:
+    """The session's template tree and what was used to make it."""
+
+    root: Path
+    truth: dict[str, list[tuple[np.ndarray, np.ndarray]]]
+    folds: dict[str, dict[str, Regressor]]
+    baseline: Regressor
+
+
+@dataclass
+class Run:
+    result: pytest.RunResult
+    report: dict | None
+    outcomes: dict[str, str] = field(default_factory=dict)
+    markdown: str | None = None  # loso_eval.md, when written
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str() + "\n" + self.result.stderr.str()
+
+    def failure_text(self, nodeid: str) -> str:
+        """The failure section pytest printed for ``nodeid`` (between its ``___ name ___`` banners)."""
+        lines = self.result.stdout.lines
+        name = nodeid.split("::")[-1]
+        starts = [i for i, line in enumerate(lines) if re.match(rf"^_+ {re.escape(name)} _+$", line)]
+        assert starts, f"no failure section for {nodeid}:\n{self.output}"
+        end = starts[0] + 1
+        while end < len(lines) and not re.match(r"^(_{3,} .* _{3,}|={3,} .* ={3,})$", lines[end]):
+            end += 1
+        return "\n".join(lines[starts[0] + 1 : end])
+
+
+class GateEnv:
+    """A copy of the template in ``pytester.path`` and ways to run the gate on it."""
+
+    def __init__(self, pytester: pytest.Pytester, built: Built) -> None:
+        self.pytester = pytester
+        self.built = built
+        self.root = pytester.path
+        shutil.copytree(built.root, self.root, dirs_exist_ok=True, symlinks=True)
+        self.data_root = self.root / "corpus"
+        self.cache_dir = self.root / "cache"
+        self.runs = self.root / "runs"
+        self.baseline = self.root / "base" / f"{BASELINE_TAG}.onnx"
+        self.report_dir = self.root / "report"
+        self.truth = built.truth
+        self.folds = built.folds
+        self.baseline_model = built.baseline
+
+    # -- paths and data -------------------------------------------------------------------
+    def fold_path(self, arch: str, source: str) -> Path:
+        return self.runs / f"loso_{arch}" / f"fold_{source}" / f"{arch}_final.onnx"
+
+    def stems(self, source: str) -> list[str]:
+        return sorted(p.stem for p in (self.data_root / "dis").glob(f"{source}_*.yuv"))
+
+    def cache_file(self, source: str, index: int) -> Path:
+        return self.cache_dir / source / f"{self.stems(source)[index]}.json"
+
+    def xy(self, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """The source's frames, pairs in sorted file order, float32 as written to the cache."""
+        pairs = self.truth[source]
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+    def all_xy(self, sources: tuple[str, ...] = SOURCES) -> tuple[np.ndarray, np.ndarray]:
+        parts = [self.xy(s) for s in sorted(sources)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    # -- running --------------------------------------------------------------------------
+    def args(self, *extra: str, baseline: bool = True) -> list[str]:
+        args = [
+            "-p", "no:cacheprovider",
+            "-rA",
+            f"--loso-dir={self.runs}",
+            f"--data-root={self.data_root}",
+            f"--loso-cache={self.cache_dir}",
+            f"--loso-report={self.report_dir}",
+        ]
+        if baseline:
+            args.append(f"--loso-baseline={self.baseline}")
+        return args + list(extra)
+
+    def run(self, *extra: str, baseline: bool = True, subprocess: bool = False, plain: bool = False) -> Run:
+        """Run pytest; ``plain`` passes only ``extra`` (for runs configured by ini or not at all)."""
+        args = list(extra) if plain else self.args(*extra, baseline=baseline)
+        report_json, report_md = self.report_dir / "loso_eval.json", self.report_dir / "loso_eval.md"
+        for stale in (report_json, report_md):
+            stale.unlink(missing_ok=True)
+        if subprocess:
+            result = self.pytester.runpytest_subprocess(*args, timeout=120)
+        else:
+            result = self.pytester.runpytest(*args)
+        report = json.loads(report_json.read_text()) if report_json.exists() else None
+        markdown = report_md.read_text() if report_md.exists() else None
+        return Run(result, report, parse_outcomes(result), markdown)
+
+
+def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """``{nodeid: PASSED/FAILED/...}`` from the ``-rA`` short test summary."""
+    found = {}
+    for line in result.stdout.lines:
+        match = _OUTCOME_RE.match(line)
+        if match:
+            found[match[2]] = match[1]
+    return found
+
+
+def fold_ids(archs: tuple[str, ...] = ARCHS, sources: tuple[str, ...] = SOURCES) -> list[str]:
+    return [f"loso::fold[{a}-{s}]" for a in archs for s in sources]
+
+
+BASELINE_ID = f"loso::baseline[{BASELINE_TAG}]"
+
+
+def all_ids() -> list[str]:
+    return fold_ids() + [BASELINE_ID]
+
+
+# -- independent numbers ----------------------------------------------------------------------
+
+
+def independent_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """float64 metrics from first principles (no onnxruntime, no plugin code)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return {
+        "n": int(y.size),
+        "plcc": float(pearsonr(pred, y).statistic),
+        "srocc": float(spearmanr(pred, y).statistic),
+        "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+    }
+
+
+def script_metrics(model_path: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The hand-run evaluation script's recipe: plain ``InferenceSession(path)`` on float32 arrays."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    pred = session.run(None, {name: x.astype(np.float32)})[0].reshape(-1)
+    y = y.astype(np.float32)
+    return {
+        "n": int(y.size),
+        "plcc": float(pearsonr(pred, y).statistic),
+        "srocc": float(spearmanr(pred, y).statistic),
+        "rmse": float(np.sqrt(((pred - y) ** 2).mean())),
+    }
+
+
+def assert_close(reported: dict, expected: dict, tol: float = 1e-5) -> None:
+    assert reported["n"] == expected["n"]
+    assert reported["plcc"] == pytest.approx(expected["plcc"], abs=tol)
+    assert reported["srocc"] == pytest.approx(expected["srocc"], abs=tol)
+    assert reported["rmse"] == pytest.approx(expected["rmse"], rel=tol, abs=tol)
+
+
+def assert_exact(reported: dict, expected: dict) -> None:
+    for key in ("n", "plcc", "srocc", "rmse"):
+        assert reported[key] == expected[key], (key, reported[key], expected[key])
+
+
+# -- writing broken inputs -------------------------------------------------------------------
+
+
+def rewrite_location(model_path: Path, location: str) -> None:
+    """Point every external-data ``location`` of ``model_path`` at ``location`` (bytes only, no data moved)."""
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    tensors = list(proto.graph.initializer)
+    assert tensors and all(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
+    for tensor in tensors:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    model_path.write_bytes(proto.SerializeToString())
+
+
+OPEN_RECORDER = '''
+import builtins, io, json, os, pathlib
+
+_opened = []
+_saved = {}
+
+
+def _wrap(original):
+    def opener(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            _opened.append(os.path.realpath(os.fsdecode(file)))
+        return original(file, *args, **kwargs)
+    return opener
+
+
+def pytest_configure(config):
+    _saved["io"], _saved["builtins"], _saved["os"] = io.open, builtins.open, os.open
+    io.open = _wrap(_saved["io"])
+    builtins.open = _wrap(_saved["builtins"])
+    os.open = _wrap(_saved["os"])
+
+
+def pytest_unconfigure(config):
+    io.open, builtins.open, os.open = _saved["io"], _saved["builtins"], _saved["os"]
+    with _saved["io"](os.path.join(str(config.rootpath), "opened.json"), "w") as handle:
+        json.dump(_opened, handle)
+'''
+
+
+def install_open_recorder(pytester: pytest.Pytester) -> Path:
+    """A conftest that logs every path Python opens during the inner run to ``opened.json``."""
+    pytester.makeconftest(OPEN_RECORDER)
+    return pytester.path / "opened.json"

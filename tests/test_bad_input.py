@@ -1,0 +1,439 @@
+"""Bad input: each problem is a failing item that names the file, never a crash.
+
+Every other item still passes, and the report is still written and lists the failure.
+Cache problems are checked with ``--loso-extractor=none`` (no libvmaf to recompute them):
+that is the gate on a CI runner with a pre-filled cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loso_helpers import (
+    ARCHS,
+    BASELINE_ID,
+    SOURCES,
+    Run,
+    all_ids,
+    assert_exact,
+    install_open_recorder,
+    rewrite_location,
+    script_metrics,
+)
+from pytest_loso.training import Regressor, cache_payload, export_onnx, train, write_cache_file
+
+NO_EXTRACTOR = "--loso-extractor=none"
+
+
+def assert_isolated_failure(run: Run, failing: set[str], *, names: str | Path, says: str | None = None) -> None:
+    """Exactly ``failing`` failed, each message names ``names``; the rest passed; report written."""
+    output = run.output
+    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output, output
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, output
+    failed = {nodeid for nodeid, outcome in run.outcomes.items() if outcome == "FAILED"}
+    assert failed == failing, output
+    others = {nodeid: outcome for nodeid, outcome in run.outcomes.items() if nodeid not in failing}
+    assert others and set(others.values()) == {"PASSED"}, output
+    for nodeid in failing:
+        text = run.failure_text(nodeid)
+        assert f"{nodeid.removeprefix('loso::')} could not be scored" in text
+        assert str(names) in text, text
+        if says:
+            assert says in text, text
+    assert run.report is not None, "report not written"
+    listed = {f["test"]: f["message"] for f in run.report["failures"]}
+    assert set(listed) == {nodeid.removeprefix("loso::") for nodeid in failing}
+    for message in listed.values():
+        assert str(names) in message
+        if says:
+            assert says in message
+    assert run.markdown is not None and "## Failures" in run.markdown
+    for test in listed:
+        assert f"- **{test}**: " in run.markdown
+
+
+def _md(gate) -> str:
+    return (gate.report_dir / "loso_eval.md").read_text()
+
+
+# -- options: usage errors before anything runs ----------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["--data-root", "--loso-dir"])
+def test_missing_folder_is_a_usage_error(gate, which):
+    missing = gate.root / "no_such_folder"
+    args = [a for a in gate.args() if not a.startswith(which + "=")] + [f"{which}={missing}"]
+    run = gate.run(*args, plain=True)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{which} {missing}: folder not found" in run.output
+    assert "Traceback" not in run.output
+    assert run.report is None
+
+
+def test_data_root_not_given_is_a_usage_error(gate):
+    args = [a for a in gate.args() if not a.startswith("--data-root=")]
+    run = gate.run(*args, plain=True)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--data-root is not" in run.output
+
+
+def test_missing_baseline_file_is_a_usage_error(gate):
+    missing = gate.root / "base" / "nope.onnx"
+    run = gate.run(f"--loso-baseline={missing}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert str(missing) in run.output and "file not found" in run.output
+
+
+# -- fold models: missing, extra ----------------------------------------------------------------
+
+
+def test_source_without_fold_model_fails_not_skips(gate):
+    shutil.rmtree(gate.fold_path("mlp_small", "Src0001").parent)
+    run = gate.run()
+    assert "SKIPPED" not in run.outcomes.values()
+    assert_isolated_failure(
+        run, {"loso::fold[mlp_small-Src0001]"}, names="fold_Src0001/mlp_small_final.onnx", says="has no fold model"
+    )
+    # the failed fold is in the report, and the aggregate is over the folds that were scored
+    per_fold = run.report["archs"]["mlp_small"]["per_fold"]
+    assert "error" in per_fold["Src0001"] and "plcc" not in per_fold["Src0001"]
+    assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 2
+    assert re.search(r"^\| Src0001 \|(?: — \|)+ FAILED \|$", _md(gate), re.M)
+
+
+def test_missing_fold_message_names_where_the_sweep_keeps_folds(gate):
+    """In a sweep layout the expected path is inside the architecture's run folder."""
+    shutil.rmtree(gate.fold_path("mlp_small", "Src0001").parent)
+    run = gate.run()
+    assert str(gate.fold_path("mlp_small", "Src0001")) in run.failure_text("loso::fold[mlp_small-Src0001]")
+
+
+def test_fold_for_a_source_not_in_the_data_root(gate):
+    extra = gate.runs / "loso_mlp_small" / "fold_Src0009"
+    shutil.copytree(gate.fold_path("mlp_small", "Src0000").parent, extra)
+    model = extra / "mlp_small_final.onnx"
+    run = gate.run()
+    assert set(run.outcomes) == set(all_ids()) | {"loso::fold[mlp_small-Src0009]"}
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0009]"}, names=model, says="not in the data root")
+    assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 3
+
+
+def test_two_baselines_with_one_tag(gate):
+    other = gate.root / "other" / gate.baseline.name
+    shutil.copytree(gate.baseline.parent, other.parent)
+    run = gate.run(f"--loso-baseline={other}")
+    # both have the tag vmaf_tiny_v1: one item, failing, rather than one silently overwriting the other
+    assert run.outcomes[BASELINE_ID] == "FAILED"
+    assert "two baselines share the tag vmaf_tiny_v1" in run.output
+
+
+# -- model files: unreadable, wrong shape, degenerate output -----------------------------------
+
+
+def _cut_in_half(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def test_truncated_onnx(gate):
+    model = gate.fold_path("mlp_small", "Src0001")
+    _cut_in_half(model)
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[mlp_small-Src0001]"}, names=model, says="not an ONNX model, or truncated"
+    )
+
+
+def test_truncated_onnx_without_external_data(gate, built):
+    model = gate.fold_path("linear", "Src0000")
+    model.with_name(model.name + ".data").unlink()
+    export_onnx(built.folds["linear"]["Src0000"], model, external_data=False)
+    _cut_in_half(model)
+    assert_isolated_failure(gate.run(), {"loso::fold[linear-Src0000]"}, names=model)
+
+
+def test_truncated_external_data(gate):
+    model = gate.fold_path("mlp_small", "Src0002")
+    data = model.with_name(model.name + ".data")
+    _cut_in_half(data)
+    assert_isolated_failure(gate.run(), {"loso::fold[mlp_small-Src0002]"}, names=data, says="truncated")
+
+
+def test_missing_external_data(gate):
+    model = gate.fold_path("mlp_small", "Src0002")
+    model.with_name(model.name + ".data").unlink()
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[mlp_small-Src0002]"}, names=model, says="external data file"
+    )
+
+
+def test_text_file_instead_of_onnx(gate):
+    model = gate.fold_path("linear", "Src0001")
+    model.write_text("this is not an ONNX model\n")
+    assert_isolated_failure(gate.run(), {"loso::fold[linear-Src0001]"}, names=model, says="not an ONNX model")
+
+
+def test_empty_onnx_file(gate):
+    model = gate.fold_path("linear", "Src0001")
+    model.write_bytes(b"")
+    assert_isolated_failure(gate.run(), {"loso::fold[linear-Src0001]"}, names=model)
+
+
+def test_text_file_as_baseline(gate):
+    gate.baseline.write_text("garbage")
+    run = gate.run()
+    assert_isolated_failure(run, {BASELINE_ID}, names=gate.baseline, says="not an ONNX model")
+    assert run.report["baselines"]["vmaf_tiny_v1"]["all_clips_concat"]["error"]
+
+
+def test_model_with_five_inputs(gate, built):
+    x = np.concatenate([p[0] for s in ("Src0000", "Src0002") for p in built.truth[s]])
+    y = np.concatenate([p[1] for s in ("Src0000", "Src0002") for p in built.truth[s]])
+    model = gate.fold_path("mlp_small", "Src0001")
+    export_onnx(train(x[:, :5], y, "mlp_small", steps=50), model)
+    assert_isolated_failure(
+        gate.run(),
+        {"loso::fold[mlp_small-Src0001]"},
+        names=model,
+        says="model input is [batch, 5] but the feature cache has 6 features per frame",
+    )
+
+
+def test_constant_model(gate):
+    model = gate.fold_path("linear", "Src0002")
+    export_onnx(Regressor([(np.zeros((6, 1)), np.array([50.0]))]), model)
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[linear-Src0002]"}, names=model, says="model predicts the constant 50.0000"
+    )
+
+
+def test_all_zero_mlp(gate, built):
+    model = gate.fold_path("mlp_small", "Src0000")
+    layers = [(np.zeros_like(w), np.zeros_like(b)) for w, b in built.folds["mlp_small"]["Src0000"].layers]
+    export_onnx(Regressor(layers), model)
+    assert_isolated_failure(gate.run(), {"loso::fold[mlp_small-Src0000]"}, names=model, says="constant")
+
+
+def test_nan_model(gate, built):
+    model = gate.fold_path("mlp_small", "Src0000")
+    layers = list(built.folds["mlp_small"]["Src0000"].layers)
+    w, b = layers[-1]
+    layers[-1] = (w, np.full_like(b, np.nan))
+    export_onnx(Regressor(layers), model)
+    run = gate.run()
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0000]"}, names=model, says="predicted NaN or inf")
+    json.loads((gate.report_dir / "loso_eval.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_nan_baseline_is_reported_per_clip(gate, built):
+    layers = list(built.baseline.layers)
+    w, b = layers[-1]
+    layers[-1] = (w, np.full_like(b, np.nan))
+    export_onnx(Regressor(layers), gate.baseline)
+    run = gate.run()
+    assert_isolated_failure(run, {BASELINE_ID}, names=gate.baseline, says="NaN")
+    per_clip = run.report["baselines"]["vmaf_tiny_v1"]["per_clip"]
+    assert sorted(per_clip) == list(SOURCES)
+    assert all("predicted NaN" in entry["error"] for entry in per_clip.values())
+
+
+# -- external data outside the model's folder ------------------------------------------------
+
+
+def _atime_works(folder: Path) -> bool:
+    probe = folder / "atime_probe"
+    probe.write_bytes(b"x")
+    os.utime(probe, (0, probe.stat().st_mtime))
+    probe.read_bytes()
+    works = probe.stat().st_atime != 0
+    probe.unlink()
+    return works
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink_location", "symlink_sibling"])
+def test_external_data_outside_the_folder_is_never_opened(gate, how):
+    model = gate.fold_path("mlp_small", "Src0001")
+    folder = model.parent
+    sibling = model.with_name(model.name + ".data")
+    outside_dir = gate.root / "outside"
+    outside_dir.mkdir()
+    if how == "dotdot":
+        outside = (folder / "../../evil.bin").resolve()
+        rewrite_location(model, "../../evil.bin")
+    elif how == "absolute":
+        outside = outside_dir / "evil.bin"
+        rewrite_location(model, str(outside))
+    elif how == "symlink_location":
+        outside = outside_dir / "evil.bin"
+        (folder / "weights.bin").symlink_to(outside)
+        rewrite_location(model, "weights.bin")
+    else:
+        outside = outside_dir / "evil.bin"
+    # the outside file holds the model's real weights: only the rule can make the item fail
+    shutil.move(sibling, outside)
+    if how == "symlink_sibling":
+        sibling.symlink_to(outside)
+    assert not folder.resolve() in outside.resolve().parents
+    atime_checked = _atime_works(gate.root)
+    os.utime(outside, (0, outside.stat().st_mtime))
+    opened = install_open_recorder(gate.pytester)
+
+    run = gate.run()
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=folder, says="refusing to read it")
+    text = run.failure_text("loso::fold[mlp_small-Src0001]")
+    assert "outside" in text
+    paths = json.loads(opened.read_text())
+    assert str(model.resolve()) in paths  # the recorder sees the gate's reads
+    assert str(outside.resolve()) not in paths
+    if atime_checked:
+        assert outside.stat().st_atime == 0, "the outside file was read"
+
+
+def test_external_data_renamed_inside_the_folder_is_fine(gate):
+    """Control for the test above: the same weights, under another name inside the folder, load."""
+    model = gate.fold_path("mlp_small", "Src0001")
+    sibling = model.with_name(model.name + ".data")
+    expected = script_metrics(model, *gate.xy("Src0001"))
+    sibling.rename(model.parent / "weights.bin")
+    rewrite_location(model, "weights.bin")
+    run = gate.run()
+    assert run.result.ret == 0, run.output
+    assert_exact(run.report["archs"]["mlp_small"]["per_fold"]["Src0001"], expected)
+
+
+# -- the feature cache -------------------------------------------------------------------------
+
+
+def _cache_failure(gate, run: Run, path: Path, says: str) -> None:
+    failing = {f"loso::fold[{arch}-Src0001]" for arch in ARCHS} | {BASELINE_ID}
+    assert_isolated_failure(run, failing, names=path, says=says)
+    per_clip = run.report["baselines"]["vmaf_tiny_v1"]["per_clip"]
+    assert says in per_clip["Src0001"]["error"]
+    assert "plcc" in per_clip["Src0000"] and "plcc" in per_clip["Src0002"]
+    assert "cannot score on all sources; 1 failed" in run.failure_text(BASELINE_ID)
+
+
+def test_corrupt_json_cache(gate):
+    path = gate.cache_file("Src0001", 1)
+    path.write_text('{"features": {"feature_names": [}')
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "corrupt cache file, not valid JSON")
+
+
+def test_truncated_json_cache(gate):
+    path = gate.cache_file("Src0001", 3)
+    _cut_in_half(path)
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "corrupt cache file, not valid JSON")
+
+
+def test_cache_with_wrong_schema(gate):
+    path = gate.cache_file("Src0001", 0)
+    path.write_text(json.dumps({"features": {"per_frame": [[0.0] * 6]}, "scores": {"per_frame": [1.0]}}))
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "cache file lacks 'feature_names'")
+
+
+def test_missing_cache_file_says_how_to_fill_it(gate):
+    path = gate.cache_file("Src0001", 2)
+    path.unlink()
+    run = gate.run(NO_EXTRACTOR)
+    _cache_failure(gate, run, path, "no cached features for")
+    text = run.failure_text("loso::fold[linear-Src0001]")
+    assert "fix:" in text and "fill" in text and str(gate.cache_dir) in text
+    assert "--loso-cache" in text
+
+
+@pytest.mark.parametrize("where", ["features", "scores"])
+def test_nan_in_cache(gate, where):
+    source, index = "Src0001", 2
+    x, y = (a.copy() for a in gate.truth[source][index])
+    if where == "features":
+        x[5, 3] = np.nan
+    else:
+        y[7] = np.nan
+    path = gate.cache_file(source, index)
+    write_cache_file(path, cache_payload(x, y))
+    assert "NaN" in path.read_text()
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "1 of 30 frames have NaN features or scores")
+
+
+def test_feature_names_differ_between_pairs(gate):
+    source, index = "Src0001", 3
+    x, y = gate.truth[source][index]
+    names = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "motion2", "vif_scale3")
+    path = gate.cache_file(source, index)
+    write_cache_file(path, cache_payload(x, y, names))
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "differ from")
+
+
+def test_source_without_distorted_clips(gate):
+    for clip in (gate.data_root / "dis").glob("Src0001_*.yuv"):
+        clip.unlink()
+    run = gate.run(NO_EXTRACTOR)
+    _cache_failure(gate, run, gate.data_root / "dis", "source Src0001 has no distorted clips")
+
+
+def test_report_is_written_and_lists_every_failure_when_many_things_break(gate):
+    gate.fold_path("linear", "Src0000").write_text("nope")
+    gate.cache_file("Src0002", 0).write_text("{")
+    run = gate.run(NO_EXTRACTOR)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    tests = sorted(f["test"] for f in run.report["failures"])
+    assert tests == sorted(
+        ["fold[linear-Src0000]", "fold[linear-Src0002]", "fold[mlp_small-Src0002]", "baseline[vmaf_tiny_v1]"]
+    )
+    assert {n for n, o in run.outcomes.items() if o == "PASSED"} == {
+        "loso::fold[linear-Src0001]", "loso::fold[mlp_small-Src0000]", "loso::fold[mlp_small-Src0001]",
+    }
+    md = _md(gate)
+    assert "## Failures" in md
+    for test in tests:
+        assert f"**{test}**" in md
+
+
+# -- problems found when planning the items (collection) ------------------------------------
+
+
+def _collection_failure(gate, run: Run, names: Path | str, says: str) -> None:
+    """The gate cannot make its items: a collection error naming the file, and a report that says so."""
+    output = run.output
+    # "Interrupted: 1 error during collection" (xdist says TESTS_FAILED for the same)
+    assert run.result.ret in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.TESTS_FAILED), output
+    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output and "gate.py" not in output and "items.py" not in output, output
+    assert f"{names}: {says}" in output
+    assert run.report is not None, "report not written"
+    assert [f["test"] for f in run.report["failures"]] == ["loso"]
+    assert f"{names}: {says}" in run.report["failures"][0]["message"]
+    assert "## Failures" in _md(gate)
+
+
+@pytest.mark.parametrize("extractor", ["auto", "none"])
+def test_data_root_without_ref_folder(gate, extractor):
+    shutil.rmtree(gate.data_root / "ref")
+    run = gate.run(f"--loso-extractor={extractor}")
+    _collection_failure(gate, run, gate.data_root / "ref", "folder not found")
+
+
+def test_loso_dir_without_models(gate):
+    empty = gate.root / "empty_runs"
+    empty.mkdir()
+    args = [a for a in gate.args() if not a.startswith("--loso-dir=")] + [f"--loso-dir={empty}"]
+    run = gate.run(*args, plain=True)
+    _collection_failure(gate, run, empty, "no fold models found")
+
+
+def test_unknown_arch(gate):
+    run = gate.run("--loso-arch", "transformer")
+    _collection_failure(gate, run, gate.runs, "no fold models for --loso-arch transformer (found: linear, mlp_small)")
+
+
+def test_collection_failure_under_xdist(gate):
+    shutil.rmtree(gate.data_root / "ref")
+    run = gate.run("-n", "2", subprocess=True)
+    _collection_failure(gate, run, gate.data_root / "ref", "folder not found")

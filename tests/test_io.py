@@ -1,0 +1,142 @@
+"""What the gate reads and writes: each cache file once per process; the report atomically, always."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from loso_helpers import ARCHS, BASELINE_ID, BASELINE_TAG, SOURCES, all_ids, install_open_recorder
+
+NO_EXTRACTOR = "--loso-extractor=none"
+
+
+def _cache_reads(gate, opened_log) -> Counter:
+    cache = str(gate.cache_dir.resolve())
+    paths = json.loads(opened_log.read_text())
+    return Counter(p for p in paths if p.startswith(cache + "/") and p.endswith(".json"))
+
+
+def test_each_cache_file_is_read_once_per_process(gate):
+    opened = install_open_recorder(gate.pytester)
+    run = gate.run()  # 2 architectures x 3 folds + 1 baseline: every source is needed 3 times
+    assert run.result.ret == 0, run.output
+    reads = _cache_reads(gate, opened)
+    expected = {str(p.resolve()) for p in gate.cache_dir.rglob("*.json")}
+    assert len(expected) == len(SOURCES) * 4
+    assert set(reads) == expected
+    assert set(reads.values()) == {1}, reads
+
+
+def test_a_broken_cache_file_is_read_once_too(gate):
+    broken = gate.cache_file("Src0002", 1)
+    broken.write_text("{not json")
+    opened = install_open_recorder(gate.pytester)
+    run = gate.run(NO_EXTRACTOR)
+    failed = {n for n, o in run.outcomes.items() if o == "FAILED"}
+    assert failed == {f"loso::fold[{a}-Src0002]" for a in ARCHS} | {BASELINE_ID}
+    reads = _cache_reads(gate, opened)
+    assert reads[str(broken.resolve())] == 1
+    # the source's files after the broken one are never needed
+    assert str(gate.cache_file("Src0002", 2).resolve()) not in reads
+    assert set(reads.values()) == {1}
+    # every item that needs the source reports the same error
+    assert len(run.report["failures"]) == 3
+    assert all(str(broken) in f["message"] for f in run.report["failures"])
+
+
+def test_report_replaced_atomically(gate):
+    first = gate.run("-k", "linear")
+    assert first.result.ret == 0
+    json_path = gate.report_dir / "loso_eval.json"
+    md_path = gate.report_dir / "loso_eval.md"
+    # hard links keep the old files' inodes: a rename leaves them intact, an in-place rewrite would not
+    old_json, old_md = gate.root / "old.json", gate.root / "old.md"
+    old_json.hardlink_to(json_path)
+    old_md.hardlink_to(md_path)
+    before = json_path.read_text()
+
+    second = gate.pytester.runpytest(*gate.args("-k", "mlp_small"))
+    assert second.ret == 0
+    assert old_json.read_text() == before
+    assert json.loads(old_json.read_text())["archs"].keys() == {"linear"}
+    assert json_path.stat().st_ino != old_json.stat().st_ino
+    assert md_path.stat().st_ino != old_md.stat().st_ino
+    assert json.loads(json_path.read_text())["archs"].keys() == {"mlp_small"}
+    assert sorted(p.name for p in gate.report_dir.iterdir()) == ["loso_eval.json", "loso_eval.md"]
+
+
+def test_report_written_when_items_fail_and_with_exitfirst(gate):
+    gate.fold_path("linear", "Src0000").write_text("nope")
+    run = gate.run("-x", "-p", "no:randomly")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert run.report is not None
+    assert [f["test"] for f in run.report["failures"]] == ["fold[linear-Src0000]"]
+    assert run.report["run_provenance"]["items_run"] == 1
+    assert (gate.report_dir / "loso_eval.md").is_file()
+
+
+def test_report_folder_is_created(gate):
+    deep = gate.root / "a" / "b" / "c"
+    run = gate.run(f"--loso-report={deep}")
+    assert run.result.ret == 0
+    assert (deep / "loso_eval.json").is_file() and (deep / "loso_eval.md").is_file()
+
+
+def _row(label: str, n: int | str, m: dict, status: str) -> re.Pattern:
+    """A table row with n, PLCC, SROCC, ..., RMSE, status (extra metric columns allowed before RMSE)."""
+    cells = [re.escape(label), str(n), f"{m['plcc']:.4f}", f"{m['srocc']:.4f}"]
+    return re.compile(
+        r"^\| " + r" \| ".join(cells) + r" \|(?: [^|]* \|)*? " + re.escape(f"{m['rmse']:.3f}") + rf" \| {status} \|$",
+        re.M,
+    )
+
+
+def test_markdown_and_terminal_tables(gate):
+    run = gate.run("--loso-max-rmse", "0.01", "-k", "Src0000 or baseline")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    report = run.report
+    md = (gate.report_dir / "loso_eval.md").read_text()
+    assert md.startswith("# LOSO evaluation")
+    assert f"Corpus: `{gate.data_root}`" in md
+    assert "## Aggregate (mean ± std across folds)" in md
+    for arch in ARCHS:
+        agg = report["archs"][arch]["aggregate"]
+        assert re.search(rf"^\| {arch} \| 1 \| {agg['mean_plcc']:.4f} ± — \|", md, re.M), md
+        assert f"## {arch}: each fold on its held-out source" in md
+        assert _row("Src0000", 120, report["archs"][arch]["per_fold"]["Src0000"], "FAILED").search(md), md
+    block = report["baselines"][BASELINE_TAG]
+    assert f"## baseline {BASELINE_TAG} ({gate.baseline})" in md
+    for source in SOURCES:
+        assert _row(source, 120, block["per_clip"][source], "ok").search(md), md
+    concat = block["all_clips_concat"]
+    assert _row("all sources concatenated", 360, concat, "FAILED").search(md), md
+    assert "## Failures" in md and "**fold[linear-Src0000]**" in md
+    assert "## Provenance" in md and report["run_provenance"]["cache_fingerprint"]["sha256"] in md
+
+    fold = report["archs"]["mlp_small"]["per_fold"]["Src0000"]
+    run.result.stdout.fnmatch_lines([
+        "*LOSO gate*",
+        "mlp_small: each fold on its held-out source",
+        "*split*n*PLCC*SROCC*RMSE*status",
+        f"*Src0000*120*{fold['plcc']:.4f}*{fold['rmse']:.3f}*FAILED",
+        f"baseline {BASELINE_TAG} ({gate.baseline})",
+        f"*all sources concatenated*360*{concat['plcc']:.4f}*{concat['rmse']:.3f}*FAILED",
+        f"report: {gate.report_dir / 'loso_eval.json'} (and loso_eval.md)",
+    ])
+
+
+def test_collect_only_writes_no_report_and_reads_no_cache(gate):
+    opened = install_open_recorder(gate.pytester)
+    run = gate.run("--collect-only")
+    assert run.result.ret == 0
+    assert run.report is None
+    assert not gate.report_dir.exists()
+    assert _cache_reads(gate, opened) == Counter()
+
+
+def test_outcomes_cover_every_item(gate):
+    run = gate.run()
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}

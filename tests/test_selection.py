@@ -1,0 +1,216 @@
+"""Node ids and selection: the gate's items behave like any pytest test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids, fold_ids
+
+PLAIN_TEST = """
+def test_plain():
+    assert 1 + 1 == 2
+"""
+
+
+def test_collect_only_lists_node_ids(gate):
+    run = gate.run("--collect-only", "-q")
+    assert run.result.ret == 0, run.output
+    listed = [line for line in run.result.stdout.lines if "::" in line]
+    assert listed == fold_ids(tuple(sorted(ARCHS))) + [BASELINE_ID]
+    assert "loso::fold[mlp_small-Src0000]" in listed
+    # collecting is not scoring: no report
+    assert run.report is None
+    assert not (gate.report_dir / "loso_eval.json").exists()
+
+
+def test_k_selects_by_source(gate):
+    run = gate.run("-k", "Src0001")
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {f"loso::fold[{a}-Src0001]": "PASSED" for a in ARCHS}
+    run.result.assert_outcomes(passed=2, deselected=5)
+    # the report describes what ran: one fold per architecture, no baseline
+    for arch in ARCHS:
+        assert list(run.report["archs"][arch]["per_fold"]) == ["Src0001"]
+        aggregate = run.report["archs"][arch]["aggregate"]
+        assert aggregate["n_folds"] == 1
+        assert aggregate["std_plcc"] is None  # one value has no sample spread
+        assert aggregate["mean_plcc"] == run.report["archs"][arch]["per_fold"]["Src0001"]["plcc"]
+    assert run.report["baselines"] == {}
+
+
+def test_k_selects_by_arch_and_kind(gate):
+    run = gate.run("-k", "linear and not Src0002 or baseline")
+    assert set(run.outcomes) == {"loso::fold[linear-Src0000]", "loso::fold[linear-Src0001]", BASELINE_ID}
+
+
+def test_deselect_by_node_id(gate):
+    run = gate.run("--deselect", "loso::fold[mlp_small-Src0000]", "--deselect", BASELINE_ID)
+    assert run.result.ret == 0, run.output
+    expected = set(all_ids()) - {"loso::fold[mlp_small-Src0000]", BASELINE_ID}
+    assert set(run.outcomes) == expected
+    run.result.assert_outcomes(passed=5, deselected=2)
+    assert sorted(run.report["archs"]["mlp_small"]["per_fold"]) == ["Src0001", "Src0002"]
+
+
+def test_deselect_prefix_drops_the_whole_gate(gate):
+    run = gate.run("--deselect", "loso")
+    assert run.result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, run.output
+    run.result.assert_outcomes(deselected=7)
+
+
+def test_loso_arch_restricts(gate):
+    run = gate.run("--loso-arch", "linear", baseline=False)
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",))}
+    assert list(run.report["archs"]) == ["linear"]
+    # with mlp_small absent, the single-architecture keys describe the one that ran
+    assert run.report["loso_per_fold"] == run.report["archs"]["linear"]["per_fold"]
+    assert run.report["run_provenance"]["options"]["archs"] == ["linear"]
+
+
+def test_loso_arch_repeatable(gate):
+    run = gate.run("--loso-arch", "linear", "--loso-arch", "mlp_small", baseline=False)
+    assert set(run.outcomes) == set(fold_ids())
+
+
+def test_marker_selects_gate_items_only(gate):
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("-m", "loso")
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == set(all_ids())
+    run.result.assert_outcomes(passed=7, deselected=1)
+
+    run = gate.run("-m", "not loso")
+    assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}
+    run.result.assert_outcomes(passed=1, deselected=7)
+
+
+def test_plain_tests_run_alongside_the_gate(gate):
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run()
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == set(all_ids()) | {"test_plain.py::test_plain"}
+
+
+def test_without_loso_dir_the_plugin_adds_nothing(gate):
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("-p", "no:cacheprovider", "-rA", f"--loso-report={gate.report_dir}", plain=True)
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}
+    text = "\n".join(line for line in run.result.stdout.lines if not line.startswith("plugins:"))
+    assert "loso" not in text.replace(str(gate.root), "")
+    assert not gate.report_dir.exists()
+    assert not (gate.root / "runs" / "loso_eval").exists()
+
+
+def test_without_loso_dir_nothing_heavy_is_imported(pytester):
+    """The plugin loads in every pytest session: off, it must not import numpy, scipy or onnxruntime."""
+    pytester.makeconftest(
+        """
+        import json, sys
+
+        def pytest_unconfigure(config):
+            heavy = [m for m in ("numpy", "scipy", "onnx", "onnxruntime") if m in sys.modules]
+            (config.rootpath / "heavy.json").write_text(json.dumps(heavy))
+        """
+    )
+    pytester.makepyfile(test_plain=PLAIN_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0
+    assert json.loads((pytester.path / "heavy.json").read_text()) == []
+
+
+def test_disabled_with_p_no_loso(gate):
+    """An ini that configures the gate is ignored when the plugin is disabled."""
+    gate.pytester.makeini(
+        f"""
+        [pytest]
+        loso_dir = runs
+        data_root = corpus
+        loso_cache = cache
+        loso_report = report
+        """
+    )
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("-p", "no:cacheprovider", "-rA", "-p", "no:loso", plain=True)
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}
+    assert not gate.report_dir.exists()
+
+    # the same ini with the plugin on: the gate runs, its relative paths taken from the ini's folder
+    run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == set(fold_ids()) | {"test_plain.py::test_plain"}
+    assert run.report is not None
+    assert run.report["corpus"] == str(gate.data_root)
+    assert run.report["run_provenance"]["cache_dir"] == str(gate.cache_dir)
+
+
+def test_ini_paths_are_relative_to_the_ini_file(gate, monkeypatch):
+    gate.pytester.makeini(
+        f"""
+        [pytest]
+        loso_dir = runs
+        data_root = corpus
+        loso_cache = cache
+        loso_baseline = base/vmaf_tiny_v1.onnx
+        loso_report = report
+        """
+    )
+    sub = gate.pytester.mkdir("sub")
+    monkeypatch.chdir(sub)
+    run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
+    assert run.result.ret == 0, run.output
+    # pytest shows node ids relative to the working directory
+    assert {nodeid.removeprefix("../") for nodeid in run.outcomes} == set(all_ids())
+    assert run.report["run_provenance"]["options"]["loso_dirs"] == [str(gate.runs)]
+
+
+def test_cli_relative_paths_are_relative_to_the_invocation_dir(gate):
+    run = gate.run(
+        "-p", "no:cacheprovider", "-rA",
+        "--loso-dir=runs", "--data-root=corpus", "--loso-cache=cache", "--loso-report=report",
+        "--loso-baseline=base/vmaf_tiny_v1.onnx",
+        plain=True,
+    )
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == set(all_ids())
+    assert run.report["run_provenance"]["data_root"] == str(gate.data_root)
+
+
+def test_cache_dir_from_environment(gate, monkeypatch):
+    monkeypatch.setenv("VMAF_TINY_AI_CACHE", str(gate.cache_dir))
+    run = gate.run(
+        "-p", "no:cacheprovider", "-rA",
+        f"--loso-dir={gate.runs}", f"--data-root={gate.data_root}", f"--loso-report={gate.report_dir}",
+        plain=True,
+    )
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == set(fold_ids())
+    assert run.report["run_provenance"]["cache_dir"] == str(gate.cache_dir)
+
+
+def test_default_report_dir(gate):
+    run = gate.run(
+        "-p", "no:cacheprovider",
+        f"--loso-dir={gate.runs}", f"--data-root={gate.data_root}", f"--loso-cache={gate.cache_dir}",
+        plain=True,
+    )
+    assert run.result.ret == 0, run.output
+    assert (gate.root / "runs" / "loso_eval" / "loso_eval.json").is_file()
+    assert (gate.root / "runs" / "loso_eval" / "loso_eval.md").is_file()
+
+
+def test_single_run_layout(gate):
+    """A --loso-dir that is one architecture's run (fold_<Source>/ directly inside) works too."""
+    run = gate.run(
+        "-p", "no:cacheprovider", "-rA",
+        f"--loso-dir={gate.runs / 'loso_linear'}", f"--data-root={gate.data_root}",
+        f"--loso-cache={gate.cache_dir}", f"--loso-report={gate.report_dir}",
+        plain=True,
+    )
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",))}
+    assert sorted(run.report["archs"]["linear"]["per_fold"]) == list(SOURCES)

@@ -1,0 +1,43 @@
+"""pytest-xdist: items run on workers, the controller aggregates; the report does not change."""
+
+from __future__ import annotations
+
+import pytest
+
+from loso_helpers import all_ids
+
+pytest.importorskip("xdist")
+
+
+def _numbers(report: dict) -> dict:
+    return {key: report[key] for key in ("archs", "baselines", "loso_per_fold", "loso_aggregate", "dropped_frames")}
+
+
+def test_xdist_report_equals_serial(gate):
+    # one source's fold broken, so failures travel from workers too
+    gate.fold_path("linear", "Src0002").write_text("not a model\n")
+    serial = gate.run(subprocess=True)
+    parallel = gate.run("-n", "2", subprocess=True)
+    for run in (serial, parallel):
+        assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+        assert run.report is not None
+        assert "INTERNALERROR" not in run.output
+    assert "2 workers" in parallel.output or "gw1" in parallel.output
+    assert parallel.outcomes == serial.outcomes
+    assert set(serial.outcomes) == set(all_ids())
+    assert _numbers(parallel.report) == _numbers(serial.report)
+    assert parallel.report["failures"] == serial.report["failures"]
+    assert [f["test"] for f in serial.report["failures"]] == ["fold[linear-Src0002]"]
+    prov_s, prov_p = serial.report["run_provenance"], parallel.report["run_provenance"]
+    assert prov_p["models"] == prov_s["models"]
+    assert prov_p["cache_fingerprint"] == prov_s["cache_fingerprint"]
+    assert prov_p["items_run"] == prov_s["items_run"] == len(all_ids())
+
+
+def test_xdist_aggregate_threshold(gate):
+    run = gate.run("-n", "2", "--loso-max-mean-rmse", "0.001", subprocess=True)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert set(run.outcomes.values()) == {"PASSED"}
+    assert "LOSO aggregate thresholds FAILED" in run.output
+    assert {f["test"] for f in run.report["failures"]} == {"aggregate[mlp_small]", "aggregate[linear]"}
+    assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 3
