@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -65,9 +66,12 @@ def parse_bound(text: str | float | None, name: str) -> float | None:
     if text.strip().lower() in ("", "none", "off"):
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a number (use e.g. 0.9, or 'none' to disable)") from None
+        value = math.nan
+    if math.isnan(value):  # every comparison with NaN is false: the bound would pass everything
+        raise ValueError(f"{name}: {text!r} is not a number (use e.g. 0.9, or 'none' to disable)")
+    return value
 
 
 _OVERRIDE_RE = re.compile(r"^\s*(?P<source>[A-Za-z0-9]+)\s*:(?P<rest>.*)$")
