@@ -437,3 +437,17 @@ def test_collection_failure_under_xdist(gate):
     shutil.rmtree(gate.data_root / "ref")
     run = gate.run("-n", "2", subprocess=True)
     _collection_failure(gate, run, gate.data_root / "ref", "folder not found")
+
+
+def test_same_fold_offered_by_two_loso_dirs(gate):
+    other = gate.root / "runs_copy"
+    shutil.copytree(gate.runs / "loso_linear", other / "loso_linear")
+    run = gate.run(f"--loso-dir={other}")
+    failing = {f"loso::fold[linear-{s}]" for s in SOURCES}
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == failing
+    for source in SOURCES:
+        text = run.failure_text(f"loso::fold[linear-{source}]")
+        assert f"two fold models for linear on {source}" in text
+        assert str(gate.fold_path("linear", source)) in text
+        assert str(other / "loso_linear" / f"fold_{source}" / "linear_final.onnx") in text
+    assert {n for n, o in run.outcomes.items() if o == "PASSED"} == set(all_ids()) - failing

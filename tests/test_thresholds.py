@@ -208,3 +208,13 @@ def test_aggregate_failure_does_not_hide_item_failures(gate):
     tests = [f["test"] for f in run.report["failures"]]
     assert set(tests) == {"fold[mlp_small-Src0000]", "fold[linear-Src0000]", "aggregate[mlp_small]", "aggregate[linear]"}
     assert set(fold_ids(sources=("Src0000",))) <= {n for n, o in run.outcomes.items() if o == "FAILED"}
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN"])
+def test_nan_bound_is_a_usage_error_not_a_disabled_bound(gate, value):
+    """Every comparison with NaN is false: a NaN bound would pass everything without a word."""
+    run = gate.run("--loso-min-plcc", value)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
+    assert "--loso-min-plcc" in run.output
+    run = gate.run("--loso-source-threshold", f"Src0001: max_rmse={value}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
