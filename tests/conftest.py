@@ -1,9 +1,17 @@
-"""Shared fixtures: the session's synthetic corpus, folds and baseline, and a per-test copy of it."""
+"""Shared fixtures: the session's synthetic corpus, folds and baseline, and a per-test copy of it.
+
+The heavy modules are imported here, in the outer process, on purpose: ``pytester.runpytest``
+(in process) removes the modules an inner run imported when it ends, and onnx's C extension
+aborts the interpreter when it is imported a second time ("refusing to add duplicate key").
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx  # noqa: F401
+import onnxruntime  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv
 from pytest_loso.training import export_onnx, synthetic_corpus, train, train_folds

@@ -451,3 +451,27 @@ def test_same_fold_offered_by_two_loso_dirs(gate):
         assert str(gate.fold_path("linear", source)) in text
         assert str(other / "loso_linear" / f"fold_{source}" / "linear_final.onnx") in text
     assert {n for n, o in run.outcomes.items() if o == "PASSED"} == set(all_ids()) - failing
+
+
+def test_model_with_two_outputs_per_frame(gate, built):
+    model = gate.fold_path("linear", "Src0001")
+    w, b = built.folds["linear"]["Src0001"].layers[0]
+    export_onnx(Regressor([(np.hstack([w, w]), np.concatenate([b, b]))]), model)
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[linear-Src0001]"}, names=model, says="model returned 240 predictions for 120 frames"
+    )
+
+
+def test_constant_vmaf_target(gate):
+    source = "Src0001"
+    for index in range(4):
+        x, y = gate.truth[source][index]
+        write_cache_file(gate.cache_file(source, index), cache_payload(x, np.full_like(y, 100.0)))
+    run = gate.run(NO_EXTRACTOR)
+    failing = {f"loso::fold[{arch}-{source}]" for arch in ARCHS} | {BASELINE_ID}
+    # the baseline needs every source scored, as with any other source it cannot score
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == failing
+    for nodeid in failing:
+        assert "VMAF target of source Src0001 is constant over 120 frames" in run.failure_text(nodeid)
+    assert "cannot score on all sources; 1 failed" in run.failure_text(BASELINE_ID)
+    assert "constant" in run.report["baselines"]["vmaf_tiny_v1"]["per_clip"][source]["error"]

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +256,55 @@ def test_frame_count_mismatch_uses_first_frames_and_is_reported(gate):
     assert "3 dropped" in output
     md = (gate.report_dir / "loso_eval.md").read_text()
     assert f"{source}/{path.stem}: {FRAMES + 3} feature vs {FRAMES} score frames, 3 dropped" in md
+
+
+def test_bundled_example_matches_the_script(pytester):
+    """``--loso-example``: the corpus shipped in the package, scored like the evaluation script."""
+    from pytest_loso.options import EXAMPLE_DIR
+
+    report_dir = pytester.path / "report"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--loso-example", "-m", "loso", f"--loso-report={report_dir}")
+    assert result.ret == 0, result.stdout.str()
+    report = json.loads((report_dir / "loso_eval.json").read_text())
+    assert report["run_provenance"]["options"]["example"] is True
+
+    def source_xy(source):
+        files = sorted((EXAMPLE_DIR / "cache" / source).glob("*.json"))
+        assert files
+        payloads = [json.loads(f.read_text()) for f in files]
+        x = np.concatenate([np.asarray(p["features"]["per_frame"], dtype=np.float32) for p in payloads])
+        y = np.concatenate([np.asarray(p["scores"]["per_frame"], dtype=np.float32) for p in payloads])
+        return x, y
+
+    sources = sorted(p.stem.split("_")[0] for p in (EXAMPLE_DIR / "corpus" / "ref").glob("*.yuv"))
+    assert len(sources) >= 3
+    checked = 0
+    for arch, block in report["archs"].items():
+        assert sorted(block["per_fold"]) == sources
+        for source in sources:
+            model = next((EXAMPLE_DIR / "folds").rglob(f"fold_{source}/{arch}_final.onnx"))
+            assert_exact(block["per_fold"][source], script_metrics(model, *source_xy(source)))
+            checked += 1
+    assert checked >= 2 * len(sources)
+    assert report["baselines"]
+    for tag, block in report["baselines"].items():
+        parts = [source_xy(s) for s in sources]
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        restored = _restore_exported_name(Path(block["model_path"]), pytester.path / "restored" / tag)
+        assert_exact(block["all_clips_concat"], script_metrics(restored, x, y))
+
+
+def _restore_exported_name(model: Path, folder: Path) -> Path:
+    """A copy of ``model`` whose external-data file carries the name its ``location`` says, so plain
+    ``InferenceSession(path)`` loads it (the example baseline is shipped renamed)."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    folder.mkdir(parents=True)
+    copy = folder / model.name
+    shutil.copy(model, copy)
+    if locations:
+        (location,) = locations
+        shutil.copy(model.with_name(model.name + ".data"), folder / location)
+    return copy

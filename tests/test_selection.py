@@ -214,3 +214,36 @@ def test_single_run_layout(gate):
     assert run.result.ret == 0, run.output
     assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",))}
     assert sorted(run.report["archs"]["linear"]["per_fold"]) == list(SOURCES)
+
+
+def test_pyproject_configuration_as_in_the_readme(gate):
+    """The README's [tool.pytest.ini_options] example: lists for paths, strings for bounds, a block of overrides."""
+    gate.pytester.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        loso_dir = ["runs"]
+        data_root = "corpus"
+        loso_cache = "cache"
+        loso_report = "report"
+        loso_baseline = ["base/vmaf_tiny_v1.onnx"]
+        loso_min_plcc = "0.90"
+        loso_max_rmse = "12"
+        loso_min_mean_plcc = "0.95"
+        loso_max_mean_rmse = "10"
+        loso_source_thresholds = \"\"\"
+            Src0001: min_plcc=0.99999 max_rmse=18
+            Src0002: min_srocc=0.85
+        \"\"\"
+        """
+    )
+    run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
+    thresholds = run.report["thresholds"]
+    assert thresholds["fold"] == {"min_plcc": 0.90, "min_srocc": 0.70, "max_rmse": 12.0}
+    assert thresholds["aggregate"] == {"min_mean_plcc": 0.95, "max_mean_rmse": 10.0}
+    assert thresholds["per_source"] == {
+        "Src0001": {"min_plcc": 0.99999, "min_srocc": 0.70, "max_rmse": 18.0},
+        "Src0002": {"min_plcc": 0.90, "min_srocc": 0.85, "max_rmse": 12.0},
+    }
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::fold[{a}-Src0001]" for a in ARCHS}
+    assert run.report["corpus"] == str(gate.data_root)
+    assert run.report["run_provenance"]["options"]["baselines"] == [str(gate.baseline)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loso_helpers import all_ids
+from pytest_loso.training import cache_payload, write_cache_file
 
 pytest.importorskip("xdist")
 
@@ -14,8 +15,10 @@ def _numbers(report: dict) -> dict:
 
 
 def test_xdist_report_equals_serial(gate):
-    # one source's fold broken, so failures travel from workers too
+    # one source's fold broken, so failures travel from workers too, and frames dropped from one pair
     gate.fold_path("linear", "Src0002").write_text("not a model\n")
+    x, y = gate.truth["Src0001"][1]
+    write_cache_file(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
     serial = gate.run(subprocess=True)
     parallel = gate.run("-n", "2", subprocess=True)
     for run in (serial, parallel):
@@ -28,6 +31,7 @@ def test_xdist_report_equals_serial(gate):
     assert _numbers(parallel.report) == _numbers(serial.report)
     assert parallel.report["failures"] == serial.report["failures"]
     assert [f["test"] for f in serial.report["failures"]] == ["fold[linear-Src0002]"]
+    assert parallel.report["dropped_frames"]["Src0001"][gate.stems("Src0001")[1]]["dropped"] == 2
     prov_s, prov_p = serial.report["run_provenance"], parallel.report["run_provenance"]
     assert prov_p["models"] == prov_s["models"]
     assert prov_p["cache_fingerprint"] == prov_s["cache_fingerprint"]
