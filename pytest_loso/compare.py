@@ -113,9 +113,15 @@ def compare(
                 verdict = "REGRESSED"
                 rule = "drop beyond the allowance"
                 if mode == "noise":
-                    rule += (f" and the accepted value outside this run's 95% bootstrap interval "
-                             f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else
-                             " (no bootstrap interval: fewer than 2 clips)")
+                    if interval:
+                        rule += (f" and the accepted value outside this run's 95% bootstrap interval "
+                                 f"[{interval[0]:.4g}, {interval[1]:.4g}]")
+                    elif intervals is None:
+                        rule += " (no bootstrap intervals: --loso-bootstrap is 0)"
+                    elif metric not in intervals:
+                        rule += f" (no bootstrap interval is computed for {LABELS[metric]})"
+                    else:
+                        rule += " (no bootstrap interval: fewer than 2 clips)"
         changes.append(Change(metric, float(old), float(new), allowed, verdict, rule))
     return changes
 

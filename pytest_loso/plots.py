@@ -86,7 +86,7 @@ def _bars(plt, path: Path, arch: str, block: dict, thresholds: Thresholds) -> Pa
             ax.axhline(aggregate[f"mean_{metric}"], color="black", linewidth=0.8, label="mean over folds")
         if metric == "plcc":
             lows = [v - e[0] for v, e in zip(values, errors)]
-            low = min(lows + ([bound] if bound is not None else []))
+            low = min(lows + ([bound] if bound is not None else []), default=0.0)  # no fold scored: empty
             ax.set_ylim(max(0.0, low - 0.05), 1.0)
         ax.set_ylabel(metric.upper())
         ax.legend(fontsize=7, loc="lower right" if metric == "plcc" else "upper right")
