@@ -1,0 +1,666 @@
+"""Comparing with the accepted report, bootstrap intervals, KRCC and logistic metrics.
+
+Every run compares against an accepted ``loso_eval.json``: either the one ``--loso-accept``
+wrote, or a copy of it edited by the test so that the expected verdict is known exactly
+(a drop exactly at the allowance, a fold that disappeared, a different corpus...). The
+numbers the checks rely on (KRCC, logistic fit, bootstrap intervals) are recomputed here
+from the script's recipe (onnxruntime on float32 arrays, scipy on explicitly
+concatenated resamples), independently of the plugin's vectorised code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+from scipy.stats import bootstrap, kendalltau, pearsonr, rankdata, spearmanr
+
+from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
+from pytest_loso import metrics as loso_metrics
+from pytest_loso.training import Regressor, cache_payload, export_onnx, write_cache_file
+
+COMPARED = ("plcc", "srocc", "krcc", "rmse")  # the metrics of the default --loso-max-drop
+NOISE_FEATURE = 5  # synthetic_source's last feature is uniform noise, unrelated to the target
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def accepted_file(gate) -> Path:
+    return gate.root / "accepted.json"
+
+
+def accept(gate, *extra: str) -> dict:
+    """A first run that writes the accepted report; returns it."""
+    path = accepted_file(gate)
+    assert not path.exists()
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", *extra)
+    assert run.result.ret == 0, run.output
+    accepted = json.loads(path.read_text())
+    assert accepted == run.report
+    assert "comparison" not in accepted  # nothing to compare with yet
+    return accepted
+
+
+def compare_with(gate, accepted: dict | None, *extra: str, **kwargs):
+    """Write ``accepted`` (unless ``None``: keep the file) and run the gate against it."""
+    path = accepted_file(gate)
+    if accepted is not None:
+        path.write_text(json.dumps(accepted, indent=2))
+    return gate.run(f"--loso-compare={path}", *extra, **kwargs)
+
+
+def rows(report: dict) -> dict[tuple[str, str], dict]:
+    return {(row["test"], row["metric"]): row for row in report["comparison"]["rows"]}
+
+
+def fold(report: dict, arch: str, source: str) -> dict:
+    return report["archs"][arch]["per_fold"][source]
+
+
+def all_tests() -> set[str]:
+    return ({f"fold[{a}-{s}]" for a in ARCHS for s in SOURCES} | {f"aggregate[{a}]" for a in ARCHS}
+            | {f"baseline[{BASELINE_TAG}]"})
+
+
+def failed(run) -> set[str]:
+    return {nodeid for nodeid, outcome in run.outcomes.items() if outcome != "PASSED"}
+
+
+def sentence(who: str, label: str, before: float, after: float, allowed: str, rule: str | None) -> str:
+    """The gate's failure line, written out here from the spec (not from compare.Change)."""
+    digits = 3 if label.startswith("RMSE") else 4
+    text = f"{who}: {label} {before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f}, allowed {allowed})"
+    return text + (f" [{rule}]" if rule else "")
+
+
+def degrade_linear_fold(gate, source: str, weight: float = 3.0) -> None:
+    """Replace the linear fold of ``source`` by the same model leaning on the noise feature."""
+    (w, b), = gate.folds["linear"][source].layers
+    w = w.copy()
+    w[NOISE_FEATURE] += weight
+    export_onnx(Regressor([(w, b)]), gate.fold_path("linear", source))
+
+
+def ort_predict(model_path: Path, x: np.ndarray) -> np.ndarray:
+    """The script's recipe: a plain InferenceSession on float32 features."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0].reshape(-1)
+
+
+def explicit_resample_metrics(pred: np.ndarray, target: np.ndarray, pair_frames, chosen) -> tuple[float, float, float]:
+    """PLCC, SROCC, RMSE of the explicitly concatenated frames of the chosen pairs."""
+    bounds = np.cumsum([0, *pair_frames])
+    p = np.concatenate([pred[bounds[i]:bounds[i + 1]] for i in chosen]).astype(np.float64)
+    t = np.concatenate([target[bounds[i]:bounds[i + 1]] for i in chosen]).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a resample of one pair repeated may be constant
+        return (float(pearsonr(p, t).statistic), float(spearmanr(p, t).statistic),
+                float(np.sqrt(np.mean((p - t) ** 2))))
+
+
+def explicit_bootstrap(pred, target, pair_frames, *, n_resamples: int, seed: int) -> dict[str, list[float]]:
+    """scipy's percentile bootstrap over pairs, the statistic computed by concatenating frames.
+
+    Same resampling stream as the plugin (same rng seed, resample count and batch size), so
+    the intervals must agree with its weighted computation to rounding.
+    """
+    def statistic(pairs, axis=-1):
+        pairs = np.atleast_2d(pairs)
+        return np.array([explicit_resample_metrics(pred, target, pair_frames, row) for row in pairs]).T
+
+    batch = max(1, loso_metrics.BOOTSTRAP_BATCH_FRAMES // len(pred))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bootstrap((np.arange(len(pair_frames)),), statistic, vectorized=True, n_resamples=n_resamples,
+                           confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=batch)
+    low, high = result.confidence_interval
+    return {name: [float(low[i]), float(high[i])] for i, name in enumerate(("plcc", "srocc", "rmse"))}
+
+
+# -- 1. identical corpus and models ------------------------------------------------------------
+
+
+def test_identical_rerun_compares_same(gate):
+    accepted = accept(gate)
+    assert accepted["run_provenance"]["options"]["bootstrap"] == {"resamples": 1000, "seed": 0}
+    run = compare_with(gate, None)
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
+    comparison = run.report["comparison"]
+    assert comparison["accepted"] == str(accepted_file(gate))
+    assert comparison["mode"] == "bound"
+    assert comparison["fingerprint_match"] is True
+    assert comparison["warnings"] == []
+    assert comparison["added"] == [] and comparison["removed"] == []
+    assert comparison["regressions"] == []
+    found = rows(run.report)
+    assert set(found) == {(test, m) for test in all_tests() for m in COMPARED}
+    for row in found.values():
+        assert row["verdict"] == "same", row
+        assert row["before"] == row["after"] and row["delta"] == 0 and row["rule"] is None
+    # comparing turns the bootstrap on: every fold has intervals
+    for arch in ARCHS:
+        for source in SOURCES:
+            assert set(fold(run.report, arch, source)["ci"]) == {"plcc", "srocc", "rmse"}
+    assert "no metric changed" in run.output
+    assert "LOSO comparison WARNING" not in run.output
+    md = (gate.report_dir / "loso_eval.md").read_text()
+    assert "## Comparison with the accepted report" in md
+
+
+# -- 2. a degraded fold model ------------------------------------------------------------------
+
+
+def test_degraded_fold_fails_alone_with_before_after_and_allowance(gate):
+    accepted = accept(gate)
+    degrade_linear_fold(gate, "Src0001")
+    run = compare_with(gate, None)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert failed(run) == {"loso::fold[linear-Src0001]"}, run.output
+    assert set(run.outcomes) == set(all_ids())
+
+    before, after = fold(accepted, "linear", "Src0001"), fold(run.report, "linear", "Src0001")
+    assert before["plcc"] - after["plcc"] > 0.01  # well beyond the 0.005 allowance
+    assert after["plcc"] > 0.75 and after["rmse"] < 20  # yet within the absolute thresholds
+    text = run.failure_text("loso::fold[linear-Src0001]")
+    plcc_line = sentence("Src0001 (linear)", "PLCC", before["plcc"], after["plcc"], "-0.005",
+                         "drop beyond the allowance")
+    rmse_line = sentence("Src0001 (linear)", "RMSE", before["rmse"], after["rmse"], "+0.5",
+                         "drop beyond the allowance")
+    assert plcc_line in text.splitlines(), text
+    assert rmse_line in text.splitlines(), text
+    assert f"model: {gate.fold_path('linear', 'Src0001')}" in text
+    # the same sentences in the report, with the fold's metrics kept
+    comparison = run.report["comparison"]
+    assert f"fold[linear-Src0001]: {plcc_line.split(': ', 1)[1]}" in comparison["regressions"]
+    assert plcc_line in after["error"]
+    found = rows(run.report)
+    assert found[("fold[linear-Src0001]", "plcc")]["verdict"] == "REGRESSED"
+    assert found[("fold[linear-Src0001]", "plcc")]["delta"] == pytest.approx(after["plcc"] - before["plcc"])
+    for (test, _), row in found.items():
+        if test not in ("fold[linear-Src0001]", "aggregate[linear]"):
+            assert row["verdict"] == "same", row
+    # its fold pulls the linear mean RMSE up by more than the allowance: that aggregate fails too
+    agg_before, agg_after = accepted["archs"]["linear"]["aggregate"], run.report["archs"]["linear"]["aggregate"]
+    assert agg_after["mean_rmse"] - agg_before["mean_rmse"] > 0.5
+    assert {f["test"] for f in run.report["failures"]} == {"fold[linear-Src0001]", "aggregate[linear]"}
+
+
+# -- 3. tolerance edges, relative allowances, direction ------------------------------------------
+
+
+def test_drop_exactly_at_the_allowance_passes_and_a_hair_more_fails(gate):
+    accepted = accept(gate)
+    edited = copy.deepcopy(accepted)
+    at_edge = fold(accepted, "mlp_small", "Src0000")["plcc"]
+    beyond = fold(accepted, "mlp_small", "Src0001")["plcc"]
+    # the accepted value 0.005 above, up to float rounding: the smallest one whose computed drop
+    # exceeds 0.005 by a few ulps (the allowance must not fail on representation error)
+    edge = at_edge + 0.005
+    while edge - at_edge <= 0.005:
+        edge = float(np.nextafter(edge, 2.0))
+    assert 0.005 < edge - at_edge < 0.005 + 1e-15
+    fold(edited, "mlp_small", "Src0000")["plcc"] = edge
+    fold(edited, "mlp_small", "Src0001")["plcc"] = beyond + 0.005 + 1e-7
+    run = compare_with(gate, edited)
+    assert failed(run) == {"loso::fold[mlp_small-Src0001]"}, run.output
+    found = rows(run.report)
+    row = found[("fold[mlp_small-Src0000]", "plcc")]
+    assert row["verdict"] == "worse (allowed)"
+    assert row["delta"] == pytest.approx(-0.005, abs=1e-12)
+    assert row["allowed"] == 0.005
+    assert found[("fold[mlp_small-Src0001]", "plcc")]["verdict"] == "REGRESSED"
+
+    # the same accepted value, an allowance a hair below the drop: now it fails
+    run = compare_with(gate, None, "--loso-max-drop=plcc=0.0049999,srocc=0.005,krcc=0.005,rmse=0.5")
+    assert failed(run) == {"loso::fold[mlp_small-Src0000]", "loso::fold[mlp_small-Src0001]"}, run.output
+    text = run.failure_text("loso::fold[mlp_small-Src0000]")
+    assert sentence("Src0000 (mlp_small)", "PLCC", edge, at_edge, "-0.0049999",
+                    "drop beyond the allowance") in text.splitlines(), text
+
+
+def test_relative_allowance(gate):
+    accepted = accept(gate)
+    rmse = {s: fold(accepted, "linear", s)["rmse"] for s in SOURCES}
+    edited = copy.deepcopy(accepted)
+    fold(edited, "linear", "Src0000")["rmse"] = rmse["Src0000"] - 0.45  # +0.45: within 0.5, beyond 5%
+    fold(edited, "linear", "Src0001")["rmse"] = rmse["Src0001"] / 1.06  # +6% of the accepted value
+    fold(edited, "linear", "Src0002")["rmse"] = rmse["Src0002"] / 1.04  # +4%
+    assert 0.05 * (rmse["Src0000"] - 0.45) < 0.45 < 0.5
+    assert 0.06 * rmse["Src0001"] / 1.06 < 0.5  # the absolute allowance alone would pass it
+
+    run = compare_with(gate, edited, "--loso-max-drop=rmse=5%")
+    assert failed(run) == {"loso::fold[linear-Src0000]", "loso::fold[linear-Src0001]"}, run.output
+    comparison = run.report["comparison"]
+    assert comparison["max_drop"] == {"rmse": {"absolute": None, "relative": 0.05}}
+    found = rows(run.report)
+    assert {metric for _, metric in found} == {"rmse"}
+    row = found[("fold[linear-Src0002]", "rmse")]
+    assert row["verdict"] == "worse (allowed)"
+    assert row["allowed"] == pytest.approx(0.05 * rmse["Src0002"] / 1.04)
+    accepted_1 = rmse["Src0001"] / 1.06
+    text = run.failure_text("loso::fold[linear-Src0001]")
+    assert sentence("Src0001 (linear)", "RMSE", accepted_1, rmse["Src0001"], f"+{0.05 * accepted_1:g}",
+                    "drop beyond the allowance") in text.splitlines(), text
+
+    # both given: the larger allowance applies (0.5 for these folds, 5% elsewhere would be larger)
+    run = compare_with(gate, None, "--loso-max-drop=rmse=0.5,rmse=5%")
+    assert run.result.ret == 0, run.output
+    found = rows(run.report)
+    assert found[("fold[linear-Src0000]", "rmse")]["verdict"] == "worse (allowed)"
+    assert found[("fold[linear-Src0000]", "rmse")]["allowed"] == 0.5
+    assert run.report["comparison"]["max_drop"] == {"rmse": {"absolute": 0.5, "relative": 0.05}}
+
+
+def test_direction_of_each_metric(gate):
+    accepted = accept(gate)
+    edited = copy.deepcopy(accepted)
+    better, worse = fold(edited, "mlp_small", "Src0000"), fold(edited, "mlp_small", "Src0001")
+    better["rmse"] += 3.0  # this run's RMSE is 3 lower: better
+    better["plcc"] -= 0.1  # this run's PLCC is 0.1 higher: better
+    better["srocc"] -= 0.1
+    worse["rmse"] -= 0.001  # 0.001 higher now: worse
+    worse["plcc"] += 0.001  # 0.001 lower now: worse
+    run = compare_with(gate, edited, "--loso-max-drop=plcc=0,srocc=0,krcc=0,rmse=0")
+    assert failed(run) == {"loso::fold[mlp_small-Src0001]"}, run.output
+    found = rows(run.report)
+    for metric in ("rmse", "plcc", "srocc"):
+        assert found[("fold[mlp_small-Src0000]", metric)]["verdict"] == "better"
+    assert found[("fold[mlp_small-Src0000]", "krcc")]["verdict"] == "same"
+    assert found[("fold[mlp_small-Src0000]", "rmse")]["delta"] == pytest.approx(-3.0)
+    assert found[("fold[mlp_small-Src0001]", "rmse")]["verdict"] == "REGRESSED"
+    assert found[("fold[mlp_small-Src0001]", "plcc")]["verdict"] == "REGRESSED"
+    text = run.failure_text("loso::fold[mlp_small-Src0001]").splitlines()
+    after = fold(run.report, "mlp_small", "Src0001")
+    assert sentence("Src0001 (mlp_small)", "RMSE", after["rmse"] - 0.001, after["rmse"], "+0",
+                    "drop beyond the allowance") in text
+    assert sentence("Src0001 (mlp_small)", "PLCC", after["plcc"] + 0.001, after["plcc"], "-0",
+                    "drop beyond the allowance") in text
+
+
+# -- 4. folds added and removed ------------------------------------------------------------------
+
+
+def test_added_and_removed_folds(gate):
+    accepted = accept(gate)
+    edited = copy.deepcopy(accepted)
+    edited["archs"]["mlp_small"]["per_fold"]["Src0099"] = dict(fold(accepted, "mlp_small", "Src0000"))
+    del edited["archs"]["linear"]["per_fold"]["Src0002"]
+    del edited["baselines"][BASELINE_TAG]
+    edited["archs"]["mlp_medium"] = copy.deepcopy(accepted["archs"]["linear"])
+    run = compare_with(gate, edited)
+    assert run.result.ret == 0, run.output
+    assert "INTERNALERROR" not in run.output
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}
+    comparison = run.report["comparison"]
+    assert comparison["added"] == [f"baseline[{BASELINE_TAG}]", "fold[linear-Src0002]"]
+    assert comparison["removed"] == (["aggregate[mlp_medium]"] + [f"fold[mlp_medium-{s}]" for s in SOURCES]
+                                     + ["fold[mlp_small-Src0099]"])
+    tested = {test for test, _ in rows(run.report)}
+    assert tested == all_tests() - {f"baseline[{BASELINE_TAG}]", "fold[linear-Src0002]"}
+    assert "added since the accepted report: baseline[vmaf_tiny_v1], fold[linear-Src0002]" in run.output
+    assert "removed since the accepted report: aggregate[mlp_medium]" in run.output
+    md = (gate.report_dir / "loso_eval.md").read_text()
+    assert "Added since the accepted report: baseline[vmaf_tiny_v1], fold[linear-Src0002]" in md
+
+
+# -- 5. a different corpus ----------------------------------------------------------------------------
+
+
+def test_fingerprint_mismatch_warns(gate):
+    accepted = accept(gate)
+    edited = copy.deepcopy(accepted)
+    edited["run_provenance"]["cache_fingerprint"]["sha256"] = "0" * 64
+    edited["run_provenance"]["options"]["bootstrap"] = {"resamples": 500, "seed": 0}
+    run = compare_with(gate, edited)
+    assert run.result.ret == 0, run.output  # a warning, not a failure
+    comparison = run.report["comparison"]
+    assert comparison["fingerprint_match"] is False
+    assert len(comparison["warnings"]) == 2
+    assert "different corpus" in comparison["warnings"][0] and "000000000000" in comparison["warnings"][0]
+    assert "bootstrap" in comparison["warnings"][1]
+    assert "LOSO comparison WARNING" in run.output
+    for warning in comparison["warnings"]:
+        assert warning in run.output
+    assert "**Warning:**" in (gate.report_dir / "loso_eval.md").read_text()
+
+    # the untouched report again: no warning
+    run = compare_with(gate, accepted)
+    assert run.report["comparison"]["fingerprint_match"] is True
+    assert run.report["comparison"]["warnings"] == []
+    assert "LOSO comparison WARNING" not in run.output
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "not a readable JSON report"),
+    ('{"loso_per_fold": {}}', "not a pytest-loso report"),
+])
+def test_unreadable_accepted_report_fails_items_without_a_traceback(gate, content, problem):
+    path = accepted_file(gate)
+    path.write_text(content)
+    run = compare_with(gate, None)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output
+    assert run.outcomes == {nodeid: "FAILED" for nodeid in all_ids()}
+    text = run.failure_text("loso::fold[mlp_small-Src0000]")
+    assert f"{path}: {problem}" in text
+    # the report is still written, with every failure and nothing compared
+    assert run.report is not None
+    assert "comparison" not in run.report
+    assert len(run.report["failures"]) == len(all_ids())
+    assert path.read_text() == content
+
+
+# -- 6. accepting ------------------------------------------------------------------------------------
+
+
+def test_accept_round_trip_refusal_and_force(gate, monkeypatch):
+    path = accepted_file(gate)
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst, *args, **kwargs):
+        replaced.append((Path(src), Path(dst)))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", spy)
+    run = gate.run(f"--loso-compare={path}", "--loso-accept")
+    assert run.result.ret == 0, run.output
+    # written as a whole: a temporary file beside it, renamed over it
+    temps = [src for src, dst in replaced if dst == path]
+    assert len(temps) == 1 and temps[0].parent == path.parent and not temps[0].exists()
+    assert temps[0].name.startswith(".accepted.json.") and temps[0].name.endswith(".tmp")
+    assert not list(path.parent.glob(".accepted.json.*"))
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.read_text() == (gate.report_dir / "loso_eval.json").read_text()
+    assert json.loads(path.read_text()) == run.report
+    assert f"accepted: this run's report is now {path}" in run.output
+
+    # accepting again from a passing run compares first, then replaces the file
+    replaced.clear()
+    run = gate.run(f"--loso-compare={path}", "--loso-accept")
+    assert run.result.ret == 0, run.output
+    assert run.report["comparison"]["regressions"] == []
+    assert json.loads(path.read_text()) == run.report
+    assert [dst for _, dst in replaced].count(path) == 1
+
+    # a failing run is not accepted
+    kept = path.read_bytes()
+    replaced.clear()
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "--loso-min-plcc", "0.99999")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert path.read_bytes() == kept
+    assert path not in [dst for _, dst in replaced]
+    assert f"NOT accepted: tests failed, {path} is unchanged" in run.output
+
+    # unless forced
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "--loso-accept-force", "--loso-min-plcc", "0.99999")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert path.read_bytes() != kept
+    assert json.loads(path.read_text()) == run.report
+    assert run.report["failures"]
+    assert f"accepted: this run's report is now {path}" in run.output
+
+
+# -- 7. the aggregate slides ---------------------------------------------------------------------
+
+
+def test_aggregate_regression_fails_the_session(gate):
+    accepted = accept(gate)
+    edited = copy.deepcopy(accepted)
+    mean_before = accepted["archs"]["mlp_small"]["aggregate"]["mean_plcc"]
+    edited["archs"]["mlp_small"]["aggregate"]["mean_plcc"] = mean_before + 0.01
+    run = compare_with(gate, edited, "--loso-accept")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
+    # every item passed, yet the session failed: the report is not accepted
+    assert json.loads(accepted_file(gate).read_text()) == edited
+    assert "NOT accepted" in run.output
+    line = "aggregate[mlp_small]: " + sentence("x", "PLCC", mean_before + 0.01, mean_before, "-0.005",
+                                               "drop beyond the allowance").split(": ", 1)[1]
+    assert run.report["failures"] == [{"test": "aggregate[mlp_small]", "message": line}]
+    assert run.report["comparison"]["regressions"] == [line]
+    assert "LOSO aggregate thresholds FAILED" in run.output
+    assert line in run.result.stdout.lines
+    assert rows(run.report)[("aggregate[mlp_small]", "plcc")]["verdict"] == "REGRESSED"
+
+
+# -- 8. noise rule ---------------------------------------------------------------------------------
+
+
+def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
+    accepted = accept(gate)
+    within, outside = fold(accepted, "mlp_small", "Src0000"), fold(accepted, "mlp_small", "Src0001")
+    low, high = within["ci"]["plcc"]
+    assert low <= within["plcc"] < high - 1e-4
+    allowance = (high - within["plcc"]) / 4
+    edited = copy.deepcopy(accepted)
+    old_plcc = within["plcc"] + (high - within["plcc"]) / 2  # a drop of 2 allowances, inside the interval
+    fold(edited, "mlp_small", "Src0000")["plcc"] = old_plcc
+    rmse_low, rmse_high = outside["ci"]["rmse"]
+    old_rmse = rmse_low / 2  # far below this run's interval: RMSE rose well beyond noise
+    assert outside["rmse"] - old_rmse > 0.5
+    fold(edited, "mlp_small", "Src0001")["rmse"] = old_rmse
+    max_drop = f"--loso-max-drop=plcc={allowance!r},srocc=0.005,krcc=0.005,rmse=0.5"
+
+    run = compare_with(gate, edited, "--loso-compare-mode", "noise", max_drop)
+    assert failed(run) == {"loso::fold[mlp_small-Src0001]"}, run.output
+    assert run.report["comparison"]["mode"] == "noise"
+    found = rows(run.report)
+    assert found[("fold[mlp_small-Src0000]", "plcc")]["verdict"] == "worse (noise)"
+    assert found[("fold[mlp_small-Src0000]", "plcc")]["rule"] is None
+    regressed = found[("fold[mlp_small-Src0001]", "rmse")]
+    assert regressed["verdict"] == "REGRESSED"
+    assert "bootstrap interval" in regressed["rule"]
+    interval = fold(run.report, "mlp_small", "Src0001")["ci"]["rmse"]
+    assert interval == [rmse_low, rmse_high]  # same data, same seed
+    rule = (f"drop beyond the allowance and the accepted value outside this run's 95% bootstrap interval "
+            f"[{rmse_low:.4g}, {rmse_high:.4g}]")
+    text = run.failure_text("loso::fold[mlp_small-Src0001]")
+    assert sentence("Src0001 (mlp_small)", "RMSE", old_rmse, outside["rmse"], "+0.5", rule) in text.splitlines(), text
+
+    # KRCC has no bootstrap interval: the noise rule cannot forgive it, and says why
+    edited = copy.deepcopy(edited)
+    fold(edited, "mlp_small", "Src0002")["krcc"] += 0.01
+    run = compare_with(gate, edited, "--loso-compare-mode=noise", max_drop)
+    assert failed(run) == {"loso::fold[mlp_small-Src0001]", "loso::fold[mlp_small-Src0002]"}, run.output
+    krcc = fold(run.report, "mlp_small", "Src0002")["krcc"]
+    assert sentence("Src0002 (mlp_small)", "KRCC", krcc + 0.01, krcc, "-0.005",
+                    "drop beyond the allowance (no bootstrap interval is computed for KRCC)"
+                    ) in run.failure_text("loso::fold[mlp_small-Src0002]").splitlines()
+    # without intervals at all, noise mode is the bound rule, and says so
+    run = compare_with(gate, None, "--loso-compare-mode=noise", "--loso-bootstrap=0", max_drop)
+    assert "loso::fold[mlp_small-Src0000]" in failed(run), run.output
+    assert sentence("Src0000 (mlp_small)", "PLCC", old_plcc, within["plcc"], f"-{allowance:g}",
+                    "drop beyond the allowance (no bootstrap intervals: --loso-bootstrap is 0)"
+                    ) in run.failure_text("loso::fold[mlp_small-Src0000]").splitlines()
+
+    # the bound rule fails the drop within the noise too
+    run = compare_with(gate, None, max_drop)
+    assert failed(run) == {"loso::fold[mlp_small-Src0000]", "loso::fold[mlp_small-Src0001]",
+                           "loso::fold[mlp_small-Src0002]"}, run.output
+    text = run.failure_text("loso::fold[mlp_small-Src0000]")
+    assert sentence("Src0000 (mlp_small)", "PLCC", old_plcc, within["plcc"], f"-{allowance:g}",
+                    "drop beyond the allowance") in text.splitlines(), text
+    assert "95% bootstrap interval" not in text
+
+
+# -- 9. bootstrap intervals, KRCC, logistic metrics ----------------------------------------------------
+
+
+def test_bootstrap_seeded_and_equal_to_explicit_resampling(gate):
+    plain = gate.run()
+    for arch in ARCHS:
+        assert all("ci" not in m for m in plain.report["archs"][arch]["per_fold"].values())  # off by default
+    first = gate.run("--loso-bootstrap=300", "--loso-bootstrap-seed=7")
+    second = gate.run("--loso-bootstrap=300", "--loso-bootstrap-seed=7")
+    other = gate.run("--loso-bootstrap=300", "--loso-bootstrap-seed=8")
+    for run in (first, second, other):
+        assert run.result.ret == 0, run.output
+
+    def intervals(report):
+        found = {(a, s): fold(report, a, s)["ci"] for a in ARCHS for s in SOURCES}
+        found[BASELINE_TAG] = report["baselines"][BASELINE_TAG]["all_clips_concat"]["ci"]
+        return found
+
+    assert intervals(first.report) == intervals(second.report)
+    assert intervals(first.report) != intervals(other.report)
+    for key, ci in intervals(first.report).items():
+        metrics = fold(first.report, *key) if key != BASELINE_TAG else \
+            first.report["baselines"][BASELINE_TAG]["all_clips_concat"]
+        for name in ("plcc", "srocc", "rmse"):
+            low, high = ci[name]
+            assert low <= high
+            slack = 0.05 * (high - low) + 1e-9
+            assert low - slack <= metrics[name] <= high + slack, (key, name, low, metrics[name], high)
+
+    # the weighted, vectorised intervals equal scipy's on explicitly concatenated resamples
+    pair_frames = (FRAMES,) * PAIRS_PER_SOURCE
+    for arch, source in (("mlp_small", "Src0000"), ("linear", "Src0002")):
+        x, y = gate.xy(source)
+        pred = ort_predict(gate.fold_path(arch, source), x)
+        expected = explicit_bootstrap(pred, y, pair_frames, n_resamples=300, seed=7)
+        reported = fold(first.report, arch, source)["ci"]
+        for name in ("plcc", "srocc", "rmse"):
+            assert reported[name] == pytest.approx(expected[name], abs=1e-9), (arch, source, name)
+
+
+def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
+    w = np.array([30.0, 12.0, 18.0, 20.0, 25.0, 0.75])
+    b = 4.0
+    x, _ = gate.xy("Src0000")
+    for index, stem in enumerate(gate.stems("Src0000")):
+        features = gate.truth["Src0000"][index][0]
+        targets = features.astype(np.float64) @ w + b
+        write_cache_file(gate.cache_dir / "Src0000" / f"{stem}.json", cache_payload(features, targets))
+    export_onnx(Regressor([(w[:, None], np.array([b]))]), gate.fold_path("linear", "Src0000"))
+    run = gate.run("--loso-arch=linear", "--loso-bootstrap=200", baseline=False)
+    assert run.result.ret == 0, run.output
+    metrics = fold(run.report, "linear", "Src0000")
+    assert metrics["plcc"] == pytest.approx(1.0, abs=1e-6)
+    low, high = metrics["ci"]["plcc"]
+    assert low == pytest.approx(1.0, abs=1e-6) and high == pytest.approx(1.0, abs=1e-6)
+    assert metrics["ci"]["rmse"][1] < 1e-3
+    # the other folds are scored on untouched data and have real intervals
+    low, high = fold(run.report, "linear", "Src0001")["ci"]["plcc"]
+    assert high - low > 1e-3
+
+
+def test_weighted_statistic_equals_explicit_concatenation(monkeypatch):
+    rng = np.random.default_rng(42)
+    pair_frames = (5, 7, 4, 6)
+    n = sum(pair_frames)
+    target = np.round(rng.uniform(0, 100, n) / 5) * 5  # coarse: many ties
+    pred = np.round(target + rng.normal(0, 12, n))
+    pair_of_frame = np.repeat(np.arange(len(pair_frames)), pair_frames)
+    resamples = np.array([[0, 1, 2, 3], [1, 1, 3, 0], [2, 2, 2, 1], [3, 0, 0, 3], [1, 2, 1, 2]])
+
+    # the helpers on their own
+    for chosen in resamples:
+        counts = np.bincount(chosen, minlength=len(pair_frames))
+        w = counts[pair_of_frame].astype(np.float64)
+        repeated = np.repeat(np.arange(n), w.astype(int))
+        ranks_p = loso_metrics._weighted_ranks(pred, w)
+        assert np.allclose(ranks_p[repeated], rankdata(pred[repeated]))
+        plcc, srocc, rmse = explicit_resample_metrics(pred, target, pair_frames, chosen)
+        assert loso_metrics._weighted_corr(pred, target, w) == pytest.approx(plcc, abs=1e-12)
+        weighted_srocc = loso_metrics._weighted_corr(ranks_p, loso_metrics._weighted_ranks(target, w), w)
+        assert weighted_srocc == pytest.approx(srocc, abs=1e-12)
+    # vectorised over rows, as the bootstrap calls them
+    counts = np.stack([np.bincount(c, minlength=len(pair_frames)) for c in resamples])
+    w = counts[:, pair_of_frame].astype(np.float64)
+    expected = np.array([explicit_resample_metrics(pred, target, pair_frames, c) for c in resamples])
+    assert np.allclose(loso_metrics._weighted_corr(pred, target, w), expected[:, 0], atol=1e-12)
+    srocc = loso_metrics._weighted_corr(loso_metrics._weighted_ranks(pred, w), loso_metrics._weighted_ranks(target, w), w)
+    assert np.allclose(srocc, expected[:, 1], atol=1e-12)
+
+    # the statistic bootstrap_intervals hands to scipy: capture it and feed it known resamples
+    captured = {}
+
+    class Result:
+        confidence_interval = (np.zeros(3), np.ones(3))
+
+    def fake_bootstrap(data, statistic, **kwargs):
+        captured["kwargs"] = kwargs
+        captured["values"] = statistic(resamples, axis=-1)
+        return Result()
+
+    monkeypatch.setattr("scipy.stats.bootstrap", fake_bootstrap)
+    loso_metrics.bootstrap_intervals(pred.astype(np.float32), target.astype(np.float32), pair_frames,
+                                     n_resamples=5, seed=0)
+    assert captured["kwargs"]["method"] == "percentile" and captured["kwargs"]["confidence_level"] == 0.95
+    values = captured["values"]
+    assert values.shape == (3, len(resamples))
+    expected = np.array([explicit_resample_metrics(pred.astype(np.float32), target.astype(np.float32),
+                                                   pair_frames, c) for c in resamples])
+    assert np.allclose(values.T, expected, atol=1e-9)
+
+
+def test_krcc_and_logistic_metrics(gate):
+    run = gate.run("--loso-logistic")
+    assert run.result.ret == 0, run.output
+
+    def logistic(x, b1, b2, b3, b4):  # the documented 4-parameter logistic
+        return b2 + (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4)))
+
+    for arch in ARCHS:
+        aggregate = run.report["archs"][arch]["aggregate"]
+        for source in SOURCES:
+            x, y = gate.xy(source)
+            pred = ort_predict(gate.fold_path(arch, source), x)
+            metrics = fold(run.report, arch, source)
+            assert metrics["krcc"] == pytest.approx(float(kendalltau(pred, y).statistic), abs=1e-12)
+            p, t = pred.astype(np.float64), y.astype(np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = curve_fit(logistic, p, t, p0=[t.max(), t.min(), np.median(p), p.std()], maxfev=20000)
+            mapped = logistic(p, *params)
+            assert metrics["plcc_logistic"] == pytest.approx(float(pearsonr(mapped, t).statistic), abs=1e-3)
+            assert metrics["rmse_logistic"] == pytest.approx(float(np.sqrt(np.mean((mapped - t) ** 2))), abs=1e-3)
+            assert metrics["plcc_logistic"] >= metrics["plcc"] - 0.01  # a monotone refit barely moves PLCC
+        for name in ("krcc", "plcc_logistic", "rmse_logistic"):
+            values = [fold(run.report, arch, s)[name] for s in SOURCES]
+            assert aggregate[f"mean_{name}"] == pytest.approx(float(np.mean(values)), abs=1e-12)
+            assert aggregate[f"std_{name}"] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12)
+    assert run.report["run_provenance"]["options"]["logistic"] is True
+    baseline = run.report["baselines"][BASELINE_TAG]["all_clips_concat"]
+    assert baseline["plcc_logistic"] is not None and baseline["rmse_logistic"] is not None
+    plain = gate.run()
+    assert "plcc_logistic" not in fold(plain.report, "linear", "Src0000")
+
+
+# -- 10. under xdist ----------------------------------------------------------------------------
+
+
+def test_comparison_under_xdist_equals_serial(gate):
+    pytest.importorskip("xdist")
+    accept(gate)
+    degrade_linear_fold(gate, "Src0001")
+    serial = compare_with(gate, None)
+    parallel = compare_with(gate, None, "-n", "2", subprocess=True)
+    for run in (serial, parallel):
+        assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+        assert "INTERNALERROR" not in run.output
+    assert "gw0" in parallel.output or "2 workers" in parallel.output
+    assert parallel.outcomes == serial.outcomes
+    assert failed(parallel) == {"loso::fold[linear-Src0001]"}
+    for key in ("rows", "regressions", "added", "removed", "warnings", "fingerprint_match"):
+        assert parallel.report["comparison"][key] == serial.report["comparison"][key], key
+    assert parallel.report["failures"] == serial.report["failures"]
+
+    def message(run):  # xdist adds a "[gw0] linux -- Python ..." line above the message
+        text = run.failure_text("loso::fold[linear-Src0001]").splitlines()
+        return [line for line in text if not line.startswith("[gw")]
+
+    assert message(parallel) == message(serial)
+    assert any(line.startswith("Src0001 (linear): PLCC ") for line in message(parallel))
+
