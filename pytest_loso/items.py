@@ -25,7 +25,9 @@ class LosoCollector(pytest.Collector):
 
     def collect(self) -> Iterator[LosoItem]:
         for check in self.gate.plan():
-            yield LosoItem.from_parent(self, name=check.name, check=check)
+            # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
+            # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
+            yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
