@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -247,3 +248,26 @@ def test_pyproject_configuration_as_in_the_readme(gate):
     assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::fold[{a}-Src0001]" for a in ARCHS}
     assert run.report["corpus"] == str(gate.data_root)
     assert run.report["run_provenance"]["options"]["baselines"] == [str(gate.baseline)]
+
+
+def test_last_failed_and_failed_first(gate):
+    """--lf / --ff (the cache provider) match the gate's items by node id like any test's."""
+    failing = {f"loso::fold[{arch}-Src0001]" for arch in ARCHS}
+    tight = ("--loso-source-threshold", "Src0001: min_plcc=0.99999")
+    args = gate.args()
+    del args[args.index("no:cacheprovider") - 1 : args.index("no:cacheprovider") + 1]  # keep the cache
+    run = gate.run(*args, *tight, plain=True)
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == failing
+
+    run = gate.run(*args, *tight, "--lf", plain=True)
+    assert set(run.outcomes) == failing, run.output
+    run.result.assert_outcomes(failed=2, deselected=5)
+
+    run = gate.run(*args, *tight, "--ff", "-v", plain=True)
+    order = [line.split()[0] for line in run.result.stdout.lines if re.match(r"^loso::\S+ (PASSED|FAILED)", line)]
+    assert len(order) == 7 and set(order[:2]) == failing, run.output
+
+    run = gate.run(*args, "--lf", plain=True)  # fixed: the two run, and pass
+    assert run.result.ret == 0, run.output
+    assert set(run.outcomes) == failing, run.output
+    run.result.assert_outcomes(passed=2, deselected=5)
