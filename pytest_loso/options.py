@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .compare import DEFAULT_MAX_DROP, Allowance, parse_max_drop
+from .compare import DEFAULT_MAX_DROP, Allowance, load_accepted, parse_max_drop
 from .corpus import default_cache_dir
+from .errors import LosoInputError
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
 EXAMPLE_DIR = Path(__file__).parent / "example"
@@ -251,6 +252,11 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         raise pytest.UsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
     if compare is not None and not accept and not compare.is_file():
         raise pytest.UsageError(f"--loso-compare {compare}: file not found (create it on main with --loso-accept)")
+    if compare is not None and compare.is_file():
+        try:
+            load_accepted(compare)  # a broken accepted report stops the run before anything is scored
+        except LosoInputError as exc:
+            raise pytest.UsageError(f"--loso-compare {exc}") from None
     try:
         max_drop = parse_max_drop(_value(config, "--loso-max-drop"))
     except ValueError as exc:

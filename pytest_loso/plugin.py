@@ -93,14 +93,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if RESULTS not in config.stash or config.option.collectonly:
         return
     results, gate = config.stash[RESULTS], config.stash[GATE]
-    from .errors import LosoInputError
-
-    try:
-        accepted = gate.accepted
-    except LosoInputError:
-        accepted = None  # unreadable: every item failed naming the file; still write the report
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir,
-                  gate.extraction(), accepted)
+                  gate.extraction(), gate.accepted)
     results.write()
     if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -344,19 +344,14 @@ def test_fingerprint_mismatch_warns(gate):
     ("{not json", "not a readable JSON report"),
     ('{"loso_per_fold": {}}', "not a pytest-loso report"),
 ])
-def test_unreadable_accepted_report_fails_items_without_a_traceback(gate, content, problem):
+def test_unreadable_accepted_report_is_a_usage_error(gate, content, problem):
     path = accepted_file(gate)
     path.write_text(content)
     run = compare_with(gate, None)
-    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
     assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output
-    assert run.outcomes == {nodeid: "FAILED" for nodeid in all_ids()}
-    text = run.failure_text("loso::fold[mlp_small-Src0000]")
-    assert f"{path}: {problem}" in text
-    # the report is still written, with every failure and nothing compared
-    assert run.report is not None
-    assert "comparison" not in run.report
-    assert len(run.report["failures"]) == len(all_ids())
+    assert f"--loso-compare {path}: {problem}" in run.output
+    assert not run.outcomes  # nothing was scored against a report that cannot be read
     assert path.read_text() == content
 
 
