@@ -190,10 +190,15 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
             raise LosoInputError(
                 path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
             ) from None
-        except LosoInputError:
+        except LosoInputError as corrupt:
             if filler is None:
                 raise
-            filler.ensure(pair, replace_corrupt=True)
+            try:
+                filler.ensure(pair, replace_corrupt=True)
+            except LosoInputError as failed:
+                raise LosoInputError(
+                    path, f"{corrupt.problem}; recomputing it failed:\n  {failed}", corrupt.fix
+                ) from None
             raw = path.read_bytes()
             features, scores, file_names = _read_payload(path, raw)
         digest.update(f"{source}/{path.name}\0".encode())

@@ -90,6 +90,25 @@ class Gate:
             "recomputed": list(self.filler.recomputed),
         }
 
+    def corpus_warnings(self) -> list[str]:
+        """What the corpus and the options disagree on without making a test fail."""
+        found = []
+        try:
+            self.corpus
+        except LosoInputError:
+            return found  # the gate's collection error says it
+        orphans = sorted({p.name.split("_")[0] for p in self.corpus.orphans})
+        if orphans:
+            found.append(
+                f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
+                f"ref/, so these sources are not scored ({len(self.corpus.orphans)} clips left out)"
+            )
+        unknown = sorted(set(self.options.thresholds.per_source) - set(self.corpus.sources))
+        if unknown:
+            found.append(f"per-source thresholds name {', '.join(unknown)}, which the data root does not hold "
+                         f"(sources: {', '.join(self.corpus.sources)})")
+        return found
+
     def plan(self) -> list[Check]:
         """Every fold of every selected architecture over the discovered sources, then the baselines."""
         found = find_fold_models(self.options.loso_dirs)
@@ -109,6 +128,8 @@ class Gate:
                 "expected fold_<Source>/<arch>_final.onnx or loso_<arch>/fold_<Source>/<arch>_final.onnx",
             )
         sources = self.corpus.sources
+        for warning in self.corpus_warnings():
+            warnings.warn(LosoDataWarning(warning), stacklevel=1)
         checks = []
         for arch in archs:
             fold_sources = sorted(set(sources) | {s for a, s in found if a == arch})

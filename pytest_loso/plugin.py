@@ -94,7 +94,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     results, gate = config.stash[RESULTS], config.stash[GATE]
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir,
-                  gate.extraction(), gate.accepted)
+                  gate.extraction(), gate.accepted, gate.corpus_warnings())
     results.write()
     if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -96,7 +96,8 @@ class SessionResults:
         if message not in self.collection_errors:  # under xdist every worker reports it
             self.collection_errors.append(message)
 
-    def build(self, argv: list[str], cwd: Path, extraction: dict, accepted: dict | None = None) -> dict:
+    def build(self, argv: list[str], cwd: Path, extraction: dict, accepted: dict | None = None,
+              warnings: list[str] | None = None) -> dict:
         """Aggregate per architecture and assemble the whole report."""
         results = sorted(self.results.values(), key=lambda r: r["name"])
         archs: dict[str, dict] = {}
@@ -150,6 +151,7 @@ class SessionResults:
             "thresholds": self.options.thresholds.to_json(),
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
+            "warnings": list(warnings or []),
             "run_provenance": {
                 "entry_point": "pytest11: loso = pytest_loso.plugin",
                 "plugin_version": _versions()["pytest-loso"],
@@ -312,6 +314,8 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
             message = failure["message"].replace("\n", " ")
             lines.append(f"- **{failure['test']}**: {message}")
         lines.append("")
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     if report["dropped_frames"]:
         lines += ["## Frames dropped to align features and scores", ""]
         for source, pairs in report["dropped_frames"].items():
