@@ -475,3 +475,31 @@ def test_constant_vmaf_target(gate):
         assert "VMAF target of source Src0001 is constant over 120 frames" in run.failure_text(nodeid)
     assert "cannot score on all sources; 1 failed" in run.failure_text(BASELINE_ID)
     assert "constant" in run.report["baselines"]["vmaf_tiny_v1"]["per_clip"][source]["error"]
+
+
+def test_corrupt_cache_whose_recompute_fails_names_both(gate):
+    # The placeholder YUVs are empty, so libvmaf cannot recompute the corrupt entry.
+    path = gate.cache_file("Src0001", 1)
+    path.write_text('{"features": {"feature_names": [}')
+    run = gate.run("--loso-extractor=ffmpeg")
+    text = run.failure_text("loso::fold[mlp_small-Src0001]")
+    assert f"{path}: corrupt cache file, not valid JSON" in text
+    assert "recomputing it failed" in text and "Src0001_01_" in text and "size 0 bytes" in text
+    assert run.outcomes["loso::fold[mlp_small-Src0000]"] == "PASSED"
+    assert path.read_text() == '{"features": {"feature_names": [}'  # nothing half-written over it
+
+
+def test_distorted_clips_without_reference_are_warned_about(gate):
+    (gate.data_root / "dis" / "Ghost_01_360_500.yuv").touch()
+    run = gate.run(NO_EXTRACTOR)
+    assert run.result.ret == 0, run.output
+    assert "distorted clips of Ghost have no reference" in run.output
+    assert any("Ghost" in w and "1 clips left out" in w for w in run.report["warnings"])
+    assert "Ghost" in run.markdown
+
+
+def test_per_source_threshold_for_an_unknown_source_is_warned_about(gate):
+    run = gate.run(NO_EXTRACTOR, "--loso-source-threshold", "FoxBrid: min_plcc=0.99")
+    assert run.result.ret == 0, run.output
+    assert "per-source thresholds name FoxBrid, which the data root does not hold" in run.output
+    assert any("FoxBrid" in w for w in run.report["warnings"])
