@@ -90,8 +90,13 @@ class Extractor:
 
     def run(self, ref: Path, dis: Path, width: int, height: int) -> dict:
         """One libvmaf pass on ``(ref, dis)``: the cache payload, features and VMAF together."""
-        frame_count(ref, width, height)
-        frame_count(dis, width, height)
+        ref_frames, dis_frames = frame_count(ref, width, height), frame_count(dis, width, height)
+        if ref_frames != dis_frames:  # ffmpeg would repeat the last frame and score it silently
+            raise LosoInputError(
+                dis,
+                f"{dis_frames} frames of {width}x{height}, but its reference {ref.name} has {ref_frames}",
+                "re-decode the distorted clip to the reference's frame count, or check the frame size",
+            )
         with tempfile.TemporaryDirectory(prefix="loso-vmaf-") as tmp:
             log_path = Path(tmp) / "vmaf.json"
             command = self.command(ref, dis, width, height, log_path)
@@ -109,7 +114,13 @@ class Extractor:
                     f"libvmaf failed ({_exit_status(run.returncode)}): {run.stderr.strip()[-2000:]}"
                     f"\n  command: {' '.join(command)}",
                 )
-            return libvmaf_payload(json.loads(log_path.read_text()), dis)
+            try:
+                log = json.loads(log_path.read_text())
+            except ValueError as exc:
+                raise LosoInputError(
+                    dis, f"libvmaf wrote an unreadable log ({exc})\n  command: {' '.join(command)}"
+                ) from None
+            return libvmaf_payload(log, dis)
 
 
 def _exit_status(returncode: int) -> str:

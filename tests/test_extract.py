@@ -621,3 +621,20 @@ def test_vmaf_cli_backend(pytester, small):
         assert_schema(payload, SMALL_FRAMES)
         # another build of libvmaf than the wheel's: same model, numbers to printing precision
         assert_matches_libvmaf(payload, small.expected[pair.stem], tol=1e-4)
+
+
+def test_distorted_clip_shorter_than_its_reference_is_refused(pytester, small):
+    # ffmpeg's libvmaf filter would repeat the last distorted frame and score it silently.
+    env = Env(pytester, small)
+    env.data_root = pytester.path / "corpus"
+    shutil.copytree(small.corpus.root, env.data_root)
+    victim = sorted((env.data_root / "dis").glob("TestCard_*.yuv"))[0]
+    frame = SMALL_W * SMALL_H * 3 // 2
+    victim.write_bytes(victim.read_bytes()[: frame * (SMALL_FRAMES - 2)])
+    run = env.run()
+    assert run.outcomes[f"loso::fold[{ARCH}-TestCard]"] == "FAILED", run.output
+    assert run.outcomes[f"loso::fold[{ARCH}-Life]"] == "PASSED", run.output
+    text = run.failure_text(f"loso::fold[{ARCH}-TestCard]")
+    assert f"{victim}: {SMALL_FRAMES - 2} frames of {SMALL_W}x{SMALL_H}, but its reference" in text
+    assert f"has {SMALL_FRAMES}" in text and "Traceback" not in text
+    assert not (env.cache / "TestCard" / f"{victim.stem}.json").exists()
