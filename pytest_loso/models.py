@@ -9,8 +9,9 @@ Shipped models have two traps this module exists for:
   a symlink that leaves the folder. Nothing outside the model's own folder is ever
   opened: such a model fails with an error instead.
 
-The weights are attached to the in-memory proto and handed to onnxruntime as bytes; no
-rewritten copy is written to disk.
+The model's bytes go to onnxruntime as they are, and the weights file's bytes are handed
+over in memory under every name the model uses for it: no rewritten copy is written to
+disk, and onnxruntime itself opens no file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from .errors import LosoInputError
 
 if TYPE_CHECKING:
     import numpy as np
-    import onnx
 
 
 @dataclass
@@ -58,18 +58,86 @@ class OnnxModel:
         return np.asarray(outputs[0]).reshape(-1)
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor that may hold external data: initializers and attributes, subgraphs too."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
+# Where tensors live in the ONNX protobuf schema (onnx.proto3), by field number. Reading
+# these few fields directly spares importing onnx (and protobuf) on every gate run.
+_SUBMESSAGES = {  # message -> {field: message}
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "function": {7: "node"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if byte < 0x80:
+            return value, i
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
+    """``(field number, value)`` of one protobuf message: an int for varints, bytes otherwise."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire in (1, 5):
+            value, i = buf[i : i + (8 if wire == 1 else 4)], i + (8 if wire == 1 else 4)
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            value, i = buf[i : i + length], i + length
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > len(buf):
+            raise ValueError("truncated message")
+        yield key >> 3, value
+
+
+def external_tensors(raw: bytes) -> tuple[bool, list[tuple[str, dict[str, str]]]]:
+    """``(has_graph, [(tensor name, external_data entries)])`` of a serialized ONNX model.
+
+    Every tensor that may hold external data is visited: initializers, sparse
+    initializers, node attributes, subgraphs, functions and training graphs.
+    Raises ``ValueError`` when the bytes are not a well-formed protobuf message.
+    """
+    found: list[tuple[str, dict[str, str]]] = []
+    has_graph = False
+
+    def walk(buf: memoryview, kind: str) -> None:
+        nonlocal has_graph
+        if kind == "tensor":
+            name, entries, location = "", {}, 0
+            for field, value in _fields(buf):
+                if field == _TENSOR_NAME and isinstance(value, memoryview):
+                    name = bytes(value).decode("utf-8", "replace")
+                elif field == _TENSOR_EXTERNAL_DATA and isinstance(value, memoryview):
+                    entry = {f: bytes(v).decode("utf-8", "replace") for f, v in _fields(value)
+                             if isinstance(v, memoryview)}
+                    entries[entry.get(1, "")] = entry.get(2, "")
+                elif field == _TENSOR_DATA_LOCATION:
+                    location = value
+            if location == _EXTERNAL:
+                found.append((name, entries))
+            return
+        for field, value in _fields(buf):
+            child = _SUBMESSAGES[kind].get(field)
+            if child is not None and isinstance(value, memoryview):
+                has_graph = has_graph or (kind == "model" and child == "graph")
+                walk(value, child)
+
+    walk(memoryview(raw), "model")
+    return has_graph, found
 
 
 def _inside(folder: Path, candidate: Path) -> bool:
@@ -102,59 +170,56 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
     )
 
 
-def _attach_external_data(model_path: Path, proto: onnx.ModelProto) -> tuple[Path | None, str | None]:
-    import onnx
-
-    external = [t for t in _tensors(proto.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
-    if not external:
-        return None, None
-    entries = [{e.key: e.value for e in t.external_data} for t in external]
-    data_path = _data_file(model_path, {e.get("location", "") for e in entries})
+def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) -> tuple[Path, bytes]:
+    """The one weights file the model's external tensors are read from, checked to hold them all."""
+    data_path = _data_file(model_path, {entries.get("location", "") for _, entries in tensors})
     if not _inside(Path(os.path.realpath(model_path.parent)), data_path):
         raise LosoInputError(data_path, "is a link that leaves the model's folder; refusing to read it")
     blob = data_path.read_bytes()
-    for tensor, entry in zip(external, entries):
-        offset = int(entry.get("offset", 0))
-        length = int(entry.get("length", len(blob) - offset))
+    for name, entries in tensors:
+        offset = int(entries.get("offset", 0))
+        length = int(entries.get("length", len(blob) - offset))
         if offset < 0 or length < 0 or offset + length > len(blob):
             raise LosoInputError(
                 data_path,
-                f"truncated: tensor {tensor.name!r} needs bytes {offset}..{offset + length} "
-                f"but the file has {len(blob)}",
+                f"truncated: tensor {name!r} needs bytes {offset}..{offset + length} but the file has {len(blob)}",
                 "copy the complete weights file",
             )
-        tensor.raw_data = blob[offset : offset + length]
-        del tensor.external_data[:]
-        tensor.data_location = onnx.TensorProto.DEFAULT
-    return data_path, hashlib.sha256(blob).hexdigest()
+    return data_path, blob
 
 
 def load_model(path: Path) -> OnnxModel:
     """Load ``path`` into an onnxruntime session (CPU, one thread: the models are tiny)."""
-    import onnx
     import onnxruntime as ort
-    from google.protobuf.message import DecodeError
 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LosoInputError(path, "model file not found") from None
-    proto = onnx.ModelProto()
     try:
-        proto.ParseFromString(raw)
-    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        has_graph, tensors = external_tensors(raw)
+    except ValueError as exc:
         raise LosoInputError(path, f"not an ONNX model, or truncated ({exc})", "re-export or re-copy it") from None
-    if not proto.graph.node:
+    if not has_graph:
         raise LosoInputError(path, "not an ONNX model, or truncated (no graph)", "re-export or re-copy it")
-    data_path, data_sha = _attach_external_data(path, proto)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            raw if data_path is None else proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    # Should a tensor's data ever be looked up on disk after all, confine it to the model's folder.
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
+    data_path, data_sha = None, None
+    if tensors:
+        data_path, blob = _external_data(path, tensors)
+        data_sha = hashlib.sha256(blob).hexdigest()
+        # Every location the model names is served from the chosen file's bytes, in memory:
+        # onnxruntime opens no file, and a renamed model's stale location still resolves.
+        locations = sorted({entries.get("location", "") for _, entries in tensors})
+        options.add_external_initializers_from_files_in_memory(
+            locations, [blob] * len(locations), [len(blob)] * len(locations)
         )
+    try:
+        session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise LosoInputError(path, f"onnxruntime cannot load the model: {exc}", "re-export it") from None
     inputs = session.get_inputs()
