@@ -54,15 +54,7 @@ class Run:
         return self.result.stdout.str() + "\n" + self.result.stderr.str()
 
     def failure_text(self, nodeid: str) -> str:
-        """The failure section pytest printed for ``nodeid`` (between its ``___ name ___`` banners)."""
-        lines = self.result.stdout.lines
-        name = nodeid.split("::")[-1]
-        starts = [i for i, line in enumerate(lines) if re.match(rf"^_+ {re.escape(name)} _+$", line)]
-        assert starts, f"no failure section for {nodeid}:\n{self.output}"
-        end = starts[0] + 1
-        while end < len(lines) and not re.match(r"^(_{3,} .* _{3,}|={3,} .* ={3,})$", lines[end]):
-            end += 1
-        return "\n".join(lines[starts[0] + 1 : end])
+        return failure_section(self.result.stdout.lines, nodeid)
 
 
 class GateEnv:
@@ -128,6 +120,17 @@ class GateEnv:
         report = json.loads(report_json.read_text()) if report_json.exists() else None
         markdown = report_md.read_text() if report_md.exists() else None
         return Run(result, report, parse_outcomes(result), markdown)
+
+
+def failure_section(lines: list[str], nodeid: str) -> str:
+    """The failure section pytest printed for ``nodeid`` (between its ``___ name ___`` banners)."""
+    name = nodeid.split("::")[-1]
+    starts = [i for i, line in enumerate(lines) if re.match(rf"^_+ {re.escape(name)} _+$", line)]
+    assert starts, f"no failure section for {nodeid}:\n" + "\n".join(lines)
+    end = starts[0] + 1
+    while end < len(lines) and not re.match(r"^(_{3,} .* _{3,}|={3,} .* ={3,})$", lines[end]):
+        end += 1
+    return "\n".join(lines[starts[0] + 1 : end])
 
 
 def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:

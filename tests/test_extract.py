@@ -31,6 +31,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the cold-cache tests need the vmaf
 pytest.importorskip("filelock", reason="the cold-cache tests need the vmaf extra: pip install -e '.[vmaf]'")
 
 from clips import ClipCorpus, LibvmafResult, ffmpeg_exe, independent_libvmaf, make_corpus, make_source  # noqa: E402
+from loso_helpers import failure_section  # noqa: E402
 
 from pytest_loso.training import export_onnx, train  # noqa: E402
 
@@ -153,15 +154,7 @@ class GateRun:
         return self.report["run_provenance"]["extraction"]
 
     def failure_text(self, nodeid: str) -> str:
-        """The failure section pytest printed for ``nodeid``."""
-        lines = self.stdout.splitlines()
-        name = nodeid.split("::")[-1]
-        starts = [i for i, line in enumerate(lines) if re.match(rf"^_+ {re.escape(name)} _+$", line)]
-        assert starts, f"no failure section for {nodeid}:\n{self.output}"
-        end = starts[0] + 1
-        while end < len(lines) and not re.match(r"^(_{3,} .* _{3,}|={3,} .* ={3,})$", lines[end]):
-            end += 1
-        return "\n".join(lines[starts[0] + 1 : end])
+        return failure_section(self.stdout.splitlines(), nodeid)
 
     def report_failure(self, nodeid: str) -> str:
         assert self.report is not None, self.output
