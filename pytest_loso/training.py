@@ -7,13 +7,13 @@ feature-cache schema the gate reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .corpus import FEATURE_NAMES
+from .extract import write_cache
 
 ARCH_HIDDEN = {"linear": (), "mlp_small": (16, 8), "mlp_medium": (32, 64)}
 
@@ -128,11 +128,6 @@ def cache_payload(features: np.ndarray, scores: np.ndarray, names: tuple[str, ..
     }
 
 
-def write_cache_file(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload))
-
-
 def synthetic_source(source_index: int, n_pairs: int, frames: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Plausible per-pair (features, VMAF) arrays: a smooth function of the features, a per-source
     offset and frame noise, so LOSO models score well but not perfectly."""
@@ -172,7 +167,7 @@ def synthetic_corpus(
         for rung, (x, y) in enumerate(truth[source]):
             stem = f"{source}_{rung:02d}_{360 + 120 * rung}_{500 * (rung + 1)}"
             (data_root / "dis" / f"{stem}.yuv").touch()
-            write_cache_file(cache_dir / source / f"{stem}.json", cache_payload(x, y))
+            write_cache(cache_dir / source / f"{stem}.json", cache_payload(x, y))
     return data_root, cache_dir, truth
 
 

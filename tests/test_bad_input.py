@@ -27,7 +27,7 @@ from loso_helpers import (
     rewrite_location,
     script_metrics,
 )
-from pytest_loso.training import Regressor, cache_payload, export_onnx, train, write_cache_file
+from pytest_loso.training import Regressor, cache_payload, export_onnx, train, write_cache
 
 NO_EXTRACTOR = "--loso-extractor=none"
 
@@ -357,7 +357,7 @@ def test_nan_in_cache(gate, where):
     else:
         y[7] = np.nan
     path = gate.cache_file(source, index)
-    write_cache_file(path, cache_payload(x, y))
+    write_cache(path, cache_payload(x, y))
     assert "NaN" in path.read_text()
     _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "1 of 30 frames have NaN features or scores")
 
@@ -367,7 +367,7 @@ def test_feature_names_differ_between_pairs(gate):
     x, y = gate.truth[source][index]
     names = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "motion2", "vif_scale3")
     path = gate.cache_file(source, index)
-    write_cache_file(path, cache_payload(x, y, names))
+    write_cache(path, cache_payload(x, y, names))
     _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "differ from")
 
 
@@ -466,7 +466,7 @@ def test_constant_vmaf_target(gate):
     source = "Src0001"
     for index in range(4):
         x, y = gate.truth[source][index]
-        write_cache_file(gate.cache_file(source, index), cache_payload(x, np.full_like(y, 100.0)))
+        write_cache(gate.cache_file(source, index), cache_payload(x, np.full_like(y, 100.0)))
     run = gate.run(NO_EXTRACTOR)
     failing = {f"loso::fold[{arch}-{source}]" for arch in ARCHS} | {BASELINE_ID}
     # the baseline needs every source scored, as with any other source it cannot score

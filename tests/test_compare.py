@@ -23,7 +23,7 @@ from scipy.stats import bootstrap, kendalltau, pearsonr, rankdata, spearmanr
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
 from pytest_loso import metrics as loso_metrics
-from pytest_loso.training import Regressor, cache_payload, export_onnx, write_cache_file
+from pytest_loso.training import Regressor, cache_payload, export_onnx, write_cache
 
 COMPARED = ("plcc", "srocc", "rmse")  # the metrics of the default --loso-max-drop
 NOISE_FEATURE = 5  # synthetic_source's last feature is uniform noise, unrelated to the target
@@ -536,7 +536,7 @@ def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
     for index, stem in enumerate(gate.stems("Src0000")):
         features = gate.truth["Src0000"][index][0]
         targets = features.astype(np.float64) @ w + b
-        write_cache_file(gate.cache_dir / "Src0000" / f"{stem}.json", cache_payload(features, targets))
+        write_cache(gate.cache_dir / "Src0000" / f"{stem}.json", cache_payload(features, targets))
     export_onnx(Regressor([(w[:, None], np.array([b]))]), gate.fold_path("linear", "Src0000"))
     run = gate.run("--loso-arch=linear", "--loso-bootstrap=200", baseline=False)
     assert run.result.ret == 0, run.output

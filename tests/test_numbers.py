@@ -34,7 +34,7 @@ from loso_helpers import (
     independent_metrics,
     script_metrics,
 )
-from pytest_loso.training import cache_payload, export_onnx, write_cache_file
+from pytest_loso.training import cache_payload, export_onnx, write_cache
 
 
 @pytest.fixture
@@ -222,12 +222,12 @@ def test_frame_count_mismatch_uses_first_frames_and_is_reported(gate):
     x_pair, y_pair = gate.truth[source][index]
     path = gate.cache_file(source, index)
     extra = np.full((3, x_pair.shape[1]), 0.5, dtype=np.float32)
-    write_cache_file(path, cache_payload(np.concatenate([x_pair, extra]), y_pair))
+    write_cache(path, cache_payload(np.concatenate([x_pair, extra]), y_pair))
     # a second pair with 3 fewer scores than features: the scores decide, frames are cut
     other = 0
     x_other, y_other = gate.truth[source][other]
     other_path = gate.cache_file(source, other)
-    write_cache_file(other_path, cache_payload(x_other, y_other[:-3]))
+    write_cache(other_path, cache_payload(x_other, y_other[:-3]))
 
     run = gate.run()
     assert run.result.ret == 0, run.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loso_helpers import all_ids
-from pytest_loso.training import cache_payload, write_cache_file
+from pytest_loso.training import cache_payload, write_cache
 
 pytest.importorskip("xdist")
 
@@ -18,7 +18,7 @@ def test_xdist_report_equals_serial(gate):
     # one source's fold broken, so failures travel from workers too, and frames dropped from one pair
     gate.fold_path("linear", "Src0002").write_text("not a model\n")
     x, y = gate.truth["Src0001"][1]
-    write_cache_file(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
+    write_cache(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
     serial = gate.run(subprocess=True)
     parallel = gate.run("-n", "2", subprocess=True)
     for run in (serial, parallel):
