@@ -21,6 +21,7 @@ from .errors import LosoInputError
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
 EXAMPLE_DIR = Path(__file__).parent / "example"
+EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py makes them)
 
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
 _PATH_OPTIONS = [
@@ -103,7 +104,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--loso-example",
         action="store_true",
         default=False,
-        help="gate the example corpus bundled with pytest-loso (sets the four paths above)",
+        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, --loso-baseline, "
+        "the frame size, and --loso-cache unless given)",
     )
 
 
@@ -214,7 +216,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     if not loso_dirs:
         return None
     if example:
-        data_root, cache_dir = EXAMPLE_DIR / "corpus", EXAMPLE_DIR / "cache"
+        data_root = EXAMPLE_DIR / "corpus"
+        cache_dir = _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"  # another cache: see it filled
         baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
     else:
         data_root = _path(config, "--data-root")
@@ -275,7 +278,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         extractor=_value(config, "--loso-extractor"),
         vmaf_bin=_path(config, "--loso-vmaf-bin"),
         ffmpeg=_path(config, "--loso-ffmpeg"),
-        frame_size=parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
+        frame_size=EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
+        else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
         frame_sizes=_frame_sizes(config.getini("loso_frame_sizes")),
         jobs=int(jobs) if jobs else (os.cpu_count() or 1),
         compare=compare,

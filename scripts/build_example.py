@@ -25,9 +25,10 @@ import numpy as np
 
 from pytest_loso.corpus import discover_corpus, load_source
 from pytest_loso.extract import resolve_extractor, write_cache
+from pytest_loso.options import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE
 from pytest_loso.training import export_onnx, train
 
-WIDTH, HEIGHT, FPS, FRAMES = 64, 48, 24, 20
+(WIDTH, HEIGHT), FPS, FRAMES = EXAMPLE_FRAME_SIZE, 24, 20
 SOURCES = {  # name -> lavfi generator (fixed seeds where the generator is random)
     "Mandelbrot": f"mandelbrot=size={WIDTH}x{HEIGHT}:rate={FPS}",
     "Life": f"life=size={WIDTH}x{HEIGHT}:rate={FPS}:seed=7:ratio=0.3:mold=10",
@@ -60,7 +61,7 @@ def make_clips(ffmpeg: Path, corpus: Path, work: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "pytest_loso" / "example")
+    parser.add_argument("--out", type=Path, default=EXAMPLE_DIR)
     args = parser.parse_args()
     out: Path = args.out
     extractor = resolve_extractor("ffmpeg")  # the ffmpeg with libvmaf inside the imageio-ffmpeg wheel

@@ -631,3 +631,21 @@ def test_distorted_clip_shorter_than_its_reference_is_refused(pytester, small):
     assert f"{victim}: {SMALL_FRAMES - 2} frames of {SMALL_W}x{SMALL_H}, but its reference" in text
     assert f"has {SMALL_FRAMES}" in text and "Traceback" not in text
     assert not (env.cache / "TestCard" / f"{victim.stem}.json").exists()
+
+
+def test_bundled_example_gated_from_an_empty_cache_reproduces_the_committed_cache(pytester):
+    from pytest_loso.options import EXAMPLE_DIR
+
+    cache = pytester.path / "cold-cache"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--loso-example", f"--loso-cache={cache}",
+                                f"--loso-report={pytester.path / 'report'}")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["loso: computing 12 missing cache files of 4 sources with ffmpeg*"])
+    committed = sorted(p.relative_to(EXAMPLE_DIR / "cache") for p in (EXAMPLE_DIR / "cache").rglob("*.json"))
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*.json")) == committed
+    for name in committed:  # deterministic x264 ladder and libvmaf: the committed numbers again
+        fresh, kept = load_cache(cache / name), load_cache(EXAMPLE_DIR / "cache" / name)
+        assert fresh["features"]["feature_names"] == kept["features"]["feature_names"]
+        # exact with the imageio-ffmpeg build the example was made with; a newer libvmaf may move digits
+        np.testing.assert_allclose(fresh["features"]["per_frame"], kept["features"]["per_frame"], atol=1e-4)
+        np.testing.assert_allclose(fresh["scores"]["per_frame"], kept["scores"]["per_frame"], atol=1e-3)
