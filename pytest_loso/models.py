@@ -11,7 +11,8 @@ Shipped models have two traps this module exists for:
 
 The model's bytes go to onnxruntime as they are, and the weights file's bytes are handed
 over in memory under every name the model uses for it: no rewritten copy is written to
-disk, and onnxruntime itself opens no file.
+disk. onnxruntime (>= 1.24) also refuses by itself any external path that leaves the
+folder given as the model's, should a tensor ever escape the walk below.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ class OnnxModel:
 _SUBMESSAGES = {  # message -> {field: message}
     "model": {7: "graph", 20: "training", 25: "function"},
     "training": {1: "graph", 2: "graph"},
-    "function": {7: "node"},
+    "function": {7: "node", 11: "attribute"},  # attribute_proto: default attribute values
     "graph": {1: "node", 5: "tensor", 15: "sparse"},
     "node": {5: "attribute"},
     "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
     "sparse": {1: "tensor", 2: "tensor"},
 }
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+_MAX_DEPTH = 100  # protobuf's own recursion limit
 
 
 def _varint(buf: memoryview, i: int) -> tuple[int, int]:
@@ -107,15 +109,18 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
 def external_tensors(raw: bytes) -> tuple[bool, list[tuple[str, dict[str, str]]]]:
     """``(has_graph, [(tensor name, external_data entries)])`` of a serialized ONNX model.
 
-    Every tensor that may hold external data is visited: initializers, sparse
-    initializers, node attributes, subgraphs, functions and training graphs.
+    Every field of the schema that can hold a tensor is visited: initializers, sparse
+    initializers, node attributes, subgraphs, local functions (their nodes and default
+    attributes) and training graphs.
     Raises ``ValueError`` when the bytes are not a well-formed protobuf message.
     """
     found: list[tuple[str, dict[str, str]]] = []
     has_graph = False
 
-    def walk(buf: memoryview, kind: str) -> None:
+    def walk(buf: memoryview, kind: str, depth: int) -> None:
         nonlocal has_graph
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"messages nested deeper than {_MAX_DEPTH}")
         if kind == "tensor":
             name, entries, location = "", {}, 0
             for field, value in _fields(buf):
@@ -134,9 +139,9 @@ def external_tensors(raw: bytes) -> tuple[bool, list[tuple[str, dict[str, str]]]
             child = _SUBMESSAGES[kind].get(field)
             if child is not None and isinstance(value, memoryview):
                 has_graph = has_graph or (kind == "model" and child == "graph")
-                walk(value, child)
+                walk(value, child, depth + 1)
 
-    walk(memoryview(raw), "model")
+    walk(memoryview(raw), "model", 0)
     return has_graph, found
 
 
@@ -150,7 +155,7 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
     """Choose the one file external data may be read from, refusing anything outside the folder."""
     folder = Path(os.path.realpath(model_path.parent))
     for location in sorted(locations):
-        if os.path.isabs(location) or not _inside(folder, model_path.parent / location):
+        if "\0" in location or os.path.isabs(location) or not _inside(folder, model_path.parent / location):
             raise LosoInputError(
                 model_path,
                 f"external data location {location!r} points outside the model's folder; refusing to read it",
@@ -177,8 +182,13 @@ def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) 
         raise LosoInputError(data_path, "is a link that leaves the model's folder; refusing to read it")
     blob = data_path.read_bytes()
     for name, entries in tensors:
-        offset = int(entries.get("offset", 0))
-        length = int(entries.get("length", len(blob) - offset))
+        try:
+            offset = int(entries.get("offset", 0))
+            length = int(entries.get("length", len(blob) - offset))
+        except ValueError:
+            raise LosoInputError(
+                model_path, f"tensor {name!r} has a malformed external-data offset or length: {entries}"
+            ) from None
         if offset < 0 or length < 0 or offset + length > len(blob):
             raise LosoInputError(
                 data_path,
@@ -196,6 +206,8 @@ def load_model(path: Path) -> OnnxModel:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LosoInputError(path, "model file not found") from None
+    except OSError as exc:
+        raise LosoInputError(path, f"cannot read the model: {exc.strerror or exc}") from None
     try:
         has_graph, tensors = external_tensors(raw)
     except ValueError as exc:
@@ -206,7 +218,8 @@ def load_model(path: Path) -> OnnxModel:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    # Should a tensor's data ever be looked up on disk after all, confine it to the model's folder.
+    # The folder onnxruntime resolves (and, since 1.24, confines) external paths to, should a
+    # tensor ever escape our walk and be looked up on disk.
     options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
     data_path, data_sha = None, None
     if tensors:

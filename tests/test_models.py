@@ -83,3 +83,59 @@ def test_junk_is_not_a_model(tmp_path, junk):
     path.write_bytes(junk)
     with pytest.raises(LosoInputError, match="not an ONNX model"):
         load_model(path)
+
+
+def test_function_default_attribute_tensors_are_found_and_outside_paths_refused(tmp_path):
+    # A local function's default attribute (FunctionProto.attribute_proto) can hold a tensor
+    # whose data is external; onnxruntime inlines it, so it must be checked like the rest.
+    default = numpy_helper.from_array(np.arange(4, dtype=np.float32), "default_value")
+    default.ClearField("raw_data")
+    default.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", "16")):
+        default.external_data.add(key=key, value=value)
+    attribute = helper.make_attribute("value", default)
+    function = helper.make_function(
+        "local", "Const4", [], ["out"], [helper.make_node("Constant", [], ["out"], value=default)],
+        [helper.make_opsetid("", 17)], attributes=[], attribute_protos=[attribute],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Const4", [], ["y"], domain="local")], "g", [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(graph, functions=[function],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    raw = model.SerializeToString()
+    has_graph, found = external_tensors(raw)
+    names = [name for name, _ in found]
+    assert names.count("default_value") == 2  # in the function's node and in its default attribute
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(np.full(4, 1000, np.float32).tobytes())
+    path = tmp_path / "models" / "m.onnx"
+    path.parent.mkdir()
+    path.write_bytes(raw)
+    from pytest_loso.errors import LosoInputError
+
+    with pytest.raises(LosoInputError, match="outside the model's folder"):
+        load_model(path)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, encoded by hand."""
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_deeply_nested_graphs_are_refused_not_a_recursion_error():
+    # graph.node(1) -> node.attribute(5) -> attribute.g(6) -> graph ..., 400 levels: a few KB
+    # that protobuf itself refuses to parse; the walker must refuse it cleanly too.
+    graph = b""
+    for _ in range(400):
+        graph = _len_field(1, _len_field(5, _len_field(6, graph)))
+    with pytest.raises(ValueError, match="nested deeper"):
+        external_tensors(_len_field(7, graph))
