@@ -110,10 +110,6 @@ class SourceData:
     fingerprint: str  # sha256 over the names and bytes of the cache files read
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # dis stem -> frame counts
 
-    @property
-    def dropped_frames(self) -> int:
-        return sum(d["dropped"] for d in self.dropped.values())
-
 
 def _fill_hint(cache_dir: Path) -> str:
     return (
@@ -161,6 +157,29 @@ def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple
     return feature_array, score_array, names
 
 
+def read_pair(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict[str, int] | None]:
+    """One cache file's aligned frames: ``(features, scores, feature_names, dropped)``.
+
+    The first min(n) frames are kept when features and scores differ in length
+    (``dropped`` then says by how much). Any refusal here (bad JSON, bad schema, values
+    that are not finite) marks the file corrupt: a configured extractor recomputes it.
+    """
+    import numpy as np
+
+    features, scores, names = _read_payload(path, raw)
+    n = min(len(features), len(scores))
+    dropped = None
+    if len(features) != len(scores):
+        dropped = {"feature_frames": len(features), "score_frames": len(scores),
+                   "dropped": abs(len(features) - len(scores))}
+    features, scores = features[:n], scores[:n]
+    bad = int(np.count_nonzero(~np.isfinite(features).all(axis=1) | ~np.isfinite(scores)))
+    if bad:
+        raise LosoInputError(path, f"{bad} of {n} frames have NaN or infinite features or scores",
+                             "recompute this pair")
+    return features, scores, names, dropped
+
+
 def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFiller | None = None) -> SourceData:
     """Read every cache file of ``source`` and concatenate its frames in pair order.
 
@@ -185,7 +204,7 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
             filler.ensure(pair)
         try:
             raw = path.read_bytes()
-            features, scores, file_names = _read_payload(path, raw)
+            features, scores, file_names, mismatch = read_pair(path, raw)
         except FileNotFoundError:
             raise LosoInputError(
                 path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
@@ -200,7 +219,7 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
                     path, f"{corrupt.problem}; recomputing it failed:\n  {failed}", corrupt.fix
                 ) from None
             raw = path.read_bytes()
-            features, scores, file_names = _read_payload(path, raw)
+            features, scores, file_names, mismatch = read_pair(path, raw)
         digest.update(f"{source}/{path.name}\0".encode())
         digest.update(hashlib.sha256(raw).digest())
         if names is None:
@@ -211,20 +230,11 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
                 f"feature_names {list(file_names)} differ from {list(names)} in the source's other cache files",
                 "recompute the cache so every file of a source has the same features in the same order",
             )
-        n = min(len(features), len(scores))
-        if len(features) != len(scores):
-            dropped[pair.dis_path.stem] = {
-                "feature_frames": len(features),
-                "score_frames": len(scores),
-                "dropped": abs(len(features) - len(scores)),
-            }
-        features, scores = features[:n], scores[:n]
-        bad = int(np.count_nonzero(np.isnan(features).any(axis=1) | np.isnan(scores)))
-        if bad:
-            raise LosoInputError(path, f"{bad} of {n} frames have NaN features or scores", "recompute this pair")
+        if mismatch:
+            dropped[pair.dis_path.stem] = mismatch
         feature_parts.append(features)
         score_parts.append(scores)
-        counts.append(n)
+        counts.append(len(scores))
         files.append(path)
     assert names is not None
     return SourceData(

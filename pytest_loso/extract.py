@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .atomic import write_atomically
-from .corpus import FEATURE_NAMES, Pair
+from .corpus import FEATURE_NAMES, Pair, read_pair
 from .errors import LosoInputError
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
@@ -162,11 +162,12 @@ def write_cache(path: Path, payload: dict) -> None:
 
 
 def is_valid_cache(path: Path) -> bool:
+    """True when the gate would accept the file as it is (the same checks as reading it)."""
     try:
-        payload = json.loads(path.read_bytes())
-        return isinstance(payload["features"]["per_frame"], list) and isinstance(payload["scores"]["per_frame"], list)
-    except (OSError, ValueError, KeyError, TypeError):
+        read_pair(path, path.read_bytes())
+    except (OSError, LosoInputError):
         return False
+    return True
 
 
 class CacheFiller:

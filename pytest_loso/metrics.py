@@ -51,6 +51,8 @@ def score(
             f"model predicts the constant {float(pred[0]):.4f} for all {pred.size} frames of {target_desc}; "
             "PLCC and SROCC are undefined",
         )
+    if not np.isfinite(target).all():
+        raise LosoInputError(model_path, f"VMAF target of {target_desc} holds NaN or infinite values")
     if target.min() == target.max():
         raise LosoInputError(
             model_path, f"VMAF target of {target_desc} is constant over {target.size} frames; PLCC is undefined"

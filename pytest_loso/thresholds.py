@@ -37,6 +37,8 @@ class Violation:
     def sentence(self) -> str:
         relation = "below the minimum" if self.kind == "min" else "above the maximum"
         digits = 3 if "rmse" in self.metric else 4
+        if not math.isfinite(self.value):
+            return f"{LABELS[self.metric]} is undefined ({self.value}), so the bound {self.bound:.{digits}f} cannot hold"
         return f"{LABELS[self.metric]} {self.value:.{digits}f} is {relation} {self.bound:.{digits}f}"
 
 
@@ -104,9 +106,11 @@ def _check(values: dict, bounds: dict[str, float | None]) -> list[Violation]:
             continue
         kind, metric = key.split("_", 1)
         value = values.get(metric)
+        if value is None and metric in values:
+            value = math.nan  # undefined (e.g. the mean of folds that had none): never a pass
         if value is None:
             continue
-        if (kind == "min" and value < bound) or (kind == "max" and value > bound):
+        if not math.isfinite(value) or (kind == "min" and value < bound) or (kind == "max" and value > bound):
             violations.append(Violation(metric, value, bound, kind))
     return violations
 

@@ -348,18 +348,20 @@ def test_missing_cache_file_says_how_to_fill_it(gate):
     assert "--loso-cache" in text
 
 
-@pytest.mark.parametrize("where", ["features", "scores"])
+@pytest.mark.parametrize("where", ["features", "scores", "huge score"])
 def test_nan_in_cache(gate, where):
     source, index = "Src0001", 2
     x, y = (a.copy() for a in gate.truth[source][index])
     if where == "features":
         x[5, 3] = np.nan
-    else:
+    elif where == "scores":
         y[7] = np.nan
     path = gate.cache_file(source, index)
-    write_cache(path, cache_payload(x, y))
-    assert "NaN" in path.read_text()
-    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "1 of 30 frames have NaN features or scores")
+    payload = cache_payload(x, y)
+    if where == "huge score":  # valid JSON, but no float32: it would become inf and pass every bound
+        payload["scores"]["per_frame"][7] = 1e39
+    write_cache(path, payload)
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "1 of 30 frames have NaN or infinite features or scores")
 
 
 def test_feature_names_differ_between_pairs(gate):
