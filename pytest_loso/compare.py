@@ -150,8 +150,12 @@ def accepted_metrics(report: dict, kind: str, arch: str | None, label: str, sour
 
 
 def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allowance], mode: str,
-                       path: Path) -> dict:
-    """Every fold, baseline and aggregate metric against the accepted report, with warnings."""
+                       path: Path, not_run: list[str] | None = None) -> dict:
+    """Every fold, baseline and aggregate metric against the accepted report, with warnings.
+
+    In a partial run (``not_run``) aggregates are not compared (they cover other folds) and
+    tests that were planned but not run are not called removed.
+    """
     rows = []
     regressions = []
 
@@ -162,6 +166,10 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
                 regressions.append(f"{test}: {change.sentence()}")
 
     before_tests, after_tests = _tests(accepted), _tests(report)
+    skipped = set(not_run or [])
+    if skipped:
+        before_tests = {t: m for t, m in before_tests.items() if t not in skipped and not t.startswith("aggregate[")}
+        after_tests = {t: m for t, m in after_tests.items() if not t.startswith("aggregate[")}
     for test in sorted(before_tests.keys() & after_tests.keys()):
         old, new = before_tests[test], after_tests[test]
         if test.startswith("aggregate["):
@@ -171,7 +179,7 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
     warnings = []
     old_fp = accepted.get("run_provenance", {}).get("cache_fingerprint", {}).get("sha256")
     new_fp = report["run_provenance"]["cache_fingerprint"]["sha256"]
-    if old_fp != new_fp:
+    if old_fp != new_fp and not skipped:  # a partial run reads fewer sources: its fingerprint differs
         warnings.append(f"the accepted report was made on a different corpus (cache fingerprint "
                         f"{str(old_fp)[:12]} here {new_fp[:12]}): deltas compare different data")
     for key in ("archs", "bootstrap", "logistic"):

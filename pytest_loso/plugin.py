@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.stash[GATE] = Gate(options)
     if not hasattr(config, "workerinput"):  # xdist workers send results; the controller reports
-        config.stash[RESULTS] = SessionResults(options)
+        config.stash[RESULTS] = SessionResults(config.stash[GATE])
         config.pluginmanager.register(_ResultListener(config.stash[RESULTS]), "loso-results")
 
 
@@ -90,11 +90,10 @@ class _ResultListener:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if RESULTS not in config.stash or config.option.collectonly:
+    if RESULTS not in config.stash or config.option.collectonly or config.stash[RESULTS].nothing_ran:
         return
-    results, gate = config.stash[RESULTS], config.stash[GATE]
-    results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir,
-                  gate.extraction(), gate.accepted, gate.corpus_warnings())
+    results = config.stash[RESULTS]
+    results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
     if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

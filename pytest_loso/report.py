@@ -17,12 +17,16 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import write_atomically
 from .compare import session_comparison
 from .metrics import aggregate, finite_or_none
-from .options import GateOptions
+from .errors import LosoInputError
 from .thresholds import check_aggregate
+
+if TYPE_CHECKING:
+    from .gate import Gate
 
 PRIMARY_ARCH = "mlp_small"  # what the single-arch keys describe when it was scored
 
@@ -80,8 +84,9 @@ def _versions() -> dict[str, str | None]:
 class SessionResults:
     """Results of the items that ran, gathered from their reports, and the session's report."""
 
-    def __init__(self, options: GateOptions) -> None:
-        self.options = options
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.options = gate.options
         self.results: dict[str, dict] = {}
         self.started = time.time()
         self.report: dict | None = None
@@ -96,9 +101,27 @@ class SessionResults:
         if message not in self.collection_errors:  # under xdist every worker reports it
             self.collection_errors.append(message)
 
-    def build(self, argv: list[str], cwd: Path, extraction: dict, accepted: dict | None = None,
-              warnings: list[str] | None = None) -> dict:
-        """Aggregate per architecture and assemble the whole report."""
+    @property
+    def nothing_ran(self) -> bool:
+        """No gate test ran (e.g. ``-m "not loso"``): there is nothing to report."""
+        return not self.results and not self.collection_errors
+
+    def _not_run(self) -> list[str]:
+        """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...)."""
+        try:
+            planned = [check.name for check in self.gate.plan()]
+        except LosoInputError:
+            return []  # the collection error is the report's story
+        return sorted(set(planned) - set(self.results))
+
+    def build(self, argv: list[str], cwd: Path) -> dict:
+        """Aggregate per architecture and assemble the whole report.
+
+        A partial run (some planned tests not run) is reported as such: its aggregate is
+        shown but not held to the aggregate bounds, and it is never compared as a whole.
+        """
+        gate, extraction = self.gate, self.gate.extraction()
+        not_run = self._not_run()
         results = sorted(self.results.values(), key=lambda r: r["name"])
         archs: dict[str, dict] = {}
         for r in (r for r in results if r["kind"] == "fold"):
@@ -109,7 +132,7 @@ class SessionResults:
         for arch, block in sorted(archs.items()):
             scored = [m for m in block["per_fold"].values() if "plcc" in m]
             block["aggregate"] = aggregate(scored)
-            if block["aggregate"] is None:
+            if block["aggregate"] is None or not_run:
                 continue
             for violation in check_aggregate(block["aggregate"], self.options.thresholds):
                 message = f"{arch}: {violation.sentence()} over {len(scored)} folds"
@@ -151,7 +174,8 @@ class SessionResults:
             "thresholds": self.options.thresholds.to_json(),
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
-            "warnings": list(warnings or []),
+            "warnings": gate.corpus_warnings(),
+            "partial": {"not_run": not_run, "ran": len(results)} if not_run else None,
             "run_provenance": {
                 "entry_point": "pytest11: loso = pytest_loso.plugin",
                 "plugin_version": _versions()["pytest-loso"],
@@ -178,9 +202,12 @@ class SessionResults:
                 "finished": _iso(time.time()),
             },
         })
-        if accepted is not None and self.options.compare is not None:
-            comparison = session_comparison(accepted, self.report, self.options.max_drop,
-                                            self.options.compare_mode, self.options.compare)
+        if not_run:
+            self.notes.append(f"partial run: {len(not_run)} of {len(not_run) + len(results)} gate tests did not run; "
+                              "the aggregate bounds and the aggregate comparison were not applied")
+        if gate.accepted is not None and self.options.compare is not None:
+            comparison = session_comparison(gate.accepted, self.report, self.options.max_drop,
+                                            self.options.compare_mode, self.options.compare, not_run)
             self.report["comparison"] = _clean(comparison)
             for message in comparison["regressions"]:
                 if message.startswith("aggregate["):
@@ -217,7 +244,10 @@ class SessionResults:
             for path in write_plots(options.plot_dir, self.report, self.results, options.thresholds):
                 self.notes.append(f"plot: {path}")
         if options.accept and options.compare is not None:
-            if passed or options.accept_force:
+            if self.report["partial"]:
+                self.notes.append(f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate tests "
+                                  f"did not run), {options.compare} is unchanged")
+            elif passed or options.accept_force:
                 write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
                 self.notes.append(f"accepted: this run's report is now {options.compare}")
             else:

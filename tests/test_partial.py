@@ -1,0 +1,54 @@
+"""Partial runs (-k, --deselect, --lf, -x): reported as such, never judged or accepted as a whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loso_helpers import all_ids
+
+MEAN_RMSE_TOO_TIGHT = "--loso-max-mean-rmse=0.001"
+
+
+def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(gate):
+    full = gate.run(MEAN_RMSE_TOO_TIGHT)
+    assert full.result.ret == pytest.ExitCode.TESTS_FAILED  # the whole run breaks the aggregate bound
+    assert full.report["partial"] is None
+
+    run = gate.run(MEAN_RMSE_TOO_TIGHT, "-k", "Src0000")
+    assert run.result.ret == pytest.ExitCode.OK, run.output
+    ran = {nodeid for nodeid in run.outcomes}
+    assert ran == {f"loso::fold[{arch}-Src0000]" for arch in ("mlp_small", "linear")}
+    expected_not_run = sorted(n.split("::")[-1] for n in set(all_ids()) - ran)
+    assert run.report["partial"] == {"not_run": expected_not_run, "ran": 2}
+    assert "partial run: 5 of 7 gate tests did not run" in run.output
+    assert "LOSO aggregate thresholds FAILED" not in run.output
+    assert not any(f["test"].startswith("aggregate[") for f in run.report["failures"])
+    # the mean is still shown, for what it is
+    assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 1
+
+
+def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
+    path = gate.root / "accepted" / "loso_eval.json"
+    assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
+    kept = path.read_bytes()
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000")
+    assert run.result.ret == 0, run.output
+    assert path.read_bytes() == kept
+    assert "NOT accepted: a partial run" in run.output
+    comparison = run.report["comparison"]
+    assert comparison["removed"] == [] and comparison["added"] == []
+    assert comparison["warnings"] == []  # fewer sources read is not "a different corpus"
+    assert {row["test"] for row in comparison["rows"]} == {"fold[mlp_small-Src0000]", "fold[linear-Src0000]"}
+
+
+def test_no_gate_test_run_leaves_the_report_alone(gate):
+    assert gate.run().result.ret == 0
+    report = gate.report_dir / "loso_eval.json"
+    before = report.read_bytes()
+    gate.pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = gate.pytester.runpytest(*gate.args("-m", "not loso"))
+    assert result.ret == 0
+    assert report.read_bytes() == before
+    assert json.loads(before)["partial"] is None
