@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LosoInputError
-from .metrics import HIGHER_IS_BETTER
+from .metrics import HIGHER_IS_BETTER, LABELS, digits, label
 
-LABELS = {"plcc": "PLCC", "srocc": "SROCC", "krcc": "KRCC", "rmse": "RMSE",
-          "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)"}
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
 EPSILON = 1e-12  # a drop exactly at the allowance passes despite float rounding
@@ -78,10 +76,10 @@ class Change:
         return self.after - self.before
 
     def sentence(self) -> str:
-        digits = 3 if "rmse" in self.metric else 4
+        n = digits(self.metric)
         sign = "-" if HIGHER_IS_BETTER[self.metric] else "+"
-        text = (f"{LABELS[self.metric]} {self.before:.{digits}f} -> {self.after:.{digits}f} "
-                f"({self.delta:+.{digits}f}, allowed {sign}{self.allowed:g})")
+        text = (f"{label(self.metric)} {self.before:.{n}f} -> {self.after:.{n}f} "
+                f"({self.delta:+.{n}f}, allowed {sign}{self.allowed:g})")
         return text + (f" [{self.rule}]" if self.rule else "")
 
     def to_json(self) -> dict:
@@ -120,7 +118,7 @@ def compare(
                     elif intervals is None:
                         rule += " (no bootstrap intervals: --loso-bootstrap is 0)"
                     elif metric not in intervals:
-                        rule += f" (no bootstrap interval is computed for {LABELS[metric]})"
+                        rule += f" (no bootstrap interval is computed for {label(metric)})"
                     else:
                         rule += " (no bootstrap interval: fewer than 2 clips)"
         changes.append(Change(metric, float(old), float(new), allowed, verdict, rule))

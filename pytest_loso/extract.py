@@ -98,10 +98,13 @@ class Extractor:
                 "re-decode the distorted clip to the reference's frame count, or check the frame size",
             )
         with tempfile.TemporaryDirectory(prefix="loso-vmaf-") as tmp:
+            # libvmaf runs in the temporary folder and logs to a bare file name there: a path in
+            # an ffmpeg filter graph would need escaping (a ':' in it splits the options).
             log_path = Path(tmp) / "vmaf.json"
-            command = self.command(ref, dis, width, height, log_path)
+            command = self.command(Path(os.path.abspath(ref)), Path(os.path.abspath(dis)), width, height,
+                                   Path(log_path.name))
             try:
-                run = subprocess.run(command, capture_output=True, text=True, check=False)
+                run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp)
             except OSError as exc:
                 raise LosoInputError(
                     dis,

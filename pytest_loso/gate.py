@@ -197,7 +197,6 @@ class Gate:
             before = accepted_metrics(self.accepted, check_.kind, check_.arch, check_.label, check_.source)
             changes = compare(before or {}, metrics, self.options.max_drop, mode=self.options.compare_mode,
                               intervals=metrics.get("ci"))
-            result["comparison"] = [c.to_json() for c in changes] if before else None
             who = f"{check_.source} ({check_.arch})" if check_.kind == "fold" else f"baseline {check_.label}"
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
@@ -244,6 +243,8 @@ class Gate:
         """Per source, then on all sources concatenated in sorted order (as the script did)."""
         import numpy as np
 
+        if not self.corpus.sources:
+            raise LosoInputError(self.options.data_root / "ref", "no sources: no <Source>_<fps>fps.yuv here")
         per_clip: dict[str, dict] = {}
         result["per_clip"] = per_clip
         errors = []

@@ -40,7 +40,11 @@ class LosoItem(pytest.Item):
         super().__init__(**kwargs)
         self.check = check
         self.add_marker("loso")
-        self.loso_result: dict = {
+        self.loso_result: dict = self._fresh_result()
+
+    def _fresh_result(self) -> dict:
+        check = self.check
+        return {
             "kind": check.kind,
             "name": check.name,
             "label": check.label,
@@ -54,6 +58,7 @@ class LosoItem(pytest.Item):
 
     def runtest(self) -> None:
         gate: Gate = self.parent.gate  # type: ignore[union-attr]
+        self.loso_result = self._fresh_result()  # a re-run (e.g. pytest-rerunfailures) starts clean
         try:
             gate.run(self.check, self.loso_result)
         except (LosoInputError, ThresholdFailure) as exc:

@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     import numpy as np
 
 METRICS = ("plcc", "srocc", "rmse")
+LABELS = {"plcc": "PLCC", "srocc": "SROCC", "krcc": "KRCC", "rmse": "RMSE",
+          "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)"}
+
+
+def label(metric: str) -> str:
+    """``plcc`` -> ``PLCC``, ``mean_rmse`` -> ``mean RMSE``."""
+    return "mean " + LABELS[metric[5:]] if metric.startswith("mean_") else LABELS[metric]
+
+
+def digits(metric: str) -> int:
+    """Decimals a metric is shown with: RMSE is on the 0-100 VMAF axis, correlations are not."""
+    return 3 if "rmse" in metric else 4
+
+
 BOOTSTRAP_BATCH_FRAMES = 100_000  # resamples x frames held at once: small enough to stay in cache
 HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
                     "plcc_logistic": True, "rmse_logistic": False}

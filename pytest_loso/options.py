@@ -8,6 +8,7 @@ This module imports nothing heavy: it runs in every pytest session.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .corpus import default_cache_dir
 from .errors import LosoInputError
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
+EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
+COMPARE_MODES = ("bound", "noise")
 EXAMPLE_DIR = Path(__file__).parent / "example"
 EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py makes them)
 
@@ -70,7 +73,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
     group.addoption(
         "--loso-extractor",
-        choices=["auto", "ffmpeg", "vmaf", "none"],
+        choices=EXTRACTORS,
         default=None,
         help="how to fill missing cache files: libvmaf's CLI, ffmpeg's libvmaf filter, or not at all "
         "(default auto: the CLI when given, else ffmpeg when available)",
@@ -84,7 +87,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-max-drop", default=None,
                     help=f"allowed change per metric vs the accepted report, absolute or %% (default {DEFAULT_MAX_DROP})")
     parser.addini("loso_max_drop", "allowed change per metric vs the accepted report", default=DEFAULT_MAX_DROP)
-    group.addoption("--loso-compare-mode", choices=["bound", "noise"], default=None,
+    group.addoption("--loso-compare-mode", choices=COMPARE_MODES, default=None,
                     help="bound: fail a drop beyond the allowance; noise: only when also outside the bootstrap "
                     "interval (default bound)")
     parser.addini("loso_compare_mode", "bound or noise", default="bound")
@@ -198,6 +201,28 @@ def parse_frame_size(text: str, where: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+def _integer(config: pytest.Config, option: str, *, minimum: int) -> int | None:
+    """An integer option or ini value; anything else is a usage error naming the option."""
+    text = _value(config, option)
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise pytest.UsageError(f"{option} / {ini_key(option)}: {text!r} is not a whole number") from None
+    if value < minimum:
+        raise pytest.UsageError(f"{option} / {ini_key(option)}: {value} is below {minimum}")
+    return value
+
+
+def _choice(config: pytest.Config, option: str, choices: tuple[str, ...]) -> str:
+    """An option's value, checked against its choices in the ini file too (argparse checks the CLI)."""
+    value = str(_value(config, option)).strip()
+    if value not in choices:
+        raise pytest.UsageError(f"{ini_key(option)} = {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
 def _frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
     sizes = {}
     for line in lines:
@@ -229,8 +254,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         if not path.is_dir():
             raise pytest.UsageError(f"{name} {path}: folder not found")
     for path in baselines:
-        if not path.exists():
-            raise pytest.UsageError(f"--loso-baseline {path}: file not found")
+        if not path.is_file():
+            raise pytest.UsageError(f"--loso-baseline {path}: file not found (or not a file)")
     archs = config.getoption("loso_arch") or config.getini("loso_arch")
     try:
         bounds = {}
@@ -248,7 +273,9 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     report_dir = _path(config, "--loso-report") or config.rootpath / "runs" / "loso_eval"
-    jobs = _value(config, "--loso-jobs")
+    plot_dir = _path(config, "--loso-plot")
+    if plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise pytest.UsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
     compare = _path(config, "--loso-compare")
     accept = bool(config.getoption("loso_accept"))
     if accept and compare is None:
@@ -264,7 +291,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         max_drop = parse_max_drop(_value(config, "--loso-max-drop"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    bootstrap = _value(config, "--loso-bootstrap")
+    bootstrap = _integer(config, "--loso-bootstrap", minimum=0)
     logistic = config.getoption("loso_logistic")
     return GateOptions(
         loso_dirs=tuple(loso_dirs),
@@ -275,21 +302,21 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         report_dir=report_dir,
         thresholds=thresholds,
         example=example,
-        extractor=_value(config, "--loso-extractor"),
+        extractor=_choice(config, "--loso-extractor", EXTRACTORS),
         vmaf_bin=_path(config, "--loso-vmaf-bin"),
         ffmpeg=_path(config, "--loso-ffmpeg"),
         frame_size=EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
         else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
         frame_sizes=_frame_sizes(config.getini("loso_frame_sizes")),
-        jobs=int(jobs) if jobs else (os.cpu_count() or 1),
+        jobs=_integer(config, "--loso-jobs", minimum=1) or os.cpu_count() or 1,
         compare=compare,
         max_drop=max_drop,
-        compare_mode=_value(config, "--loso-compare-mode"),
+        compare_mode=_choice(config, "--loso-compare-mode", COMPARE_MODES),
         accept=accept,
         accept_force=bool(config.getoption("loso_accept_force")),
-        bootstrap=int(bootstrap) if bootstrap not in (None, "") else (1000 if compare else 0),
-        bootstrap_seed=int(_value(config, "--loso-bootstrap-seed")),
+        bootstrap=bootstrap if bootstrap is not None else (1000 if compare else 0),
+        bootstrap_seed=_integer(config, "--loso-bootstrap-seed", minimum=0) or 0,
         logistic=bool(logistic if logistic is not None else config.getini("loso_logistic")),
         metrics_path=_path(config, "--loso-metrics"),
-        plot_dir=_path(config, "--loso-plot"),
+        plot_dir=plot_dir,
     )

@@ -1,6 +1,6 @@
 """pytest hooks, wired to the pipeline. Without ``--loso-dir`` every hook returns at once.
 
-Heavy modules (numpy, scipy, onnx, onnxruntime) are imported only once the gate is on.
+Heavy modules (numpy, scipy, onnxruntime) are imported only once the gate is on.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if GATE not in config.stash or hasattr(config, "workerinput") or config.option.collectonly:
         return
-    quiet = config.get_verbosity() < 0
-    writer = config.get_terminal_writer()
-    config.stash[GATE].prefill(None if quiet else writer.line)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")  # absent under -p no:terminal
+    quiet = terminal is None or config.get_verbosity() < 0
+    config.stash[GATE].prefill(None if quiet else terminal.write_line)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -54,12 +54,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if GATE not in config.stash:
         return
-    from _pytest.runner import collect_one_node
-
     from .items import LosoCollector
 
     collector = LosoCollector.from_parent(session, name="loso", nodeid="loso", gate=config.stash[GATE])
-    report = collect_one_node(collector)
+    session.ihook.pytest_collectstart(collector=collector)
+    report = collector.ihook.pytest_make_collect_report(collector=collector)
+    report.__dict__.pop("call", None)  # as pytest does: the call info must not travel with the report
     session.ihook.pytest_collectreport(report=report)  # counted and shown like any collection
     items.extend(item for item in report.result if isinstance(item, pytest.Item))
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .atomic import write_atomically
 from .compare import session_comparison
-from .metrics import aggregate, finite_or_none
+from .metrics import aggregate, digits, finite_or_none
 from .errors import LosoInputError
 from .thresholds import check_aggregate
 
@@ -377,9 +377,9 @@ def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
     for row in comparison["rows"]:
         if changed_only and row["verdict"] == "same":
             continue
-        digits = 3 if "rmse" in row["metric"] else 4
-        rows.append([row["test"], row["metric"], f"{row['before']:.{digits}f}", f"{row['after']:.{digits}f}",
-                     f"{row['delta']:+.{digits}f}", row["verdict"] + (f" ({row['rule']})" if row["rule"] else "")])
+        n = digits(row["metric"])
+        rows.append([row["test"], row["metric"], f"{row['before']:.{n}f}", f"{row['after']:.{n}f}",
+                     f"{row['delta']:+.{n}f}", row["verdict"] + (f" ({row['rule']})" if row["rule"] else "")])
     return rows
 
 

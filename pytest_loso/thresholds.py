@@ -6,7 +6,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-LABELS = {"plcc": "PLCC", "srocc": "SROCC", "rmse": "RMSE", "mean_plcc": "mean PLCC", "mean_rmse": "mean RMSE"}
+from .metrics import digits, label
+
 
 # Defaults catch a broken model, not a slightly worse one: a team sets its own bar in ini.
 DEFAULTS = {
@@ -36,10 +37,10 @@ class Violation:
 
     def sentence(self) -> str:
         relation = "below the minimum" if self.kind == "min" else "above the maximum"
-        digits = 3 if "rmse" in self.metric else 4
+        n = digits(self.metric)
         if not math.isfinite(self.value):
-            return f"{LABELS[self.metric]} is undefined ({self.value}), so the bound {self.bound:.{digits}f} cannot hold"
-        return f"{LABELS[self.metric]} {self.value:.{digits}f} is {relation} {self.bound:.{digits}f}"
+            return f"{label(self.metric)} is undefined ({self.value}), so the bound {self.bound:.{n}f} cannot hold"
+        return f"{label(self.metric)} {self.value:.{n}f} is {relation} {self.bound:.{n}f}"
 
 
 @dataclass(frozen=True)

@@ -505,3 +505,43 @@ def test_per_source_threshold_for_an_unknown_source_is_warned_about(gate):
     assert run.result.ret == 0, run.output
     assert "per-source thresholds name FoxBrid, which the data root does not hold" in run.output
     assert any("FoxBrid" in w for w in run.report["warnings"])
+
+
+def test_empty_ref_folder_with_a_baseline(gate):
+    for ref in (gate.data_root / "ref").iterdir():
+        ref.unlink()
+    run = gate.run(NO_EXTRACTOR)
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output
+    assert run.outcomes[BASELINE_ID] == "FAILED"
+    assert f"{gate.data_root / 'ref'}: no sources" in run.failure_text(BASELINE_ID)
+    assert run.report is not None
+
+
+def test_baseline_that_is_a_folder_is_a_usage_error(gate):
+    folder = gate.root / "base" / "not_a_model.onnx"
+    folder.mkdir()
+    result = gate.pytester.runpytest(*gate.args(f"--loso-baseline={folder}"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--loso-baseline {folder}: file not found (or not a file)" in result.stderr.str()
+
+
+@pytest.mark.parametrize("ini, says", [
+    ("loso_jobs = two", "--loso-jobs / loso_jobs: 'two' is not a whole number"),
+    ("loso_jobs = 0", "--loso-jobs / loso_jobs: 0 is below 1"),
+    ("loso_bootstrap = -5", "--loso-bootstrap / loso_bootstrap: -5 is below 0"),
+    ("loso_extractor = nonee", "loso_extractor = 'nonee': choose one of auto, ffmpeg, vmaf, none"),
+    ("loso_compare_mode = Noise", "loso_compare_mode = 'Noise': choose one of bound, noise"),
+])
+def test_bad_ini_values_are_usage_errors(gate, ini, says):
+    gate.pytester.makeini(f"[pytest]\n{ini}\n")
+    result = gate.pytester.runpytest(*gate.args())
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    assert says in result.stderr.str()
+
+
+def test_gate_runs_without_the_terminal_plugin(gate):
+    args = [a for a in gate.args() if a != "-rA"]  # -rA belongs to the terminal plugin
+    run = gate.run("-p", "no:terminal", *args, plain=True)
+    assert run.result.ret == 0, run.output
+    assert "INTERNALERROR" not in run.output
+    assert run.report is not None and not run.report["failures"]

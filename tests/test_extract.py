@@ -649,3 +649,15 @@ def test_bundled_example_gated_from_an_empty_cache_reproduces_the_committed_cach
         # exact with the imageio-ffmpeg build the example was made with; a newer libvmaf may move digits
         np.testing.assert_allclose(fresh["features"]["per_frame"], kept["features"]["per_frame"], atol=1e-4)
         np.testing.assert_allclose(fresh["scores"]["per_frame"], kept["scores"]["per_frame"], atol=1e-3)
+
+
+def test_a_colon_in_the_temporary_folder_does_not_break_the_ffmpeg_filter_graph(pytester, small, monkeypatch):
+    import tempfile
+
+    odd = pytester.path / "tmp:with:colons"
+    odd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(odd))
+    env = Env(pytester, small)
+    run = env.run()
+    all_passed(run, small.corpus.sources)
+    assert run.extraction["pairs_computed"] == len(small.corpus.pairs)
