@@ -162,12 +162,14 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
                 f"re-export the model with its weights in {model_path.name}.data beside it",
             )
     sibling = model_path.with_name(model_path.name + ".data")
-    if sibling.is_file():
-        return sibling  # the renamed-model defect: the sibling is the real weights file
-    if len(locations) == 1:
-        declared = model_path.parent / next(iter(locations))
-        if declared.is_file():
-            return declared
+    # The renamed-model defect: when the sibling exists, it is the real weights file.
+    chosen = sibling if sibling.is_file() else None
+    if chosen is None and len(locations) == 1 and (model_path.parent / next(iter(locations))).is_file():
+        chosen = model_path.parent / next(iter(locations))
+    if chosen is not None:
+        if not _inside(folder, chosen):
+            raise LosoInputError(chosen, "is a link that leaves the model's folder; refusing to read it")
+        return chosen
     raise LosoInputError(
         model_path,
         f"external data file {', '.join(sorted(locations))} not found, and no sibling {sibling.name}",
@@ -178,8 +180,6 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
 def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) -> tuple[Path, bytes]:
     """The one weights file the model's external tensors are read from, checked to hold them all."""
     data_path = _data_file(model_path, {entries.get("location", "") for _, entries in tensors})
-    if not _inside(Path(os.path.realpath(model_path.parent)), data_path):
-        raise LosoInputError(data_path, "is a link that leaves the model's folder; refusing to read it")
     blob = data_path.read_bytes()
     for name, entries in tensors:
         try:
