@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .atomic import write_atomically
 from .corpus import FEATURE_NAMES, Pair, read_pair

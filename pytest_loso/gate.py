@@ -9,20 +9,20 @@ aggregates them.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
+from .compare import accepted_metrics, compare, load_accepted
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
 from .errors import LosoInputError
 from .extract import CacheFiller, resolve_extractor
-from .compare import accepted_metrics, compare, load_accepted
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
 from .thresholds import check
-
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,19 +94,19 @@ class Gate:
         """What the corpus and the options disagree on without making a test fail."""
         found = []
         try:
-            self.corpus
+            corpus = self.corpus
         except LosoInputError:
             return found  # the gate's collection error says it
-        orphans = sorted({p.name.split("_")[0] for p in self.corpus.orphans})
+        orphans = sorted({p.name.split("_")[0] for p in corpus.orphans})
         if orphans:
             found.append(
                 f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
-                f"ref/, so these sources are not scored ({len(self.corpus.orphans)} clips left out)"
+                f"ref/, so these sources are not scored ({len(corpus.orphans)} clips left out)"
             )
-        unknown = sorted(set(self.options.thresholds.per_source) - set(self.corpus.sources))
+        unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:
             found.append(f"per-source thresholds name {', '.join(unknown)}, which the data root does not hold "
-                         f"(sources: {', '.join(self.corpus.sources)})")
+                         f"(sources: {', '.join(corpus.sources)})")
         return found
 
     def plan(self) -> list[Check]:

@@ -5,7 +5,7 @@ Heavy modules (numpy, scipy, onnxruntime) are imported only once the gate is on.
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 import pytest
 

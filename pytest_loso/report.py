@@ -13,7 +13,6 @@ import hashlib
 import json
 import platform
 import subprocess
-import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from .atomic import write_atomically
 from .compare import session_comparison
-from .metrics import aggregate, digits, finite_or_none
 from .errors import LosoInputError
+from .metrics import aggregate, digits, finite_or_none
 from .thresholds import check_aggregate
 
 if TYPE_CHECKING:

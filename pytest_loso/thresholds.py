@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .metrics import digits, label
 
-
 # Defaults catch a broken model, not a slightly worse one: a team sets its own bar in ini.
 DEFAULTS = {
     "min_plcc": 0.75,

@@ -74,7 +74,7 @@ def main() -> int:
     shutil.rmtree(work)
 
     found = discover_corpus(corpus)
-    for source, pairs in found.pairs.items():
+    for pairs in found.pairs.values():
         for pair in pairs:
             write_cache(pair.cache_path(cache), extractor.run(pair.ref_path, pair.dis_path, WIDTH, HEIGHT))
             print(f"libvmaf: {pair.dis_path.name}")
