@@ -90,6 +90,10 @@ def test_missing_baseline_file_is_a_usage_error(gate):
     run = gate.run(f"--loso-baseline={missing}")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert str(missing) in run.output and "file not found" in run.output
+    # the usage error itself, naming the option (not an item's "model file not found")
+    assert f"--loso-baseline {missing}: file not found" in run.output, run.output
+    assert "Traceback" not in run.output
+    assert not run.outcomes and run.report is None
 
 
 # -- fold models: missing, extra ----------------------------------------------------------------
@@ -156,7 +160,9 @@ def test_truncated_onnx_without_external_data(gate, built):
     model.with_name(model.name + ".data").unlink()
     export_onnx(built.folds["linear"]["Src0000"], model, external_data=False)
     _cut_in_half(model)
-    assert_isolated_failure(gate.run(), {"loso::fold[linear-Src0000]"}, names=model)
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[linear-Src0000]"}, names=model, says="not an ONNX model, or truncated"
+    )
 
 
 def test_truncated_external_data(gate):
@@ -183,7 +189,9 @@ def test_text_file_instead_of_onnx(gate):
 def test_empty_onnx_file(gate):
     model = gate.fold_path("linear", "Src0001")
     model.write_bytes(b"")
-    assert_isolated_failure(gate.run(), {"loso::fold[linear-Src0001]"}, names=model)
+    assert_isolated_failure(
+        gate.run(), {"loso::fold[linear-Src0001]"}, names=model, says="not an ONNX model, or truncated (no graph)"
+    )
 
 
 def test_text_file_as_baseline(gate):

@@ -629,6 +629,17 @@ def test_krcc_and_logistic_metrics(gate):
     assert run.report["run_provenance"]["options"]["logistic"] is True
     baseline = run.report["baselines"][BASELINE_TAG]["all_clips_concat"]
     assert baseline["plcc_logistic"] is not None and baseline["rmse_logistic"] is not None
+    # the baseline on all sources concatenated: KRCC and the logistic fit, recomputed here too
+    x, y = gate.all_xy()
+    pred = ort_predict(gate.baseline, x)
+    assert baseline["krcc"] == pytest.approx(float(kendalltau(pred, y).statistic), abs=1e-12)
+    p, t = pred.astype(np.float64), y.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params, _ = curve_fit(logistic, p, t, p0=[t.max(), t.min(), np.median(p), p.std()], maxfev=20000)
+    mapped = logistic(p, *params)
+    assert baseline["plcc_logistic"] == pytest.approx(float(pearsonr(mapped, t).statistic), abs=1e-3)
+    assert baseline["rmse_logistic"] == pytest.approx(float(np.sqrt(np.mean((mapped - t) ** 2))), abs=1e-3)
     plain = gate.run()
     assert "plcc_logistic" not in fold(plain.report, "linear", "Src0000")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from loso_helpers import all_ids
+from loso_helpers import ARCHS, SOURCES, all_ids, script_metrics
 from pytest_loso.training import cache_payload, write_cache
 
 pytest.importorskip("xdist")
@@ -40,8 +41,19 @@ def test_xdist_report_equals_serial(gate):
 
 def test_xdist_aggregate_threshold(gate):
     run = gate.run("-n", "2", "--loso-max-mean-rmse", "0.001", subprocess=True)
-    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
-    assert set(run.outcomes.values()) == {"PASSED"}
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert "2 workers" in run.output or "gw1" in run.output, run.output  # xdist really ran the items
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output  # every item, on workers
     assert "LOSO aggregate thresholds FAILED" in run.output
     assert {f["test"] for f in run.report["failures"]} == {"aggregate[mlp_small]", "aggregate[linear]"}
-    assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 3
+    assert run.report["partial"] is None
+    # the controller's means are over every fold the workers scored: the script's numbers, recomputed here
+    for arch in ARCHS:
+        aggregate = run.report["archs"][arch]["aggregate"]
+        assert aggregate["n_folds"] == len(SOURCES)
+        rmse = [script_metrics(gate.fold_path(arch, s), *gate.xy(s))["rmse"] for s in SOURCES]
+        assert aggregate["mean_rmse"] == float(np.mean(rmse))
+        assert aggregate["mean_rmse"] > 0.001
+        (message,) = [f["message"] for f in run.report["failures"] if f["test"] == f"aggregate[{arch}]"]
+        assert message.startswith(f"{arch}: ") and message.endswith(f" over {len(SOURCES)} folds"), message
+        assert message in run.result.stdout.lines
