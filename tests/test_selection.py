@@ -123,17 +123,19 @@ def test_without_loso_dir_nothing_heavy_is_imported(pytester):
     assert json.loads((pytester.path / "heavy.json").read_text()) == []
 
 
+# An ini that configures the gate with paths relative to itself.
+GATE_INI = """
+[pytest]
+loso_dir = runs
+data_root = corpus
+loso_cache = cache
+loso_report = report
+"""
+
+
 def test_disabled_with_p_no_loso(gate):
     """An ini that configures the gate is ignored when the plugin is disabled."""
-    gate.pytester.makeini(
-        f"""
-        [pytest]
-        loso_dir = runs
-        data_root = corpus
-        loso_cache = cache
-        loso_report = report
-        """
-    )
+    gate.pytester.makeini(GATE_INI)
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     run = gate.run("-p", "no:cacheprovider", "-rA", "-p", "no:loso", plain=True)
     assert run.result.ret == 0, run.output
@@ -150,16 +152,7 @@ def test_disabled_with_p_no_loso(gate):
 
 
 def test_ini_paths_are_relative_to_the_ini_file(gate, monkeypatch):
-    gate.pytester.makeini(
-        f"""
-        [pytest]
-        loso_dir = runs
-        data_root = corpus
-        loso_cache = cache
-        loso_baseline = base/vmaf_tiny_v1.onnx
-        loso_report = report
-        """
-    )
+    gate.pytester.makeini(GATE_INI + "loso_baseline = base/vmaf_tiny_v1.onnx\n")
     sub = gate.pytester.mkdir("sub")
     monkeypatch.chdir(sub)
     run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
