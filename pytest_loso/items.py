@@ -7,6 +7,7 @@ instead of a traceback.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from .errors import LosoInputError
-from .gate import Check, Gate, ThresholdFailure
+from .gate import Check, Gate, LosoDataWarning, ThresholdFailure
 
 
 class LosoCollector(pytest.Collector):
@@ -25,7 +26,10 @@ class LosoCollector(pytest.Collector):
         self.gate = gate
 
     def collect(self) -> Iterator[LosoItem]:
-        for check in self.gate.plan():
+        checks = self.gate.plan()
+        for warning in self.gate.corpus_warnings():  # once, at collection (the report lists them too)
+            warnings.warn(LosoDataWarning(warning), stacklevel=1)
+        for check in checks:
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
             yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
