@@ -278,6 +278,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         raise pytest.UsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
     compare = _path(config, "--loso-compare")
     accept = bool(config.getoption("loso_accept"))
+    if config.getoption("loso_accept_force") and not accept:
+        raise pytest.UsageError("--loso-accept-force only qualifies --loso-accept: give both")
     if accept and compare is None:
         raise pytest.UsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
     if compare is not None and not accept and not compare.is_file():

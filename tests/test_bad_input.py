@@ -553,3 +553,9 @@ def test_gate_runs_without_the_terminal_plugin(gate):
     assert run.result.ret == 0, run.output
     assert "INTERNALERROR" not in run.output
     assert run.report is not None and not run.report["failures"]
+
+
+def test_accept_force_alone_is_a_usage_error(gate):
+    result = gate.pytester.runpytest(*gate.args("--loso-accept-force"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--loso-accept-force only qualifies --loso-accept: give both" in result.stderr.str()
