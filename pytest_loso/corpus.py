@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import LosoInputError
+from .features import FEATURE_NAMES  # noqa: F401  (re-exported: the extractor and training use it)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .extract import CacheFiller
-
-FEATURE_NAMES = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2")
 
 _DIS_RE = re.compile(r"^(?P<source>[A-Za-z0-9]+)_(?P<quality>\d+)_(?P<height>\d+)_(?P<kbps>\d+)\.yuv$")
 _REF_RE = re.compile(r"^(?P<source>[A-Za-z0-9]+)_(?P<fps>\d+)fps\.yuv$")
@@ -110,6 +109,9 @@ class SourceData:
     cache_files: tuple[Path, ...]
     fingerprint: str  # sha256 over the names and bytes of the cache files read
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # dis stem -> frame counts
+    # Per-frame metadata a codec-aware model needs (e.g. "encoder", "cq", "preset"), when the
+    # corpus has it: a per-frame table does, a YUV + cache corpus does not.
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _fill_hint(cache_dir: Path) -> str:
