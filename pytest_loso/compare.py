@@ -125,6 +125,16 @@ def compare(
     return changes
 
 
+def aggregate_changes(before: dict, after: dict, allowances: dict[str, Allowance]) -> list[Change]:
+    """An architecture's mean over folds against the accepted one (the bare allowance: no interval)."""
+    return compare(before, after, allowances, prefix="mean_")
+
+
+def _whole(aggregate: dict) -> bool:
+    """An aggregate over every planned fold (reports before ``n_folds_planned`` existed count as whole)."""
+    return aggregate.get("n_folds") == aggregate.get("n_folds_planned", aggregate.get("n_folds"))
+
+
 def load_accepted(path: Path) -> dict:
     """The accepted report; a clear error when it is missing or not a LOSO report."""
     try:
@@ -164,14 +174,20 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
                 regressions.append(f"{test}: {change.sentence()}")
 
     before_tests, after_tests = _tests(accepted), _tests(report)
+    failed = _failed_tests(report)  # planned and run, but could not be scored: failed, not removed
     skipped = set(not_run or [])
-    if skipped:
-        before_tests = {t: m for t, m in before_tests.items() if t not in skipped and not t.startswith("aggregate[")}
-        after_tests = {t: m for t, m in after_tests.items() if not t.startswith("aggregate[")}
+    not_compared = {}
+    for test, aggregate in after_tests.items():
+        if test.startswith("aggregate[") and (skipped or not _whole(aggregate)):
+            not_compared[test] = (f"over {aggregate['n_folds']} of {aggregate.get('n_folds_planned')} folds"
+                                  if not _whole(aggregate) else "partial run")
+    after_tests = {t: m for t, m in after_tests.items() if t not in not_compared}
+    before_tests = {t: m for t, m in before_tests.items()
+                    if t not in skipped and t not in failed and not (skipped and t.startswith("aggregate["))}
     for test in sorted(before_tests.keys() & after_tests.keys()):
         old, new = before_tests[test], after_tests[test]
         if test.startswith("aggregate["):
-            add(test, compare(old, new, allowances, prefix="mean_"))
+            add(test, aggregate_changes(old, new, allowances))
         else:
             add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci")))
     warnings = []
@@ -193,10 +209,21 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         "fingerprint_match": old_fp == new_fp,
         "warnings": warnings,
         "added": sorted(after_tests.keys() - before_tests.keys()),
-        "removed": sorted(before_tests.keys() - after_tests.keys()),
+        "removed": sorted(before_tests.keys() - after_tests.keys() - not_compared.keys()),
+        "failed": sorted(failed),
+        "not_compared": dict(sorted(not_compared.items())),
         "rows": rows,
         "regressions": regressions,
     }
+
+
+def _failed_tests(report: dict) -> set[str]:
+    """Folds and baselines of ``report`` that ran but could not be scored."""
+    failed = {f"fold[{arch}-{source}]" for arch, block in report.get("archs", {}).items()
+              for source, entry in block.get("per_fold", {}).items() if "plcc" not in entry}
+    failed |= {f"baseline[{tag}]" for tag, block in report.get("baselines", {}).items()
+               if "plcc" not in block.get("all_clips_concat", {})}
+    return failed
 
 
 def _tests(report: dict) -> dict[str, dict]:

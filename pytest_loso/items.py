@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.outcomes import Skipped
 
 from .errors import LosoInputError
 from .gate import Check, Gate, LosoDataWarning, ThresholdFailure
@@ -33,6 +34,8 @@ class LosoCollector(pytest.Collector):
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
             yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
+        for arch in sorted({check.arch for check in checks if check.kind == "fold"}):
+            yield AggregateItem.from_parent(self, name=f"aggregate[{arch}]", nodeid=aggregate_nodeid(arch), arch=arch)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
@@ -96,3 +99,63 @@ class LosoItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.check.model_path, None, self.check.name
+
+
+class AggregateItem(pytest.Item):
+    """``loso::aggregate[<arch>]``: the architecture's mean over folds against its bounds and the accepted report.
+
+    It judges the folds' results, so it runs after every fold (``order_aggregates_last``).
+    Under pytest-xdist no worker sees every fold: workers leave it out and the controller
+    reports its outcome at the end of the session (``plugin.pytest_sessionfinish``).
+    """
+
+    def __init__(self, *, arch: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arch = arch
+        self.add_marker("loso")
+
+    def runtest(self) -> None:
+        from .plugin import RESULTS
+
+        verdict = self.config.stash[RESULTS].aggregate_verdict(self.arch)
+        if verdict.outcome == "skipped":  # reported at the item ("loso"), not at this line of the plugin
+            raise Skipped(verdict.message, _use_item_location=True)
+        if verdict.outcome == "failed":
+            raise ThresholdFailure(verdict.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ThresholdFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)  # type: ignore[return-value]
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return "loso", 0, self.name
+
+
+def aggregate_nodeid(arch: str) -> str:
+    return f"loso::aggregate[{arch}]"
+
+
+def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:
+    """Move aggregate items after every other item (or drop them, ``keep=False``); return their archs."""
+    aggregates = [item for item in items if isinstance(item, AggregateItem)]
+    items[:] = [item for item in items if not isinstance(item, AggregateItem)] + (aggregates if keep else [])
+    return [item.arch for item in aggregates]
+
+
+def report_deferred(config: pytest.Config, arch: str, outcome: str, message: str) -> None:
+    """Report an aggregate test the controller judged, as pytest reports a test a worker ran.
+
+    Logged like any test, so pytest's counts, the terminal, ``--junitxml`` and ``--lf``
+    all see it (under xdist the controller collects no items of its own).
+    """
+    from _pytest.reports import TestReport
+
+    nodeid = aggregate_nodeid(arch)
+    location = ("loso", 0, nodeid.rpartition("::")[2])
+    config.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+    longrepr: Any = ("loso", 0, f"Skipped: {message}") if outcome == "skipped" else message or None
+    for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):
+        report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when)
+        config.hook.pytest_runtest_logreport(report=report)
+    config.hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)

@@ -28,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .report import SessionResults
 
     config.stash[GATE] = Gate(options)
+    config.pluginmanager.register(_AggregateScheduling(), "loso-aggregates")
     if not hasattr(config, "workerinput"):  # xdist workers send results; the controller reports
         config.stash[RESULTS] = SessionResults(config.stash[GATE])
         config.pluginmanager.register(_ResultListener(config.stash[RESULTS]), "loso-results")
@@ -72,31 +73,58 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     return report
 
 
+class _AggregateScheduling:
+    """Aggregate tests run after every fold; xdist workers leave them to the controller."""
+
+    @pytest.hookimpl(trylast=True)  # after -k/-m and whatever reordered the items (--ff, randomly)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
+        from .items import order_aggregates_last
+
+        worker = hasattr(config, "workerinput")
+        deferred = order_aggregates_last(items, keep=not worker)
+        if worker:
+            config.workeroutput["loso_aggregates"] = deferred  # type: ignore[attr-defined]
+
+
 class _ResultListener:
     """Hands each item's result to the session's results, wherever the item ran."""
 
     def __init__(self, results: object) -> None:
         self.results = results
+        self.deferred: set[str] = set()  # archs whose aggregate test the xdist workers left to this process
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "loso", None)
         if result is not None:
             self.results.add(result)  # type: ignore[attr-defined]
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        self.deferred.update(getattr(node, "workeroutput", {}).get("loso_aggregates", []))
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and report.nodeid == "loso":  # the gate could not plan: the report must say so
             self.results.add_collection_error(str(report.longrepr))  # type: ignore[attr-defined]
 
 
+@pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file and the terminal its summary
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if RESULTS not in config.stash or config.option.collectonly or config.stash[RESULTS].nothing_ran:
+    if RESULTS not in config.stash or config.option.collectonly:
         return
+    from .items import report_deferred
+
     results = config.stash[RESULTS]
+    listener = config.pluginmanager.get_plugin("loso-results")
+    for arch in sorted(listener.deferred):  # judged here, where every fold's result arrived
+        verdict = results.aggregate_verdict(arch)
+        report_deferred(config, arch, verdict.outcome, verdict.message)
+        if verdict.outcome == "failed" and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if results.nothing_ran:
+        return
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
-    if results.aggregate_failures and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 
@@ -116,7 +144,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("LOSO comparison WARNING", sep="!", yellow=True, bold=True)
         for message in comparison_warnings:
             terminalreporter.write_line(message, yellow=True)
-    if results.aggregate_failures:
-        terminalreporter.section("LOSO aggregate thresholds FAILED", sep="!", red=True, bold=True)
-        for message in results.aggregate_failures:
-            terminalreporter.write_line(message, red=True)

@@ -14,12 +14,13 @@ import json
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .atomic import write_atomically
-from .compare import session_comparison
+from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
 from .metrics import aggregate, digits, finite_or_none
 from .thresholds import check_aggregate
@@ -80,6 +81,18 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
+@dataclass(frozen=True)
+class AggregateVerdict:
+    """The outcome of one architecture's aggregate test, ``aggregate[<arch>]``."""
+
+    test: str
+    outcome: str  # "passed", "failed" or "skipped"
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"test": self.test, "outcome": self.outcome, "message": self.message or None}
+
+
 class SessionResults:
     """Results of the items that ran, gathered from their reports, and the session's report."""
 
@@ -105,13 +118,59 @@ class SessionResults:
         """No gate test ran (e.g. ``-m "not loso"``): there is nothing to report."""
         return not self.results and not self.collection_errors
 
-    def _not_run(self) -> list[str]:
-        """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...)."""
+    def _planned(self) -> list:
         try:
-            planned = [check.name for check in self.gate.plan()]
+            return self.gate.plan()
         except LosoInputError:
             return []  # the collection error is the report's story
-        return sorted(set(planned) - set(self.results))
+
+    def _not_run(self) -> list[str]:
+        """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...)."""
+        return sorted({check.name for check in self._planned()} - set(self.results))
+
+    def _fold_results(self, arch: str) -> tuple[list[str], dict[str, dict]]:
+        """The planned fold tests of ``arch``, and the results of those that ran (by source)."""
+        planned = [c for c in self._planned() if c.kind == "fold" and c.arch == arch]
+        ran = {c.source: self.results[c.name] for c in planned if c.name in self.results}
+        return [c.name for c in planned], ran
+
+    def _aggregate(self, arch: str, per_fold: dict[str, dict]) -> dict | None:
+        """Mean ± std over the folds that were scored, with how many were planned."""
+        block = aggregate(m for m in per_fold.values() if "plcc" in m)
+        if block is not None:
+            block["n_folds_planned"] = len(self._fold_results(arch)[0]) or block["n_folds"]
+        return block
+
+    def aggregate_verdict(self, arch: str) -> AggregateVerdict:
+        """Whether ``arch``'s aggregate holds: its bounds and its comparison with the accepted report.
+
+        Only a whole aggregate is judged: with folds not run, or folds that could not be
+        scored, the check is skipped and says why (a mean over the others would look whole).
+        """
+        test = f"aggregate[{arch}]"
+        planned, ran = self._fold_results(arch)
+        if not planned:
+            return AggregateVerdict(test, "skipped", f"no fold of {arch} is planned")
+        if len(ran) < len(planned):
+            return AggregateVerdict(test, "skipped", f"partial run: {len(ran)} of {len(planned)} folds of {arch} "
+                                    "ran, so the aggregate bounds and comparison were not applied")
+        failed = sorted(f"fold[{arch}-{source}]" for source, r in ran.items() if not r["metrics"])
+        if failed:  # those tests failed already; a mean over the others must not pass for the whole
+            return AggregateVerdict(test, "skipped", f"the aggregate of {arch} covers {len(ran) - len(failed)} of "
+                                    f"{len(planned)} folds ({', '.join(failed)} could not be scored), so its "
+                                    "bounds and comparison were not applied")
+        block = self._aggregate(arch, {s: r["metrics"] for s, r in ran.items()})
+        assert block is not None
+        lines = [f"{arch}: {v.sentence()} over {block['n_folds']} folds"
+                 for v in check_aggregate(block, self.options.thresholds)]
+        accepted = self.gate.accepted
+        if accepted is not None:
+            before = (accepted.get("archs", {}).get(arch) or {}).get("aggregate")
+            if isinstance(before, dict):
+                lines += [f"{arch}: mean {c.sentence()}"
+                          for c in aggregate_changes(before, block, self.options.max_drop)
+                          if c.verdict == "REGRESSED"]
+        return AggregateVerdict(test, "failed" if lines else "passed", "\n".join(lines))
 
     def build(self, argv: list[str], cwd: Path) -> dict:
         """Aggregate per architecture and assemble the whole report.
@@ -128,15 +187,14 @@ class SessionResults:
         failures = [{"test": "loso", "message": m} for m in self.collection_errors]
         failures += [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
         self.aggregate_failures = []
+        aggregate_checks = {}
         for arch, block in sorted(archs.items()):
-            scored = [m for m in block["per_fold"].values() if "plcc" in m]
-            block["aggregate"] = aggregate(scored)
-            if block["aggregate"] is None or not_run:
-                continue
-            for violation in check_aggregate(block["aggregate"], self.options.thresholds):
-                message = f"{arch}: {violation.sentence()} over {len(scored)} folds"
-                self.aggregate_failures.append(message)
-                failures.append({"test": f"aggregate[{arch}]", "message": message})
+            block["aggregate"] = self._aggregate(arch, block["per_fold"])
+            verdict = self.aggregate_verdict(arch)
+            aggregate_checks[arch] = verdict.to_json()
+            if verdict.outcome == "failed":
+                self.aggregate_failures.append(verdict.message)
+                failures.append({"test": verdict.test, "message": verdict.message})
         primary = PRIMARY_ARCH if PRIMARY_ARCH in archs else min(archs, default=None)
         baselines = {
             r["label"]: {
@@ -170,6 +228,7 @@ class SessionResults:
             "loso_primary_arch": primary,
             "archs": archs,
             "baselines": baselines,
+            "aggregate_checks": aggregate_checks,
             "thresholds": self.options.thresholds.to_json(),
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
@@ -208,10 +267,6 @@ class SessionResults:
             comparison = session_comparison(gate.accepted, self.report, self.options.max_drop,
                                             self.options.compare_mode, self.options.compare, not_run)
             self.report["comparison"] = _clean(comparison)
-            for message in comparison["regressions"]:
-                if message.startswith("aggregate["):
-                    self.aggregate_failures.append(message)
-                    self.report["failures"].append({"test": message.split(":")[0], "message": message})
         return self.report
 
     def write(self) -> list[Path]:

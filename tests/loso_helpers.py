@@ -29,7 +29,7 @@ STEPS = 150
 SOURCES = tuple(f"Src{i:04d}" for i in range(N_SOURCES))
 BASELINE_TAG = "vmaf_tiny_v1"
 
-_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+)")
+_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (?!\[\d+\])(\S+)")
 
 
 @dataclass
@@ -150,8 +150,17 @@ def fold_ids(archs: tuple[str, ...] = ARCHS, sources: tuple[str, ...] = SOURCES)
 BASELINE_ID = f"loso::baseline[{BASELINE_TAG}]"
 
 
-def all_ids() -> list[str]:
+def aggregate_ids(archs: tuple[str, ...] = ARCHS) -> list[str]:
+    return [f"loso::aggregate[{a}]" for a in archs]
+
+
+def scored_ids() -> list[str]:
+    """The tests that score a model (every one but the aggregates)."""
     return fold_ids() + [BASELINE_ID]
+
+
+def all_ids() -> list[str]:
+    return scored_ids() + aggregate_ids()
 
 
 # -- independent numbers ----------------------------------------------------------------------

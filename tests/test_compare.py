@@ -75,7 +75,7 @@ def failed(run) -> set[str]:
 
 def sentence(who: str, label: str, before: float, after: float, allowed: str, rule: str | None) -> str:
     """The gate's failure line, written out here from the spec (not from compare.Change)."""
-    digits = 3 if label.startswith("RMSE") else 4
+    digits = 3 if "RMSE" in label else 4
     text = f"{who}: {label} {before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f}, allowed {allowed})"
     return text + (f" [{rule}]" if rule else "")
 
@@ -165,7 +165,8 @@ def test_degraded_fold_fails_alone_with_before_after_and_allowance(gate):
     degrade_linear_fold(gate, "Src0001")
     run = compare_with(gate, None)
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
-    assert failed(run) == {"loso::fold[linear-Src0001]"}, run.output
+    # the fold fails, and so does its architecture's aggregate test (the mean RMSE slid too; below)
+    assert failed(run) == {"loso::fold[linear-Src0001]", "loso::aggregate[linear]"}, run.output
     assert set(run.outcomes) == set(all_ids())
 
     before, after = fold(accepted, "linear", "Src0001"), fold(run.report, "linear", "Src0001")
@@ -193,6 +194,9 @@ def test_degraded_fold_fails_alone_with_before_after_and_allowance(gate):
     agg_before, agg_after = accepted["archs"]["linear"]["aggregate"], run.report["archs"]["linear"]["aggregate"]
     assert agg_after["mean_rmse"] - agg_before["mean_rmse"] > 0.5
     assert {f["test"] for f in run.report["failures"]} == {"fold[linear-Src0001]", "aggregate[linear]"}
+    rmse_mean = sentence("linear", "mean RMSE", agg_before["mean_rmse"], agg_after["mean_rmse"], "+0.5",
+                         "drop beyond the allowance")
+    assert rmse_mean in run.failure_text("loso::aggregate[linear]").splitlines()
 
 
 # -- 3. tolerance edges, relative allowances, direction ------------------------------------------
@@ -416,16 +420,17 @@ def test_aggregate_regression_fails_the_session(gate):
     edited["archs"]["mlp_small"]["aggregate"]["mean_plcc"] = mean_before + 0.01
     run = compare_with(gate, edited, "--loso-accept")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
-    # every item passed, yet the session failed: the report is not accepted
+    # every fold passed; the aggregate test failed, as pytest counts it: the report is not accepted
+    assert run.outcomes == {n: "PASSED" for n in all_ids() if n != "loso::aggregate[mlp_small]"} | {
+        "loso::aggregate[mlp_small]": "FAILED"}, run.output
+    run.result.assert_outcomes(passed=8, failed=1)
     assert json.loads(accepted_file(gate).read_text()) == edited
     assert "NOT accepted" in run.output
-    line = "aggregate[mlp_small]: " + sentence("x", "PLCC", mean_before + 0.01, mean_before, "-0.005",
-                                               "drop beyond the allowance").split(": ", 1)[1]
+    line = sentence("mlp_small", "mean PLCC", mean_before + 0.01, mean_before, "-0.005", "drop beyond the allowance")
     assert run.report["failures"] == [{"test": "aggregate[mlp_small]", "message": line}]
-    assert run.report["comparison"]["regressions"] == [line]
-    assert "LOSO aggregate thresholds FAILED" in run.output
-    assert line in run.result.stdout.lines
+    assert run.report["comparison"]["regressions"] == ["aggregate[mlp_small]: " + line.split(": ", 1)[1]
+                                                       .removeprefix("mean ")]
+    assert run.failure_text("loso::aggregate[mlp_small]").splitlines() == [line]  # said once, not doubled
     assert rows(run.report)[("aggregate[mlp_small]", "plcc")]["verdict"] == "REGRESSED"
 
 
@@ -655,7 +660,7 @@ def test_comparison_under_xdist_equals_serial(gate):
         assert "INTERNALERROR" not in run.output
     assert "gw0" in parallel.output or "2 workers" in parallel.output
     assert parallel.outcomes == serial.outcomes
-    assert failed(parallel) == {"loso::fold[linear-Src0001]"}
+    assert failed(parallel) == {"loso::fold[linear-Src0001]", "loso::aggregate[linear]"}
     for key in ("rows", "regressions", "added", "removed", "warnings", "fingerprint_match"):
         assert parallel.report["comparison"][key] == serial.report["comparison"][key], key
     assert parallel.report["failures"] == serial.report["failures"]

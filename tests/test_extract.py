@@ -54,7 +54,7 @@ LARGE_SOURCES = ["Cells", "TestCard"]
 LARGE_W, LARGE_H, LARGE_FRAMES = 640, 480, 40
 LARGE_LADDER = [(480, 24), (360, 30), (240, 36)]
 
-_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR) (\S+)")
+_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR) (?!\[\d+\])(\S+)")  # "SKIPPED [n] ..." names no test
 
 
 # -- the session's clips, independent libvmaf numbers and fold models ---------------------------
@@ -141,10 +141,11 @@ class GateRun:
 
     @property
     def outcomes(self) -> dict[str, str]:
+        """Outcomes of the scoring tests (the aggregate tests are the subject of test_thresholds)."""
         found = {}
         for line in self.stdout.splitlines():
             match = _OUTCOME_RE.match(line)
-            if match:
+            if match and "::aggregate[" not in match[2]:
                 found[match[2]] = match[1]
         return found
 

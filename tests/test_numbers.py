@@ -33,6 +33,7 @@ from loso_helpers import (
     assert_exact,
     independent_metrics,
     script_metrics,
+    scored_ids,
 )
 from pytest_loso.training import cache_payload, export_onnx, write_cache
 
@@ -168,7 +169,7 @@ def test_run_provenance(gate, clean_run):
     started = datetime.strptime(prov["started"], "%Y-%m-%dT%H:%M:%S%z")
     finished = datetime.strptime(prov["finished"], "%Y-%m-%dT%H:%M:%S%z")
     assert started <= finished
-    assert prov["items_run"] == len(all_ids())
+    assert prov["items_run"] == len(scored_ids())
 
 
 def test_cache_fingerprint_tracks_cache_bytes(gate, clean_run):

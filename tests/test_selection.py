@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids, fold_ids
+from loso_helpers import ARCHS, BASELINE_ID, SOURCES, aggregate_ids, all_ids, fold_ids
 
 PLAIN_TEST = """
 def test_plain():
@@ -19,7 +19,7 @@ def test_collect_only_lists_node_ids(gate):
     run = gate.run("--collect-only", "-q")
     assert run.result.ret == 0, run.output
     listed = [line for line in run.result.stdout.lines if "::" in line]
-    assert listed == fold_ids(tuple(sorted(ARCHS))) + [BASELINE_ID]
+    assert listed == fold_ids(tuple(sorted(ARCHS))) + [BASELINE_ID] + aggregate_ids(tuple(sorted(ARCHS)))
     assert "loso::fold[mlp_small-Src0000]" in listed
     # collecting is not scoring: no report
     assert run.report is None
@@ -30,7 +30,7 @@ def test_k_selects_by_source(gate):
     run = gate.run("-k", "Src0001")
     assert run.result.ret == 0, run.output
     assert run.outcomes == {f"loso::fold[{a}-Src0001]": "PASSED" for a in ARCHS}
-    run.result.assert_outcomes(passed=2, deselected=5)
+    run.result.assert_outcomes(passed=2, deselected=7)
     # the report describes what ran: one fold per architecture, no baseline
     for arch in ARCHS:
         assert list(run.report["archs"][arch]["per_fold"]) == ["Src0001"]
@@ -44,27 +44,28 @@ def test_k_selects_by_source(gate):
 def test_k_selects_by_arch_and_kind(gate):
     run = gate.run("-k", "linear and not Src0002 or baseline")
     assert set(run.outcomes) == {"loso::fold[linear-Src0000]", "loso::fold[linear-Src0001]", BASELINE_ID}
+    run.result.assert_outcomes(passed=3, skipped=1, deselected=5)  # aggregate[linear]: one fold not run
 
 
 def test_deselect_by_node_id(gate):
     run = gate.run("--deselect", "loso::fold[mlp_small-Src0000]", "--deselect", BASELINE_ID)
     assert run.result.ret == 0, run.output
-    expected = set(all_ids()) - {"loso::fold[mlp_small-Src0000]", BASELINE_ID}
+    expected = set(all_ids()) - {"loso::fold[mlp_small-Src0000]", BASELINE_ID, "loso::aggregate[mlp_small]"}
     assert set(run.outcomes) == expected
-    run.result.assert_outcomes(passed=5, deselected=2)
+    run.result.assert_outcomes(passed=6, skipped=1, deselected=2)  # aggregate[mlp_small] over 2 of 3 folds
     assert sorted(run.report["archs"]["mlp_small"]["per_fold"]) == ["Src0001", "Src0002"]
 
 
 def test_deselect_prefix_drops_the_whole_gate(gate):
     run = gate.run("--deselect", "loso")
     assert run.result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, run.output
-    run.result.assert_outcomes(deselected=7)
+    run.result.assert_outcomes(deselected=9)
 
 
 def test_loso_arch_restricts(gate):
     run = gate.run("--loso-arch", "linear", baseline=False)
     assert run.result.ret == 0, run.output
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",))}
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",)) + aggregate_ids(("linear",))}
     assert list(run.report["archs"]) == ["linear"]
     # with mlp_small absent, the single-architecture keys describe the one that ran
     assert run.report["loso_per_fold"] == run.report["archs"]["linear"]["per_fold"]
@@ -73,7 +74,7 @@ def test_loso_arch_restricts(gate):
 
 def test_loso_arch_repeatable(gate):
     run = gate.run("--loso-arch", "linear", "--loso-arch", "mlp_small", baseline=False)
-    assert set(run.outcomes) == set(fold_ids())
+    assert set(run.outcomes) == set(fold_ids()) | set(aggregate_ids())
 
 
 def test_marker_selects_gate_items_only(gate):
@@ -81,11 +82,11 @@ def test_marker_selects_gate_items_only(gate):
     run = gate.run("-m", "loso")
     assert run.result.ret == 0, run.output
     assert set(run.outcomes) == set(all_ids())
-    run.result.assert_outcomes(passed=7, deselected=1)
+    run.result.assert_outcomes(passed=9, deselected=1)
 
     run = gate.run("-m", "not loso")
     assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}
-    run.result.assert_outcomes(passed=1, deselected=7)
+    run.result.assert_outcomes(passed=1, deselected=9)
 
 
 def test_plain_tests_run_alongside_the_gate(gate):
@@ -145,7 +146,7 @@ def test_disabled_with_p_no_loso(gate):
     # the same ini with the plugin on: the gate runs, its relative paths taken from the ini's folder
     run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
     assert run.result.ret == 0, run.output
-    assert set(run.outcomes) == set(fold_ids()) | {"test_plain.py::test_plain"}
+    assert set(run.outcomes) == set(fold_ids()) | set(aggregate_ids()) | {"test_plain.py::test_plain"}
     assert run.report is not None
     assert run.report["corpus"] == str(gate.data_root)
     assert run.report["run_provenance"]["cache_dir"] == str(gate.cache_dir)
@@ -182,7 +183,7 @@ def test_cache_dir_from_environment(gate, monkeypatch):
         plain=True,
     )
     assert run.result.ret == 0, run.output
-    assert set(run.outcomes) == set(fold_ids())
+    assert set(run.outcomes) == set(fold_ids()) | set(aggregate_ids())
     assert run.report["run_provenance"]["cache_dir"] == str(gate.cache_dir)
 
 
@@ -206,7 +207,7 @@ def test_single_run_layout(gate):
         plain=True,
     )
     assert run.result.ret == 0, run.output
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",))}
+    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",)) + aggregate_ids(("linear",))}
     assert sorted(run.report["archs"]["linear"]["per_fold"]) == list(SOURCES)
 
 
@@ -254,13 +255,14 @@ def test_last_failed_and_failed_first(gate):
 
     run = gate.run(*args, *tight, "--lf", plain=True)
     assert set(run.outcomes) == failing, run.output
-    run.result.assert_outcomes(failed=2, deselected=5)
+    run.result.assert_outcomes(failed=2, deselected=7)
 
     run = gate.run(*args, *tight, "--ff", "-v", plain=True)
     order = [line.split()[0] for line in run.result.stdout.lines if re.match(r"^loso::\S+ (PASSED|FAILED)", line)]
-    assert len(order) == 7 and set(order[:2]) == failing, run.output
+    assert len(order) == 9 and set(order[:2]) == failing, run.output
+    assert set(order[-2:]) == set(aggregate_ids()), run.output  # the aggregates judge every fold: last
 
     run = gate.run(*args, "--lf", plain=True)  # fixed: the two run, and pass
     assert run.result.ret == 0, run.output
     assert set(run.outcomes) == failing, run.output
-    run.result.assert_outcomes(passed=2, deselected=5)
+    run.result.assert_outcomes(passed=2, deselected=7)
