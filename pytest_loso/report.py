@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .atomic import write_atomically
 from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
-from .metrics import aggregate, digits, finite_or_none
+from .metrics import aggregate, digits, finite_or_none, label
 from .thresholds import check_aggregate
 
 if TYPE_CHECKING:
@@ -326,6 +326,14 @@ def _extraction_provenance(extractor: dict | None, computed: set, recomputed: se
     }
 
 
+_MD_ESCAPES = {"|": "\\|", "\\": "\\\\", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " "}
+
+
+def _md(text: object) -> str:
+    """``text`` as literal Markdown: folder names and messages may hold ``|``, newlines or HTML."""
+    return "".join(_MD_ESCAPES.get(char, char) for char in str(text))
+
+
 def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
 
@@ -340,10 +348,11 @@ def _with_ci(m: dict, name: str, digits: int) -> str:
     return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else text
 
 
-def _row(label: str, m: dict) -> list[str]:
+def _row(label: str, m: dict, *, checked: bool = True) -> list[str]:
+    """One scored set of frames; ``checked=False`` for rows no bound applies to (status "—")."""
     if "plcc" not in m:
         return [label, "—", "—", "—", "—", "—", "FAILED"]
-    status = "FAILED" if "error" in m else "ok"
+    status = ("FAILED" if "error" in m else "ok") if checked else "—"
     return [label, str(m["n"]), _with_ci(m, "plcc", 4), _with_ci(m, "srocc", 4), _num(m.get("krcc"), 4),
             _with_ci(m, "rmse", 3), status]
 
@@ -356,7 +365,21 @@ def _mean_row(agg: dict | None) -> list[str]:
         return f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
 
     krcc = pm("krcc", 4) if "mean_krcc" in agg else "—"
-    return [f"mean ± std ({agg['n_folds']} folds)", "—", pm("plcc", 4), pm("srocc", 4), krcc, pm("rmse", 3), ""]
+    return [f"mean ± std ({_fold_count(agg)})", "—", pm("plcc", 4), pm("srocc", 4), krcc, pm("rmse", 3), ""]
+
+
+def _fold_count(agg: dict) -> str:
+    """``9 folds``, or ``7 of 9 folds`` when some planned folds are missing from the mean."""
+    n, planned = agg["n_folds"], agg.get("n_folds_planned", agg["n_folds"])
+    return f"{n} folds" if n == planned else f"{n} of {planned} folds"
+
+
+AGGREGATE_STATUS = {"passed": "ok", "failed": "FAILED", "skipped": "not checked"}
+
+
+def _aggregate_status(report: dict, arch: str) -> str:
+    check = (report.get("aggregate_checks") or {}).get(arch)
+    return AGGREGATE_STATUS[check["outcome"]] if check else "—"
 
 
 def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[list[str]]]]:
@@ -364,10 +387,11 @@ def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[l
     out = []
     for arch, block in report["archs"].items():
         rows = [_row(source, m) for source, m in block["per_fold"].items()]
-        rows.append(_mean_row(block["aggregate"]))
+        rows.append(_mean_row(block["aggregate"])[:-1] + [_aggregate_status(report, arch)])
         out.append((f"{arch}: each fold on its held-out source", rows))
     for tag, block in report["baselines"].items():
-        rows = [] if concat_only else [_row(source, m) for source, m in block["per_clip"].items()]
+        # per-source rows are context: only the concatenation is held to the bounds
+        rows = [] if concat_only else [_row(source, m, checked=False) for source, m in block["per_clip"].items()]
         rows.append(_row("all sources concatenated", block["all_clips_concat"]))
         out.append((f"baseline {tag} ({block['model_path']})", rows))
     return out
@@ -380,32 +404,35 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     """The report as Markdown; ``summary`` leaves out baselines' per-source rows and provenance."""
     lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
     if report["archs"]:
-        lines += ["## Aggregate (mean ± std across folds)", "", "| arch | folds | PLCC | SROCC | RMSE |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += ["## Aggregate (mean ± std across folds)", "", "| arch | folds | PLCC | SROCC | RMSE | status |",
+                  "|---|---:|---:|---:|---:|---|"]
         for arch, block in report["archs"].items():
             row = _mean_row(block["aggregate"])
-            folds = block["aggregate"]["n_folds"] if block["aggregate"] else 0
-            lines.append(f"| {arch} | {folds} | {row[2]} | {row[3]} | {row[5]} |")
+            folds = _fold_count(block["aggregate"]) if block["aggregate"] else "0 folds"
+            lines.append(f"| {_md(arch)} | {folds} | {row[2]} | {row[3]} | {row[5]} | {_aggregate_status(report, arch)} |")
         lines.append("")
+        notes = [f"- **aggregate[{_md(arch)}]** not checked: {_md(check['message'])}"
+                 for arch, check in (report.get("aggregate_checks") or {}).items() if check["outcome"] == "skipped"]
+        lines += notes + ([""] if notes else [])
     for title, rows in tables(report, concat_only=summary):
-        lines += [f"## {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += [f"## {_md(title)}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+        lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
         lines.append("")
+    lines += thresholds_markdown(report["thresholds"])
     lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:
         lines += ["## Failures", ""]
         for failure in report["failures"]:
-            message = failure["message"].replace("\n", " ")
-            lines.append(f"- **{failure['test']}**: {message}")
+            lines.append(f"- **{_md(failure['test'])}**: {_md(failure['message'])}")
         lines.append("")
     if report["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+        lines += ["## Warnings", ""] + [f"- {_md(w)}" for w in report["warnings"]] + [""]
     if report["dropped_frames"]:
         lines += ["## Frames dropped to align features and scores", ""]
         for source, pairs in report["dropped_frames"].items():
             for stem, c in pairs.items():
                 lines.append(
-                    f"- {source}/{stem}: {c['feature_frames']} feature vs {c['score_frames']} score frames, "
+                    f"- {_md(source)}/{_md(stem)}: {c['feature_frames']} feature vs {c['score_frames']} score frames, "
                     f"{c['dropped']} dropped"
                 )
         lines.append("")
@@ -416,7 +443,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
         "## Provenance",
         "",
         f"- plugin {provenance['plugin_version']}, {provenance['entry_point']}",
-        f"- command: `{' '.join(provenance['argv'])}`",
+        f"- command: {_md(' '.join(provenance['argv']))}",
         f"- cache fingerprint: `{provenance['cache_fingerprint']['sha256']}` "
         f"({provenance['cache_fingerprint']['files']} files)",
         f"- git: {provenance['git']}",
@@ -424,6 +451,19 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def thresholds_markdown(thresholds: dict) -> list[str]:
+    """The bounds this run held its tests to ("off" where a bound is disabled)."""
+    def bounds(values: dict) -> str:
+        return ", ".join(f"{label(key.split('_', 1)[1])} {'≥' if key.startswith('min') else '≤'} "
+                         + ("off" if value is None else f"{value:g}") for key, value in values.items())
+
+    lines = ["## Thresholds", "", f"- each fold, and each baseline on all sources: {bounds(thresholds['fold'])}"]
+    lines += [f"- fold {_md(source)}: {bounds(b)}" for source, b in thresholds["per_source"].items()]
+    lines += [f"- each architecture's mean over folds: {bounds(thresholds['aggregate'])}",
+              "- baselines' per-source rows: not held to a bound (status —)", ""]
+    return lines
 
 
 def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
@@ -442,16 +482,24 @@ def comparison_markdown(comparison: dict | None) -> list[str]:
         return []
     lines = ["## Comparison with the accepted report", "",
              f"Accepted: `{comparison['accepted']}` ({comparison['accepted_generated']}), rule: {comparison['mode']}", ""]
-    lines += [f"> **Warning:** {w}" for w in comparison["warnings"]]
+    lines += [f"> **Warning:** {_md(w)}" for w in comparison["warnings"]]
     if comparison["warnings"]:
         lines.append("")
     lines += ["| test | metric | before | after | delta | verdict |", "|---|---|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(r) + " |" for r in comparison_rows(comparison, changed_only=False)]
-    for key in ("added", "removed"):
-        if comparison[key]:
-            lines.append(f"\n{key.capitalize()} since the accepted report: {', '.join(comparison[key])}")
+    lines += ["| " + " | ".join(_md(cell) for cell in r) + " |" for r in comparison_rows(comparison, changed_only=False)]
+    lines += [f"\n{_md(text)}" for text in comparison_notes(comparison)]
     lines.append("")
     return lines
+
+
+def comparison_notes(comparison: dict) -> list[str]:
+    """Tests that were not compared, and why: added, removed, failed, or an incomplete aggregate."""
+    notes = [f"{key} since the accepted report: {', '.join(comparison[key])}"
+             for key in ("added", "removed") if comparison[key]]
+    if comparison.get("failed"):
+        notes.append(f"failed in this run, not compared: {', '.join(comparison['failed'])}")
+    notes += [f"{test} not compared: {reason}" for test, reason in (comparison.get("not_compared") or {}).items()]
+    return notes
 
 
 def render_terminal(report: dict) -> list[str]:
@@ -474,8 +522,6 @@ def render_terminal(report: dict) -> list[str]:
             table = [["test", "metric", "before", "after", "delta", "verdict"]] + changed
             widths = [max(len(row[i]) for row in table) for i in range(6)]
             lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-        for key in ("added", "removed"):
-            if comparison[key]:
-                lines.append(f"{key} since the accepted report: {', '.join(comparison[key])}")
+        lines += comparison_notes(comparison)
         lines.append("")
     return lines

@@ -79,11 +79,11 @@ def test_github_step_summary_is_appended(gate, monkeypatch):
     added = first[len(previous):]
     assert added.startswith("# LOSO evaluation")
     assert "## Aggregate (mean ± std across folds)" in added
-    assert "| arch | folds | PLCC | SROCC | RMSE |" in added
+    assert "| arch | folds | PLCC | SROCC | RMSE | status |" in added
     for arch in ARCHS:
         agg = run.report["archs"][arch]["aggregate"]
-        row = (f"| {arch} | {len(SOURCES)} | {agg['mean_plcc']:.4f} ± {agg['std_plcc']:.4f} | "
-               f"{agg['mean_srocc']:.4f} ± {agg['std_srocc']:.4f} | {agg['mean_rmse']:.3f} ± {agg['std_rmse']:.3f} |")
+        row = (f"| {arch} | {len(SOURCES)} folds | {agg['mean_plcc']:.4f} ± {agg['std_plcc']:.4f} | "
+               f"{agg['mean_srocc']:.4f} ± {agg['std_srocc']:.4f} | {agg['mean_rmse']:.3f} ± {agg['std_rmse']:.3f} | ok |")
         assert row in added.splitlines()
     assert "## Comparison with the accepted report" not in added  # nothing accepted yet
     assert "## Provenance" not in added  # the summary leaves provenance to the report file

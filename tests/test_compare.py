@@ -314,7 +314,7 @@ def test_added_and_removed_folds(gate):
     assert "added since the accepted report: baseline[vmaf_tiny_v1], fold[linear-Src0002]" in run.output
     assert "removed since the accepted report: aggregate[mlp_medium]" in run.output
     md = (gate.report_dir / "loso_eval.md").read_text()
-    assert "Added since the accepted report: baseline[vmaf_tiny_v1], fold[linear-Src0002]" in md
+    assert "added since the accepted report: baseline[vmaf_tiny_v1], fold[linear-Src0002]" in md
 
 
 # -- 5. a different corpus ----------------------------------------------------------------------------

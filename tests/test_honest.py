@@ -1,0 +1,79 @@
+"""What the gate reports is what happened: pytest's counts, JUnit, the report and the terminal agree."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from loso_helpers import ARCHS, SOURCES, aggregate_ids, scored_ids
+
+
+def _junit(path) -> tuple[ET.Element, dict[str, ET.Element]]:
+    suite = ET.parse(path).getroot().find("testsuite")
+    return suite, {case.get("name"): case for case in suite.iter("testcase")}
+
+
+def test_a_broken_aggregate_bound_is_a_failed_test_in_pytest_and_junit(gate):
+    junit = gate.root / "junit.xml"
+    run = gate.run("--loso-max-mean-rmse=0.001", f"--junitxml={junit}")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    run.result.stdout.fnmatch_lines(["*= 2 failed, 7 passed in *"])
+    suite, cases = _junit(junit)
+    assert (suite.get("tests"), suite.get("failures")) == ("9", "2")
+    for arch in ARCHS:
+        failure = cases[f"aggregate[{arch}]"].find("failure")
+        mean = run.report["archs"][arch]["aggregate"]["mean_rmse"]
+        assert f"{arch}: mean RMSE {mean:.3f} is above the maximum 0.001 over 3 folds" in failure.get("message")
+        assert run.report["aggregate_checks"][arch] == {
+            "test": f"aggregate[{arch}]", "outcome": "failed",
+            "message": f"{arch}: mean RMSE {mean:.3f} is above the maximum 0.001 over 3 folds"}
+    # the short summary names the test once, then the sentence (no doubled "aggregate[x]: aggregate[x]:")
+    assert "FAILED loso::aggregate[linear] - linear: mean RMSE" in run.output
+    assert "aggregate[linear]: aggregate[linear]" not in run.output
+
+
+def test_aggregates_run_after_their_folds_whatever_the_order(gate):
+    run = gate.run("-v", "-p", "no:randomly", "--loso-max-mean-rmse=0.001", "-k", "aggregate or Src")
+    order = [line.split()[0] for line in run.result.stdout.lines if line.startswith("loso::") and " " in line]
+    assert order[-2:] == sorted(aggregate_ids()), order
+    assert set(order[:-2]) == {n for n in scored_ids() if "Src" in n}
+
+
+def test_a_fold_that_failed_is_listed_as_failed_not_removed_and_its_aggregate_is_not_compared(gate):
+    path = gate.root / "accepted.json"
+    assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
+    gate.fold_path("linear", "Src0001").write_text("not a model\n")
+    run = gate.run(f"--loso-compare={path}")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    run.result.assert_outcomes(passed=7, failed=1, skipped=1)
+    comparison = run.report["comparison"]
+    assert comparison["failed"] == ["fold[linear-Src0001]"]
+    assert comparison["removed"] == []
+    assert comparison["not_compared"] == {"aggregate[linear]": "over 2 of 3 folds"}
+    assert not any(row["test"] == "aggregate[linear]" for row in comparison["rows"])
+    assert run.report["archs"]["linear"]["aggregate"]["n_folds"] == 2
+    assert run.report["archs"]["linear"]["aggregate"]["n_folds_planned"] == 3
+    assert "failed in this run, not compared: fold[linear-Src0001]" in run.output
+    assert "aggregate[linear] not compared: over 2 of 3 folds" in run.output
+    md = run.markdown
+    assert "| linear | 2 of 3 folds |" in md and "| not checked |" in md
+    assert "mean ± std (2 of 3 folds)" in md
+    assert "removed since" not in md and "Removed since" not in md
+
+
+def test_fold_folder_names_are_escaped_in_markdown(gate, monkeypatch):
+    name = "Evil|<img src=x onerror=alert(1)>"
+    shutil.copytree(gate.fold_path("mlp_small", "Src0000").parent, gate.runs / "loso_mlp_small" / f"fold_{name}")
+    summary = gate.root / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run = gate.run()
+    assert [f["test"] for f in run.report["failures"]] == [f"fold[mlp_small-{name}]"]
+    for text in (run.markdown, summary.read_text()):
+        assert "<img" not in text
+        assert "Evil\\|&lt;img src=x onerror=alert(1)&gt;" in text
+        for line in text.splitlines():  # every table row keeps its 7 cells
+            if line.startswith("| Evil"):
+                assert line.replace("\\|", "").count("|") == 8, line
