@@ -41,15 +41,25 @@ class Check:
     """One test: a fold model on its held-out source, or a baseline on every source."""
 
     kind: str  # "fold" or "baseline"
-    label: str  # arch-Source or baseline tag
+    label: str  # arch-Source, arch-seedN-Source, or baseline tag
     model_path: Path
     arch: str | None = None
     source: str | None = None
     problem: str | None = None  # known at planning time: the item fails with this
+    seed: int | None = None  # the training seed of a run repeated over seeds
 
     @property
     def name(self) -> str:
         return f"{self.kind}[{self.label}]"
+
+    @property
+    def run(self) -> str | None:
+        """The LOSO run a fold belongs to, aggregated on its own: ``arch``, or ``arch-seedN``."""
+        return run_name(self.arch, self.seed) if self.arch else None
+
+
+def run_name(arch: str, seed: int | None) -> str:
+    return arch if seed is None else f"{arch}-seed{seed}"
 
 
 class Gate:
@@ -112,7 +122,7 @@ class Gate:
     def plan(self) -> list[Check]:
         """Every fold of every selected architecture over the discovered sources, then the baselines."""
         found = find_fold_models(self.options.loso_dirs)
-        archs = sorted({arch for arch, _ in found})
+        archs = sorted({arch for arch, _, _ in found})
         if self.options.archs:
             unknown = [a for a in self.options.archs if a not in archs]
             if unknown:
@@ -129,25 +139,29 @@ class Gate:
             )
         sources = self.corpus.sources
         checks = []
-        for arch in archs:
-            fold_sources = sorted(set(sources) | {s for a, s in found if a == arch})
+        runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs}, key=lambda r: (r[0], r[1] or -1))
+        for arch, seed in runs:
+            # every seed of a run is held to the same folds: the sources, and any fold another seed has
+            fold_sources = sorted(set(sources) | {s for a, _, s in found if a == arch})
             for source in fold_sources:
-                paths = found.get((arch, source), [])
+                paths = found.get((arch, seed, source), [])
                 problem = None
                 if not paths:
-                    # where this architecture's other folds are (a sweep keeps them in loso_<arch>/)
-                    run_dir = min(p.parent.parent for (a, _), ps in found.items() if a == arch for p in ps)
+                    # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
+                    run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed)
+                                  for p in ps)
                     expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
                     problem = f"source {source} has no fold model: expected {expected}"
                     paths = [expected]
                 elif len(paths) > 1:
-                    problem = f"two fold models for {arch} on {source}: {', '.join(map(str, paths))}"
+                    problem = f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}"
                 elif source not in sources:
                     problem = (
                         f"fold for source {source}, which is not in the data root "
                         f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
                     )
-                checks.append(Check("fold", f"{arch}-{source}", paths[0], arch=arch, source=source, problem=problem))
+                checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
+                                    problem=problem, seed=seed))
         tags = [p.stem for p in self.options.baselines]
         for path in self.options.baselines:
             problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
@@ -182,7 +196,7 @@ class Gate:
             result["metrics"] = self._metrics(model, data.features, data.scores, data.pair_frames,
                                               f"source {data.source}", result)
             bounds = self.options.thresholds.for_source(check_.source)
-            subject = f"{check_.arch} fold {check_.source}"
+            subject = f"{check_.run} fold {check_.source}"
         else:
             self._run_baseline(model, result)
             bounds = self.options.thresholds.fold
@@ -192,10 +206,10 @@ class Gate:
         result["violations"] = [v.sentence() for v in violations]
         lines = [f"{subject}: {v.sentence()} (n={metrics['n']} frames)" for v in violations]
         if self.accepted is not None:
-            before = accepted_metrics(self.accepted, check_.kind, check_.arch, check_.label, check_.source)
+            before = accepted_metrics(self.accepted, check_.kind, check_.run, check_.label, check_.source)
             changes = compare(before or {}, metrics, self.options.max_drop, mode=self.options.compare_mode,
                               intervals=metrics.get("ci"))
-            who = f"{check_.source} ({check_.arch})" if check_.kind == "fold" else f"baseline {check_.label}"
+            who = f"{check_.source} ({check_.run})" if check_.kind == "fold" else f"baseline {check_.label}"
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
             raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")

@@ -34,8 +34,8 @@ class LosoCollector(pytest.Collector):
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
             yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
-        for arch in sorted({check.arch for check in checks if check.kind == "fold"}):
-            yield AggregateItem.from_parent(self, name=f"aggregate[{arch}]", nodeid=aggregate_nodeid(arch), arch=arch)
+        for name in aggregate_tests(checks):
+            yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
@@ -56,7 +56,8 @@ class LosoItem(pytest.Item):
             "kind": check.kind,
             "name": check.name,
             "label": check.label,
-            "arch": check.arch,
+            "arch": check.run,  # the run its fold belongs to: the report's key (arch, or arch-seedN)
+            "seed": check.seed,
             "source": check.source,
             "model_path": str(check.model_path),
             "metrics": None,
@@ -101,23 +102,31 @@ class LosoItem(pytest.Item):
         return self.check.model_path, None, self.check.name
 
 
+def aggregate_tests(checks: list[Check]) -> list[str]:
+    """``aggregate[<run>]`` for each LOSO run (an arch, or an arch's seed), ``seeds[<arch>]`` across seeds."""
+    folds = [check for check in checks if check.kind == "fold"]
+    runs = sorted({check.run for check in folds if check.run})
+    seeded = sorted({check.arch for check in folds if check.arch and check.seed is not None})
+    return [f"aggregate[{run}]" for run in runs] + [f"seeds[{arch}]" for arch in seeded]
+
+
 class AggregateItem(pytest.Item):
-    """``loso::aggregate[<arch>]``: the architecture's mean over folds against its bounds and the accepted report.
+    """A test over other tests' results: ``aggregate[<run>]`` (a run's mean over folds against its
+    bounds and the accepted report) or ``seeds[<arch>]`` (the across-seed rule).
 
     It judges the folds' results, so it runs after every fold (``order_aggregates_last``).
     Under pytest-xdist no worker sees every fold: workers leave it out and the controller
     reports its outcome at the end of the session (``plugin.pytest_sessionfinish``).
     """
 
-    def __init__(self, *, arch: str, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.arch = arch
         self.add_marker("loso")
 
     def runtest(self) -> None:
         from .plugin import RESULTS
 
-        verdict = self.config.stash[RESULTS].aggregate_verdict(self.arch)
+        verdict = self.config.stash[RESULTS].verdict(self.name)
         if verdict.outcome == "skipped":  # reported at the item ("loso"), not at this line of the plugin
             raise Skipped(verdict.message, _use_item_location=True)
         if verdict.outcome == "failed":
@@ -132,18 +141,14 @@ class AggregateItem(pytest.Item):
         return "loso", 0, self.name
 
 
-def aggregate_nodeid(arch: str) -> str:
-    return f"loso::aggregate[{arch}]"
-
-
 def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:
-    """Move aggregate items after every other item (or drop them, ``keep=False``); return their archs."""
+    """Move aggregate items after every other item (or drop them, ``keep=False``); return their names."""
     aggregates = [item for item in items if isinstance(item, AggregateItem)]
     items[:] = [item for item in items if not isinstance(item, AggregateItem)] + (aggregates if keep else [])
-    return [item.arch for item in aggregates]
+    return [item.name for item in aggregates]
 
 
-def report_deferred(config: pytest.Config, arch: str, outcome: str, message: str) -> None:
+def report_deferred(config: pytest.Config, name: str, outcome: str, message: str) -> None:
     """Report an aggregate test the controller judged, as pytest reports a test a worker ran.
 
     Logged like any test, so pytest's counts, the terminal, ``--junitxml`` and ``--lf``
@@ -151,8 +156,8 @@ def report_deferred(config: pytest.Config, arch: str, outcome: str, message: str
     """
     from _pytest.reports import TestReport
 
-    nodeid = aggregate_nodeid(arch)
-    location = ("loso", 0, nodeid.rpartition("::")[2])
+    nodeid = f"loso::{name}"
+    location = ("loso", 0, name)
     config.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
     longrepr: Any = ("loso", 0, f"Skipped: {message}") if outcome == "skipped" else message or None
     for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 METRICS = ("plcc", "srocc", "rmse")
 LABELS = {"plcc": "PLCC", "srocc": "SROCC", "krcc": "KRCC", "rmse": "RMSE",
-          "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)"}
+          "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)",
+          "lowest_seed_mean_plcc": "lowest seed's mean PLCC", "spread_plcc": "spread of the seeds' mean PLCC"}
 
 
 def label(metric: str) -> str:
@@ -202,6 +203,37 @@ def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | N
             result[f"std_{name}"] = float(np.std([m[name] for m in folds], ddof=1)) if len(folds) > 1 else None
     result["n_folds"] = len(folds)
     return result
+
+
+def across_seeds(per_seed: dict[int, dict[str, dict]]) -> dict:
+    """A run repeated over seeds: ``{seed: {source: fold metrics}}`` -> the promotion figures.
+
+    Per seed the mean over its folds (as :func:`aggregate`); across seeds the mean of the
+    per-seed means, their sample std (ddof=1), their spread max - min and the lowest seed
+    (as the team's ``ensemble_prod_gate.py`` does on PLCC); and for each fold its mean and
+    std across seeds.
+    """
+    import numpy as np
+
+    seeds = sorted(per_seed)
+    means = {seed: aggregate(per_seed[seed].values()) for seed in seeds}
+    summary: dict = {"seeds": seeds, "n_seeds": len(seeds), "per_seed": means}
+    for name in METRICS:
+        values = np.array([means[seed][f"mean_{name}"] for seed in seeds])
+        summary[f"mean_{name}"] = float(np.mean(values))
+        summary[f"std_{name}"] = float(np.std(values, ddof=1)) if len(seeds) > 1 else None
+        summary[f"spread_{name}"] = float(values.max() - values.min())
+    lowest = min(seeds, key=lambda seed: means[seed]["mean_plcc"])
+    summary["lowest_seed"] = lowest
+    summary["lowest_seed_mean_plcc"] = means[lowest]["mean_plcc"]
+    sources = sorted({source for seed in seeds for source in per_seed[seed]})
+    summary["per_fold"] = {}
+    for source in sources:
+        across = aggregate(per_seed[seed][source] for seed in seeds if source in per_seed[seed])
+        assert across is not None
+        across["n_seeds"] = across.pop("n_folds")
+        summary["per_fold"][source] = across
+    return summary
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,19 +253,30 @@ def load_model(path: Path) -> OnnxModel:
     )
 
 
-def find_fold_models(loso_dirs: list[Path] | tuple[Path, ...]) -> dict[tuple[str, str], list[Path]]:
-    """``{(arch, source): [model paths]}`` from ``fold_<Source>/<arch>_final.onnx`` files.
+_SEED_DIR = re.compile(r"^seed_?(\d+)$")
+
+
+def _seed_runs(run: Path) -> list[tuple[int | None, Path]]:
+    """``run`` itself (no seed) and each of its ``seed<N>/`` (or ``seed_<N>/``) folders."""
+    seeds = [(int(m[1]), p) for p in sorted(run.iterdir()) if p.is_dir() and (m := _SEED_DIR.match(p.name))]
+    return [(None, run), *sorted(seeds, key=lambda item: item[0])]
+
+
+def find_fold_models(loso_dirs: list[Path] | tuple[Path, ...]) -> dict[tuple[str, int | None, str], list[Path]]:
+    """``{(arch, seed, source): [model paths]}`` from ``fold_<Source>/<arch>_final.onnx`` files.
 
     Each folder may be a single-architecture run or a sweep holding ``loso_<arch>/``
-    runs; the architecture is read from the model's file name. More than one path
-    for one key means two folders offer the same fold.
+    runs, either with ``seed<N>/`` folders above the folds (a run repeated over seeds;
+    ``seed`` is ``None`` without). The architecture is read from the model's file name.
+    More than one path for one key means two folders offer the same fold.
     """
-    found: dict[tuple[str, str], list[Path]] = {}
+    found: dict[tuple[str, int | None, str], list[Path]] = {}
     for root in loso_dirs:
         for run in [root, *sorted(p for p in root.glob("loso_*") if p.is_dir())]:
-            for fold_dir in sorted(p for p in run.glob("fold_*") if p.is_dir()):
-                source = fold_dir.name[len("fold_") :]
-                for model in sorted(fold_dir.glob("*_final.onnx")):
-                    arch = model.name[: -len("_final.onnx")]
-                    found.setdefault((arch, source), []).append(model)
+            for seed, seed_run in _seed_runs(run):
+                for fold_dir in sorted(p for p in seed_run.glob("fold_*") if p.is_dir()):
+                    source = fold_dir.name[len("fold_") :]
+                    for model in sorted(fold_dir.glob("*_final.onnx")):
+                        arch = model.name[: -len("_final.onnx")]
+                        found.setdefault((arch, seed, source), []).append(model)
     return found

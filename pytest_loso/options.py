@@ -43,8 +43,11 @@ _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
     ("--loso-min-srocc", "min_srocc", "per fold (and baseline concatenation): minimum SROCC"),
     ("--loso-max-rmse", "max_rmse", "per fold (and baseline concatenation): maximum RMSE"),
-    ("--loso-min-mean-plcc", "min_mean_plcc", "per architecture: minimum mean PLCC over folds"),
-    ("--loso-max-mean-rmse", "max_mean_rmse", "per architecture: maximum mean RMSE over folds"),
+    ("--loso-min-mean-plcc", "min_mean_plcc", "per architecture (and seed, and mean over seeds): minimum mean "
+     "PLCC over folds"),
+    ("--loso-max-mean-rmse", "max_mean_rmse", "per architecture (and seed): maximum mean RMSE over folds"),
+    ("--loso-min-seed-mean-plcc", "min_seed_mean_plcc", "over seeds: minimum of every seed's mean PLCC over folds"),
+    ("--loso-max-seed-spread", "max_seed_spread", "over seeds: maximum spread (max - min) of the seeds' mean PLCC"),
 ]
 
 
@@ -269,6 +272,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
             per_source=parse_source_overrides(list(overrides), fold),
             min_mean_plcc=bounds["min_mean_plcc"],
             max_mean_rmse=bounds["max_mean_rmse"],
+            min_seed_mean_plcc=bounds["min_seed_mean_plcc"],
+            max_seed_spread=bounds["max_seed_spread"],
         )
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None

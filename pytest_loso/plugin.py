@@ -91,7 +91,7 @@ class _ResultListener:
 
     def __init__(self, results: object) -> None:
         self.results = results
-        self.deferred: set[str] = set()  # archs whose aggregate test the xdist workers left to this process
+        self.deferred: set[str] = set()  # aggregate tests the xdist workers left to this process
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "loso", None)
@@ -116,9 +116,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     results = config.stash[RESULTS]
     listener = config.pluginmanager.get_plugin("loso-results")
-    for arch in sorted(listener.deferred):  # judged here, where every fold's result arrived
-        verdict = results.aggregate_verdict(arch)
-        report_deferred(config, arch, verdict.outcome, verdict.message)
+    for name in sorted(listener.deferred):  # judged here, where every fold's result arrived
+        verdict = results.verdict(name)
+        report_deferred(config, name, verdict.outcome, verdict.message)
         if verdict.outcome == "failed" and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if results.nothing_ran:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from .atomic import write_atomically
 from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
-from .metrics import aggregate, digits, finite_or_none, label
-from .thresholds import check_aggregate
+from .metrics import across_seeds, aggregate, digits, finite_or_none, label
+from .thresholds import check_aggregate, check_seeds
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -128,49 +128,86 @@ class SessionResults:
         """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...)."""
         return sorted({check.name for check in self._planned()} - set(self.results))
 
-    def _fold_results(self, arch: str) -> tuple[list[str], dict[str, dict]]:
-        """The planned fold tests of ``arch``, and the results of those that ran (by source)."""
-        planned = [c for c in self._planned() if c.kind == "fold" and c.arch == arch]
+    def _fold_results(self, run: str) -> tuple[list[str], dict[str, dict]]:
+        """The planned fold tests of ``run`` (arch or arch-seedN), and the results of those that ran."""
+        planned = [c for c in self._planned() if c.kind == "fold" and c.run == run]
         ran = {c.source: self.results[c.name] for c in planned if c.name in self.results}
         return [c.name for c in planned], ran
 
-    def _aggregate(self, arch: str, per_fold: dict[str, dict]) -> dict | None:
+    def _aggregate(self, run: str, per_fold: dict[str, dict]) -> dict | None:
         """Mean ± std over the folds that were scored, with how many were planned."""
         block = aggregate(m for m in per_fold.values() if "plcc" in m)
         if block is not None:
-            block["n_folds_planned"] = len(self._fold_results(arch)[0]) or block["n_folds"]
+            block["n_folds_planned"] = len(self._fold_results(run)[0]) or block["n_folds"]
         return block
 
-    def aggregate_verdict(self, arch: str) -> AggregateVerdict:
-        """Whether ``arch``'s aggregate holds: its bounds and its comparison with the accepted report.
-
-        Only a whole aggregate is judged: with folds not run, or folds that could not be
-        scored, the check is skipped and says why (a mean over the others would look whole).
-        """
-        test = f"aggregate[{arch}]"
-        planned, ran = self._fold_results(arch)
+    def _not_whole(self, test: str, run: str) -> AggregateVerdict | None:
+        """A skip when some fold of ``run`` did not run or could not be scored: a mean over the
+        others must not pass for the whole (the failed folds' own tests say what went wrong)."""
+        planned, ran = self._fold_results(run)
         if not planned:
-            return AggregateVerdict(test, "skipped", f"no fold of {arch} is planned")
+            return AggregateVerdict(test, "skipped", f"no fold of {run} is planned")
         if len(ran) < len(planned):
-            return AggregateVerdict(test, "skipped", f"partial run: {len(ran)} of {len(planned)} folds of {arch} "
+            return AggregateVerdict(test, "skipped", f"partial run: {len(ran)} of {len(planned)} folds of {run} "
                                     "ran, so the aggregate bounds and comparison were not applied")
-        failed = sorted(f"fold[{arch}-{source}]" for source, r in ran.items() if not r["metrics"])
-        if failed:  # those tests failed already; a mean over the others must not pass for the whole
-            return AggregateVerdict(test, "skipped", f"the aggregate of {arch} covers {len(ran) - len(failed)} of "
+        failed = sorted(r["name"] for r in ran.values() if not r["metrics"])
+        if failed:
+            return AggregateVerdict(test, "skipped", f"the aggregate of {run} covers {len(ran) - len(failed)} of "
                                     f"{len(planned)} folds ({', '.join(failed)} could not be scored), so its "
                                     "bounds and comparison were not applied")
-        block = self._aggregate(arch, {s: r["metrics"] for s, r in ran.items()})
+        return None
+
+    def _regressions(self, who: str, before: object, after: dict) -> list[str]:
+        """``after``'s mean metrics that slid beyond the allowance from the accepted ``before``."""
+        if not isinstance(before, dict):
+            return []
+        return [f"{who}: mean {c.sentence()}" for c in aggregate_changes(before, after, self.options.max_drop)
+                if c.verdict == "REGRESSED"]
+
+    def aggregate_verdict(self, run: str) -> AggregateVerdict:
+        """Whether ``run``'s mean over folds holds: its bounds and its comparison with the accepted report."""
+        test = f"aggregate[{run}]"
+        skip = self._not_whole(test, run)
+        if skip is not None:
+            return skip
+        block = self._aggregate(run, {s: r["metrics"] for s, r in self._fold_results(run)[1].items()})
         assert block is not None
-        lines = [f"{arch}: {v.sentence()} over {block['n_folds']} folds"
+        lines = [f"{run}: {v.sentence()} over {block['n_folds']} folds"
                  for v in check_aggregate(block, self.options.thresholds)]
-        accepted = self.gate.accepted
-        if accepted is not None:
-            before = (accepted.get("archs", {}).get(arch) or {}).get("aggregate")
-            if isinstance(before, dict):
-                lines += [f"{arch}: mean {c.sentence()}"
-                          for c in aggregate_changes(before, block, self.options.max_drop)
-                          if c.verdict == "REGRESSED"]
+        accepted = self.gate.accepted or {}
+        lines += self._regressions(run, (accepted.get("archs", {}).get(run) or {}).get("aggregate"), block)
         return AggregateVerdict(test, "failed" if lines else "passed", "\n".join(lines))
+
+    def seed_runs(self, arch: str) -> dict[int, str]:
+        """``{seed: run}`` of an architecture trained over seeds."""
+        return {c.seed: c.run for c in self._planned() if c.kind == "fold" and c.arch == arch and c.seed is not None}
+
+    def seed_summary(self, arch: str) -> dict | None:
+        """The across-seed figures of ``arch`` over the folds that were scored (``None`` without any)."""
+        per_seed = {seed: {source: r["metrics"] for source, r in self._fold_results(run)[1].items() if r["metrics"]}
+                    for seed, run in self.seed_runs(arch).items()}
+        per_seed = {seed: folds for seed, folds in per_seed.items() if folds}
+        return across_seeds(per_seed) if per_seed else None
+
+    def seed_verdict(self, arch: str) -> AggregateVerdict:
+        """The promotion rule over seeds (ADR-0303), and the across-seed comparison; whole runs only."""
+        test = f"seeds[{arch}]"
+        for run in self.seed_runs(arch).values():
+            skip = self._not_whole(test, run)
+            if skip is not None:
+                return skip
+        summary = self.seed_summary(arch)
+        assert summary is not None
+        who = f"{arch} over {summary['n_seeds']} seeds"
+        lines = [f"{who}: {v.sentence()}" + (f" (seed {summary['lowest_seed']})" if v.metric.startswith("lowest") else "")
+                 for v in check_seeds(summary, self.options.thresholds)]
+        lines += self._regressions(who, ((self.gate.accepted or {}).get("seeds") or {}).get(arch), summary)
+        return AggregateVerdict(test, "failed" if lines else "passed", "\n".join(lines))
+
+    def verdict(self, test: str) -> AggregateVerdict:
+        """The verdict of an aggregate test by name: ``aggregate[<run>]`` or ``seeds[<arch>]``."""
+        kind, _, rest = test.partition("[")
+        return self.seed_verdict(rest[:-1]) if kind == "seeds" else self.aggregate_verdict(rest[:-1])
 
     def build(self, argv: list[str], cwd: Path) -> dict:
         """Aggregate per architecture and assemble the whole report.
@@ -192,6 +229,16 @@ class SessionResults:
             block["aggregate"] = self._aggregate(arch, block["per_fold"])
             verdict = self.aggregate_verdict(arch)
             aggregate_checks[arch] = verdict.to_json()
+            if verdict.outcome == "failed":
+                self.aggregate_failures.append(verdict.message)
+                failures.append({"test": verdict.test, "message": verdict.message})
+        seeds = {}
+        for arch in sorted({c.arch for c in self._planned() if c.kind == "fold" and c.seed is not None}):
+            summary = self.seed_summary(arch)
+            if summary is None:
+                continue
+            verdict = self.seed_verdict(arch)
+            seeds[arch] = dict(summary, check=verdict.to_json())
             if verdict.outcome == "failed":
                 self.aggregate_failures.append(verdict.message)
                 failures.append({"test": verdict.test, "message": verdict.message})
@@ -229,6 +276,7 @@ class SessionResults:
             "archs": archs,
             "baselines": baselines,
             "aggregate_checks": aggregate_checks,
+            "seeds": seeds,
             "thresholds": self.options.thresholds.to_json(),
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},

@@ -15,6 +15,9 @@ DEFAULTS = {
     "max_rmse": 20.0,
     "min_mean_plcc": 0.85,
     "max_mean_rmse": 12.0,
+    # Across seeds (ADR-0303 uses 0.95 and 0.005): off unless a team sets its promotion rule.
+    "min_seed_mean_plcc": None,
+    "max_seed_spread": None,
 }
 
 
@@ -48,6 +51,8 @@ class Thresholds:
     per_source: dict[str, Bounds] = field(default_factory=dict)
     min_mean_plcc: float | None = None
     max_mean_rmse: float | None = None
+    min_seed_mean_plcc: float | None = None  # every seed's mean PLCC over folds
+    max_seed_spread: float | None = None  # max - min of the per-seed mean PLCC
 
     def for_source(self, source: str) -> Bounds:
         return self.per_source.get(source, self.fold)
@@ -57,6 +62,8 @@ class Thresholds:
             "fold": asdict(self.fold),
             "per_source": {s: asdict(b) for s, b in sorted(self.per_source.items())},
             "aggregate": {"min_mean_plcc": self.min_mean_plcc, "max_mean_rmse": self.max_mean_rmse},
+            "seeds": {"min_seed_mean_plcc": self.min_seed_mean_plcc, "max_seed_spread": self.max_seed_spread,
+                      "min_mean_plcc": self.min_mean_plcc, "max_mean_rmse": self.max_mean_rmse},
             "baselines": "fold bounds, applied to the all-sources concatenation",
         }
 
@@ -125,3 +132,12 @@ def check_aggregate(aggregate: dict, thresholds: Thresholds) -> list[Violation]:
     return _check(
         aggregate, {"min_mean_plcc": thresholds.min_mean_plcc, "max_mean_rmse": thresholds.max_mean_rmse}
     )
+
+
+def check_seeds(summary: dict, thresholds: Thresholds) -> list[Violation]:
+    """The promotion rule over seeds (ADR-0303): the mean of the per-seed means, every seed's
+    mean PLCC, and the spread of the per-seed mean PLCC."""
+    return check_aggregate(summary, thresholds) + _check(summary, {
+        "min_lowest_seed_mean_plcc": thresholds.min_seed_mean_plcc,
+        "max_spread_plcc": thresholds.max_seed_spread,
+    })
