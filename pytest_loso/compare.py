@@ -178,15 +178,20 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
     skipped = set(not_run or [])
     not_compared = {}
     for test, aggregate in after_tests.items():
-        if test.startswith("aggregate[") and (skipped or not _whole(aggregate)):
-            not_compared[test] = (f"over {aggregate['n_folds']} of {aggregate.get('n_folds_planned')} folds"
-                                  if not _whole(aggregate) else "partial run")
+        if not test.startswith(("aggregate[", "seeds[")):
+            continue
+        if skipped:
+            not_compared[test] = "partial run"
+        elif not _whole(aggregate):
+            not_compared[test] = f"over {aggregate['n_folds']} of {aggregate.get('n_folds_planned')} folds"
+        elif (aggregate.get("check") or {}).get("outcome") == "skipped":  # seeds: some seed's run is not whole
+            not_compared[test] = aggregate["check"]["message"]
     after_tests = {t: m for t, m in after_tests.items() if t not in not_compared}
     before_tests = {t: m for t, m in before_tests.items()
-                    if t not in skipped and t not in failed and not (skipped and t.startswith("aggregate["))}
+                    if t not in skipped and t not in failed and not (skipped and t.startswith(("aggregate[", "seeds[")))}
     for test in sorted(before_tests.keys() & after_tests.keys()):
         old, new = before_tests[test], after_tests[test]
-        if test.startswith("aggregate["):
+        if test.startswith(("aggregate[", "seeds[")):
             add(test, aggregate_changes(old, new, allowances))
         else:
             add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci")))
@@ -235,6 +240,8 @@ def _tests(report: dict) -> dict[str, dict]:
                 tests[f"fold[{arch}-{source}]"] = entry
         if block.get("aggregate"):
             tests[f"aggregate[{arch}]"] = block["aggregate"]
+    for arch, summary in (report.get("seeds") or {}).items():
+        tests[f"seeds[{arch}]"] = summary  # the mean over seeds of the per-seed means
     for tag, block in report.get("baselines", {}).items():
         if "plcc" in block.get("all_clips_concat", {}):
             tests[f"baseline[{tag}]"] = block["all_clips_concat"]

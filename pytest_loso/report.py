@@ -437,11 +437,36 @@ def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[l
         rows = [_row(source, m) for source, m in block["per_fold"].items()]
         rows.append(_mean_row(block["aggregate"])[:-1] + [_aggregate_status(report, arch)])
         out.append((f"{arch}: each fold on its held-out source", rows))
+    for arch, summary in (report.get("seeds") or {}).items():
+        out += _seed_tables(arch, summary, concat_only)
     for tag, block in report["baselines"].items():
         # per-source rows are context: only the concatenation is held to the bounds
         rows = [] if concat_only else [_row(source, m, checked=False) for source, m in block["per_clip"].items()]
         rows.append(_row("all sources concatenated", block["all_clips_concat"]))
         out.append((f"baseline {tag} ({block['model_path']})", rows))
+    return out
+
+
+def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[list[str]]]]:
+    """Each seed's mean over folds, the mean over seeds with its spread, and each fold across seeds."""
+    def pm(block: dict, name: str, digits: int) -> str:
+        return f"{_num(block['mean_' + name], digits)} ± {_num(block['std_' + name], digits)}"
+
+    def spread(name: str, digits: int) -> str:
+        return _num(summary[f"spread_{name}"], digits)
+
+    rows = [[f"seed {seed}", f"{agg['n_folds']} folds", pm(agg, "plcc", 4), pm(agg, "srocc", 4), "—",
+             pm(agg, "rmse", 3), ""] for seed, agg in summary["per_seed"].items()]
+    rows.append([f"mean ± std over {summary['n_seeds']} seeds", "—", pm(summary, "plcc", 4), pm(summary, "srocc", 4),
+                 "—", pm(summary, "rmse", 3), AGGREGATE_STATUS[summary["check"]["outcome"]]])
+    rows.append(["spread (max − min)", "—", spread("plcc", 4), spread("srocc", 4), "—", spread("rmse", 3), ""])
+    rows.append([f"lowest seed: {summary['lowest_seed']}", "—", _num(summary["lowest_seed_mean_plcc"], 4),
+                 "—", "—", "—", ""])
+    out = [(f"{arch} over seeds: each seed's mean over folds", rows)]
+    if not short:
+        folds = [[source, f"{agg['n_seeds']} seeds", pm(agg, "plcc", 4), pm(agg, "srocc", 4), "—",
+                  pm(agg, "rmse", 3), ""] for source, agg in summary["per_fold"].items()]
+        out.append((f"{arch} over seeds: each fold's mean ± std across seeds", folds))
     return out
 
 

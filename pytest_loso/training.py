@@ -172,13 +172,14 @@ def synthetic_corpus(
 
 
 def train_folds(
-    loso_dir: Path, truth: dict[str, list[tuple[np.ndarray, np.ndarray]]], arch: str = "mlp_small", *, steps: int = 300
+    loso_dir: Path, truth: dict[str, list[tuple[np.ndarray, np.ndarray]]], arch: str = "mlp_small", *, steps: int = 300,
+    seed: int = 0,
 ) -> dict[str, Regressor]:
     """Train one ``arch`` model per held-out source and export ``fold_<Source>/<arch>_final.onnx``."""
     models = {}
     for held_out in truth:
         x = np.concatenate([p[0] for s, pairs in truth.items() if s != held_out for p in pairs])
         y = np.concatenate([p[1] for s, pairs in truth.items() if s != held_out for p in pairs])
-        models[held_out] = train(x, y, arch, steps=steps)
+        models[held_out] = train(x, y, arch, steps=steps, seed=seed)
         export_onnx(models[held_out], loso_dir / f"fold_{held_out}" / f"{arch}_final.onnx")
     return models
