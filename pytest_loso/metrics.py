@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 METRICS = ("plcc", "srocc", "rmse")
 LABELS = {"plcc": "PLCC", "srocc": "SROCC", "krcc": "KRCC", "rmse": "RMSE",
           "plcc_logistic": "PLCC (logistic)", "rmse_logistic": "RMSE (logistic)",
-          "lowest_seed_mean_plcc": "lowest seed's mean PLCC", "spread_plcc": "spread of the seeds' mean PLCC"}
+          "spread_plcc": "spread of the seeds' mean PLCC"}
 
 
 def label(metric: str) -> str:

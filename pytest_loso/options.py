@@ -38,6 +38,7 @@ _PATH_OPTIONS = [
     ("--loso-compare", "string", "the accepted loso_eval.json (from main) to compare every metric with"),
     ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
     ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs the 'plot' extra)"),
+    ("--loso-verdict", "string", "write a PROMOTE / HOLD verdict JSON here (the shape of validate_ensemble_seeds.py)"),
 ]
 _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
@@ -46,7 +47,8 @@ _THRESHOLD_OPTIONS = [
     ("--loso-min-mean-plcc", "min_mean_plcc", "per architecture (and seed, and mean over seeds): minimum mean "
      "PLCC over folds"),
     ("--loso-max-mean-rmse", "max_mean_rmse", "per architecture (and seed): maximum mean RMSE over folds"),
-    ("--loso-min-seed-mean-plcc", "min_seed_mean_plcc", "over seeds: minimum of every seed's mean PLCC over folds"),
+    ("--loso-min-seed-mean-plcc", "min_seed_mean_plcc", "over seeds: every seed's minimum mean PLCC over folds "
+     "(its aggregate test; default: --loso-min-mean-plcc)"),
     ("--loso-max-seed-spread", "max_seed_spread", "over seeds: maximum spread (max - min) of the seeds' mean PLCC"),
 ]
 
@@ -142,6 +144,7 @@ class GateOptions:
     logistic: bool = False
     metrics_path: Path | None = None
     plot_dir: Path | None = None
+    verdict_path: Path | None = None
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -326,4 +329,5 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         logistic=bool(logistic if logistic is not None else config.getini("loso_logistic")),
         metrics_path=_path(config, "--loso-metrics"),
         plot_dir=plot_dir,
+        verdict_path=_path(config, "--loso-verdict"),
     )

@@ -23,7 +23,7 @@ from .atomic import write_atomically
 from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
 from .metrics import across_seeds, aggregate, digits, finite_or_none, label
-from .thresholds import check_aggregate, check_seeds
+from .thresholds import check_aggregate, check_seeds, for_seed
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -172,8 +172,9 @@ class SessionResults:
             return skip
         block = self._aggregate(run, {s: r["metrics"] for s, r in self._fold_results(run)[1].items()})
         assert block is not None
-        lines = [f"{run}: {v.sentence()} over {block['n_folds']} folds"
-                 for v in check_aggregate(block, self.options.thresholds)]
+        seeded = any(c.seed is not None for c in self._planned() if c.kind == "fold" and c.run == run)
+        thresholds = for_seed(self.options.thresholds) if seeded else self.options.thresholds
+        lines = [f"{run}: {v.sentence()} over {block['n_folds']} folds" for v in check_aggregate(block, thresholds)]
         accepted = self.gate.accepted or {}
         lines += self._regressions(run, (accepted.get("archs", {}).get(run) or {}).get("aggregate"), block)
         return AggregateVerdict(test, "failed" if lines else "passed", "\n".join(lines))
@@ -199,8 +200,7 @@ class SessionResults:
         summary = self.seed_summary(arch)
         assert summary is not None
         who = f"{arch} over {summary['n_seeds']} seeds"
-        lines = [f"{who}: {v.sentence()}" + (f" (seed {summary['lowest_seed']})" if v.metric.startswith("lowest") else "")
-                 for v in check_seeds(summary, self.options.thresholds)]
+        lines = [f"{who}: {v.sentence()}" for v in check_seeds(summary, self.options.thresholds)]
         lines += self._regressions(who, ((self.gate.accepted or {}).get("seeds") or {}).get(arch), summary)
         return AggregateVerdict(test, "failed" if lines else "passed", "\n".join(lines))
 
@@ -340,6 +340,12 @@ class SessionResults:
         summary = append_step_summary(render_markdown(self.report, summary=True))
         if summary is not None:
             self.notes.append(f"step summary: appended to {summary}")
+        if options.verdict_path is not None:
+            from .verdict import write_verdict
+
+            verdict = write_verdict(options.verdict_path, self.report, passed=passed)
+            self.notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
+                              + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""))
         if options.plot_dir is not None:
             from .plots import write_plots
 

@@ -1,0 +1,98 @@
+"""The promotion verdict: PROMOTE or HOLD, in the shape the team's ``validate_ensemble_seeds.py`` writes.
+
+Its keys (``schema_version``, ``verdict``, ``gate`` with the ADR-0303 figures, ``corpus``,
+``recommendation``) are kept so whatever reads that file reads this one. Filled from this
+run: the thresholds used, every figure they were held against, and the corpus snapshot
+(sha256 over the bytes of every cache file or table read), so a promotion can be audited.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .atomic import write_atomically
+
+SCHEMA_VERSION = 1
+
+
+def _gate(arch: str, report: dict) -> dict:
+    """The ``evaluate_gate`` block of ``ensemble_prod_gate.py`` for one architecture."""
+    thresholds = report["thresholds"]
+    summary = (report.get("seeds") or {}).get(arch)
+    if summary is not None:
+        per_seed = {str(seed): agg["mean_plcc"] for seed, agg in summary["per_seed"].items()}
+        mean, spread, check = summary["mean_plcc"], summary["spread_plcc"], summary["check"]
+    else:  # one LOSO run: its mean over folds is the only "seed"
+        aggregate = report["archs"][arch]["aggregate"] or {}
+        per_seed = {"-": aggregate.get("mean_plcc")}
+        mean, spread, check = aggregate.get("mean_plcc"), 0.0, report["aggregate_checks"].get(arch, {})
+    mean_min = thresholds["aggregate"]["min_mean_plcc"]
+    spread_max = thresholds["seeds"]["max_seed_spread"]
+    seed_min = thresholds["seeds"]["min_seed_mean_plcc"]
+    failing = sorted(s for s, v in per_seed.items() if v is None or (seed_min is not None and v < seed_min))
+    mean_pass = mean is not None and (mean_min is None or mean >= mean_min)
+    spread_pass = spread_max is None or spread <= spread_max
+    return {
+        "passed": check.get("outcome") == "passed" and mean_pass and spread_pass and not failing,
+        "mean_plcc": mean,
+        "mean_plcc_threshold": mean_min,
+        "mean_plcc_pass": mean_pass,
+        "plcc_spread": spread,
+        "plcc_spread_max": spread_max,
+        "plcc_spread_pass": spread_pass,
+        "per_seed_plccs": per_seed,
+        "per_seed_min": seed_min,
+        "per_seed_pass": not failing,
+        "failing_seeds": failing,
+        "check": check,
+    }
+
+
+def build_verdict(report: dict, *, passed: bool) -> dict:
+    """PROMOTE only when every gate test passed, every bound held and the run was whole."""
+    runs = sorted(report.get("seeds") or {}) or sorted(report["archs"])
+    gates = {arch: _gate(arch, report) for arch in runs}
+    reasons = [f"{f['test']}: {f['message'].splitlines()[0]}" for f in report["failures"]]
+    if report.get("partial"):
+        reasons.append(f"partial run: {len(report['partial']['not_run'])} gate tests did not run")
+    if not passed and not reasons:
+        reasons.append("the pytest session failed")
+    if not reasons:  # e.g. an aggregate check that could not be made
+        reasons += [f"{arch}: {gate['check'].get('message') or 'not checked'}"
+                    for arch, gate in gates.items() if not gate["passed"]]
+    verdict = "HOLD" if reasons or not gates else "PROMOTE"
+    provenance = report["run_provenance"]
+    primary = runs[0] if runs else None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "verdict": verdict,
+        "generated_at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "loso_dir": provenance["loso_dirs"][0] if provenance["loso_dirs"] else None,
+        "loso_dirs": provenance["loso_dirs"],
+        "seeds": (report.get("seeds") or {}).get(primary, {}).get("seeds", []) if primary else [],
+        "gate": gates.get(primary) if primary else None,
+        "gates": gates,
+        "thresholds": report["thresholds"],
+        "corpus": {
+            "present": True,
+            "corpus_root": report["corpus"],
+            "sha256": provenance["cache_fingerprint"]["sha256"],
+            "files": provenance["cache_fingerprint"]["files"],
+            "sources": provenance["cache_fingerprint"]["sources"],
+        },
+        "models": provenance["models"],
+        "reasons": reasons,
+        "recommendation": "promote: every gate test passed and every bound held" if verdict == "PROMOTE"
+        else "hold: " + "; ".join(reasons or ["no architecture was gated"]),
+        "report": provenance["outputs"]["json"],
+        "parent_adr": "ADR-0303",
+    }
+
+
+def write_verdict(path: Path, report: dict, *, passed: bool) -> dict:
+    verdict = build_verdict(report, passed=passed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(verdict, indent=2, sort_keys=True) + "\n")
+    return verdict
