@@ -153,7 +153,7 @@ def accepted_metrics(report: dict, kind: str, arch: str | None, label: str, sour
     if kind == "fold":
         entry = report.get("archs", {}).get(arch, {}).get("per_fold", {}).get(source)
     else:
-        entry = report.get("baselines", {}).get(label, {}).get("all_clips_concat")
+        entry = report.get(f"{kind}s", {}).get(label, {}).get("all_clips_concat")
     return entry if entry and "plcc" in entry else None
 
 
@@ -226,7 +226,7 @@ def _failed_tests(report: dict) -> set[str]:
     """Folds and baselines of ``report`` that ran but could not be scored."""
     failed = {f"fold[{arch}-{source}]" for arch, block in report.get("archs", {}).items()
               for source, entry in block.get("per_fold", {}).items() if "plcc" not in entry}
-    failed |= {f"baseline[{tag}]" for tag, block in report.get("baselines", {}).items()
+    failed |= {f"{kind}[{tag}]" for kind in ("baseline", "ensemble") for tag, block in report.get(f"{kind}s", {}).items()
                if "plcc" not in block.get("all_clips_concat", {})}
     return failed
 
@@ -242,7 +242,8 @@ def _tests(report: dict) -> dict[str, dict]:
             tests[f"aggregate[{arch}]"] = block["aggregate"]
     for arch, summary in (report.get("seeds") or {}).items():
         tests[f"seeds[{arch}]"] = summary  # the mean over seeds of the per-seed means
-    for tag, block in report.get("baselines", {}).items():
-        if "plcc" in block.get("all_clips_concat", {}):
-            tests[f"baseline[{tag}]"] = block["all_clips_concat"]
+    for kind in ("baseline", "ensemble"):
+        for tag, block in report.get(f"{kind}s", {}).items():
+            if "plcc" in block.get("all_clips_concat", {}):
+                tests[f"{kind}[{tag}]"] = block["all_clips_concat"]
     return tests

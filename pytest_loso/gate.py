@@ -22,7 +22,7 @@ from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
-from .thresholds import check
+from .thresholds import Bounds, check
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,13 +40,14 @@ class ThresholdFailure(Exception):
 class Check:
     """One test: a fold model on its held-out source, or a baseline on every source."""
 
-    kind: str  # "fold" or "baseline"
-    label: str  # arch-Source, arch-seedN-Source, or baseline tag
+    kind: str  # "fold", "baseline" or "ensemble"
+    label: str  # arch-Source, arch-seedN-Source, baseline tag, or ensemble name
     model_path: Path
     arch: str | None = None
     source: str | None = None
     problem: str | None = None  # known at planning time: the item fails with this
     seed: int | None = None  # the training seed of a run repeated over seeds
+    members: tuple[Path, ...] = ()  # an ensemble's models
 
     @property
     def name(self) -> str:
@@ -166,6 +167,13 @@ class Gate:
         for path in self.options.baselines:
             problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
             checks.append(Check("baseline", path.stem, path, problem=problem))
+        for name, pattern, members in self.options.ensembles:
+            problem = None
+            if len(members) < 2:
+                problem = (f"--loso-ensemble {name}={pattern} matches {len(members)} model file"
+                           f"{'' if len(members) == 1 else 's'}; an ensemble's spread needs at least two members")
+            checks.append(Check("ensemble", name, members[0] if members else Path(pattern), problem=problem,
+                                members=tuple(members)))
         return checks
 
     def run(self, check_: Check, result: dict) -> None:
@@ -188,6 +196,13 @@ class Gate:
         return load_accepted(path) if path is not None and path.is_file() else None
 
     def _score(self, check_: Check, result: dict) -> None:
+        if check_.kind == "ensemble":
+            models = [load_model(path) for path in check_.members]
+            result["models"] = {str(m.path): _model_provenance(m) for m in models}
+            self._run_ensemble(models, result)
+            self._judge(check_, models[0], result, self.options.thresholds.fold, f"ensemble {check_.label} (mean of "
+                        f"{len(models)} members) on all sources")
+            return
         model = load_model(check_.model_path)
         result["models"] = {str(model.path): _model_provenance(model)}
         if check_.kind == "fold":
@@ -201,6 +216,10 @@ class Gate:
             self._run_baseline(model, result)
             bounds = self.options.thresholds.fold
             subject = f"baseline {check_.label} on all sources"
+        self._judge(check_, model, result, bounds, subject)
+
+    def _judge(self, check_: Check, model: OnnxModel, result: dict, bounds: Bounds, subject: str) -> None:
+        """Hold the metrics to ``bounds`` and to the accepted report; raise the reviewer's sentences."""
         metrics = result["metrics"]
         violations = check(metrics, bounds)
         result["violations"] = [v.sentence() for v in violations]
@@ -209,18 +228,22 @@ class Gate:
             before = accepted_metrics(self.accepted, check_.kind, check_.run, check_.label, check_.source)
             changes = compare(before or {}, metrics, self.options.max_drop, mode=self.options.compare_mode,
                               intervals=metrics.get("ci"))
-            who = f"{check_.source} ({check_.run})" if check_.kind == "fold" else f"baseline {check_.label}"
+            who = f"{check_.source} ({check_.run})" if check_.kind == "fold" else f"{check_.kind} {check_.label}"
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
             raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")
 
     def _metrics(self, model: OnnxModel, features: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...],
                  desc: str, result: dict) -> dict:
+        """The script's metrics of ``model`` on ``features``: see :meth:`_metrics_of`."""
+        return self._metrics_of(model.predict(features), scores, pair_frames, desc, result, model.path)
+
+    def _metrics_of(self, pred: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...], desc: str,
+                    result: dict, model_path: Path) -> dict:
         """The script's metrics, plus KRCC, the optional logistic ones, intervals and plot points."""
         import numpy as np
 
-        pred = model.predict(features)
-        metrics = score(pred, scores, model_path=model.path, target_desc=desc)
+        metrics = score(pred, scores, model_path=model_path, target_desc=desc)
         options = self.options
         if options.logistic:
             metrics.update(logistic_metrics(pred, scores))
@@ -279,6 +302,59 @@ class Gate:
         scores = np.concatenate([d.scores for d in parts])
         pair_frames = tuple(n for d in parts for n in d.pair_frames)
         result["metrics"] = self._metrics(model, features, scores, pair_frames, "all sources concatenated", result)
+
+
+    def _run_ensemble(self, models: list[OnnxModel], result: dict) -> None:
+        """Every member scored like a baseline, and the members' mean prediction the same way.
+
+        Per frame, mu is the members' mean and sigma their sample std (ddof=1); the report gives
+        the mean sigma and the coverage of mu ± 1.96 sigma (the share of frames whose VMAF lies
+        inside), per source and on all sources concatenated.
+        """
+        import numpy as np
+
+        if not self.corpus.sources:
+            raise LosoInputError(self.options.data_root / "ref", "no sources: no <Source>_<fps>fps.yuv here")
+        members: dict[str, dict] = {str(m.path): {"per_clip": {}} for m in models}
+        per_clip: dict[str, dict] = {}
+        result.update(per_clip=per_clip, members=members)
+        errors, parts = [], []
+        for source in self.corpus.sources:
+            try:
+                data = self._source(source, result)
+                preds = np.stack([m.predict(data.features) for m in models])
+                for model, pred in zip(models, preds):
+                    members[str(model.path)]["per_clip"][source] = score(
+                        pred, data.scores, model_path=model.path, target_desc=f"source {source}", krcc=False)
+                mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
+                per_clip[source] = score(mu, data.scores, model_path=models[0].path,
+                                         target_desc=f"source {source} (ensemble mean)", krcc=False)
+                per_clip[source].update(_spread(mu, sigma, data.scores))
+                parts.append((data, preds))
+            except LosoInputError as exc:
+                per_clip[source] = {"error": str(exc)}
+                errors.append(str(exc))
+        if errors:
+            raise LosoInputError(
+                models[0].path, f"cannot score the ensemble on all sources; {len(errors)} failed:\n  "
+                + "\n  ".join(errors))
+        preds = np.concatenate([p for _, p in parts], axis=1)
+        scores = np.concatenate([d.scores for d, _ in parts])
+        pair_frames = tuple(n for d, _ in parts for n in d.pair_frames)
+        for model, pred in zip(models, preds):
+            members[str(model.path)]["all_clips_concat"] = score(
+                pred, scores, model_path=model.path, target_desc="all sources concatenated")
+        mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
+        result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
+                                             result, models[0].path)
+        result["metrics"].update(_spread(mu, sigma, scores))
+
+
+def _spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> dict:
+    """The ensemble's spread: mean sigma, and how often mu ± 1.96 sigma holds the VMAF target."""
+    import numpy as np
+
+    return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma))}
 
 
 def _model_provenance(model: OnnxModel) -> dict:

@@ -63,6 +63,10 @@ def add_options(parser: pytest.Parser) -> None:
         repeatable = ini_type == "paths"
         group.addoption(option, action="append" if repeatable else "store", default=None, help=help_text)
         parser.addini(ini_key(option), help_text, type=ini_type, default=[] if repeatable else None)
+    group.addoption("--loso-ensemble", action="append", default=None,
+                    help="NAME=GLOB: score the members' mean as ensemble[NAME], e.g. "
+                    "'fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx' (repeatable)")
+    parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     group.addoption("--loso-arch", action="append", default=None, help="score only this architecture (repeatable)")
     parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
     for option, key, help_text in _THRESHOLD_OPTIONS:
@@ -127,6 +131,7 @@ class GateOptions:
     report_dir: Path
     thresholds: Thresholds
     example: bool = False
+    ensembles: tuple[tuple[str, str, tuple[Path, ...]], ...] = ()  # (name, glob, matched models)
     extractor: str = "auto"
     vmaf_bin: Path | None = None
     ffmpeg: Path | None = None
@@ -155,6 +160,8 @@ class GateOptions:
             "data_root": str(self.data_root),
             "cache_dir": str(self.cache_dir),
             "baselines": [str(p) for p in self.baselines],
+            "ensembles": {name: {"glob": pattern, "members": [str(p) for p in members]}
+                          for name, pattern, members in self.ensembles},
             "archs": list(self.archs),
             "report_dir": str(self.report_dir),
             "example": self.example,
@@ -240,6 +247,26 @@ def _frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+def _ensembles(config: pytest.Config) -> tuple[tuple[str, str, tuple[Path, ...]], ...]:
+    """``--loso-ensemble NAME=GLOB`` (or ini lines): each name with the model files its glob matches."""
+    cli = config.getoption("loso_ensemble")
+    specs, base = (cli, config.invocation_params.dir) if cli else (config.getini("loso_ensemble"), _ini_base(config))
+    found: dict[str, tuple[str, tuple[Path, ...]]] = {}
+    for spec in (s.strip() for s in specs if s.strip()):
+        name, sep, pattern = spec.partition("=")
+        name, pattern = name.strip(), pattern.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not pattern:
+            raise pytest.UsageError(f"--loso-ensemble / loso_ensemble: {spec!r} is not NAME=GLOB "
+                                    "(e.g. fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx)")
+        if name in found:
+            raise pytest.UsageError(f"--loso-ensemble: two ensembles are named {name}")
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        anchor = Path(full).anchor
+        members = tuple(sorted(p for p in Path(anchor).glob(full[len(anchor):]) if p.is_file()))
+        found[name] = (pattern, members)
+    return tuple((name, pattern, members) for name, (pattern, members) in found.items())
+
+
 def read_options(config: pytest.Config) -> GateOptions | None:
     """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off)."""
     example = bool(config.getoption("loso_example"))
@@ -308,6 +335,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         data_root=data_root,
         cache_dir=cache_dir,
         baselines=tuple(baselines),
+        ensembles=() if example else _ensembles(config),
         archs=tuple(archs),
         report_dir=report_dir,
         thresholds=thresholds,

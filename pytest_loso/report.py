@@ -252,6 +252,15 @@ class SessionResults:
             for r in results
             if r["kind"] == "baseline"
         }
+        ensembles = {
+            r["label"]: {
+                "members": r.get("members", {}),
+                "per_clip": r.get("per_clip", {}),
+                "all_clips_concat": _entry(r),
+            }
+            for r in results
+            if r["kind"] == "ensemble"
+        }
         sources: dict[str, dict] = {}
         models: dict[str, dict] = {}
         for r in results:
@@ -275,6 +284,7 @@ class SessionResults:
             "loso_primary_arch": primary,
             "archs": archs,
             "baselines": baselines,
+            "ensembles": ensembles,
             "aggregate_checks": aggregate_checks,
             "seeds": seeds,
             "thresholds": self.options.thresholds.to_json(),
@@ -450,7 +460,22 @@ def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[l
         rows = [] if concat_only else [_row(source, m, checked=False) for source, m in block["per_clip"].items()]
         rows.append(_row("all sources concatenated", block["all_clips_concat"]))
         out.append((f"baseline {tag} ({block['model_path']})", rows))
+    for name, block in (report.get("ensembles") or {}).items():
+        rows = [] if concat_only else [_row(source, m, checked=False) + [_coverage(m)]
+                                       for source, m in block["per_clip"].items()]
+        rows.append(_row("all sources concatenated (mean μ)", block["all_clips_concat"]) +
+                    [_coverage(block["all_clips_concat"])])
+        rows += [_row(f"member {Path(path).name}", m["all_clips_concat"], checked=False) + [""]
+                 for path, m in block["members"].items() if "all_clips_concat" in m]
+        out.append((f"ensemble {name} ({len(block['members'])} members)", rows))
     return out
+
+
+def _coverage(m: dict) -> str:
+    """The ensemble's spread: mean σ, and the share of frames inside μ ± 1.96σ."""
+    if "coverage_95" not in m:
+        return "—"
+    return f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
 
 
 def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[list[str]]]]:
@@ -479,6 +504,11 @@ def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[
 HEADER = ["split", "n", "PLCC", "SROCC", "KRCC", "RMSE", "status"]
 
 
+def _header(rows: list[list[str]]) -> list[str]:
+    """The columns of a table: an ensemble's rows add its spread."""
+    return HEADER + ["spread"] if rows and len(rows[0]) > len(HEADER) else HEADER
+
+
 def render_markdown(report: dict, *, summary: bool = False) -> str:
     """The report as Markdown; ``summary`` leaves out baselines' per-source rows and provenance."""
     lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
@@ -494,7 +524,9 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
                  for arch, check in (report.get("aggregate_checks") or {}).items() if check["outcome"] == "skipped"]
         lines += notes + ([""] if notes else [])
     for title, rows in tables(report, concat_only=summary):
-        lines += [f"## {_md(title)}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+        header = _header(rows)
+        lines += [f"## {_md(title)}", "", "| " + " | ".join(header) + " |",
+                  "|---|" + "---:|" * 5 + "---|" * (len(header) - 6)]
         lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
         lines.append("")
     lines += thresholds_markdown(report["thresholds"])
@@ -586,8 +618,8 @@ def render_terminal(report: dict) -> list[str]:
     lines = []
     for title, rows in tables(report):
         lines.append(title)
-        table = [HEADER] + rows
-        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        table = [_header(rows)] + rows
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         for row in table:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
             lines.append("  " + "  ".join(cells).rstrip())

@@ -1,0 +1,83 @@
+"""--loso-ensemble NAME=GLOB: the members and their mean, scored like a baseline, with the spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+from loso_helpers import SOURCES, STEPS, script_metrics
+from pytest_loso.training import export_onnx, train
+
+MEMBERS = 3
+
+
+@pytest.fixture
+def ensemble(gate):
+    x, y = gate.all_xy()
+    for seed in range(MEMBERS):
+        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), gate.root / "ens" / f"member_seed{seed}.onnx")
+    return gate
+
+
+def _members(gate):
+    return sorted((gate.root / "ens").glob("member_seed*.onnx"))
+
+
+def _predict(path, x) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0].reshape(-1)
+
+
+def test_members_and_their_mean_are_scored_with_the_spread(ensemble):
+    run = ensemble.run("--loso-ensemble", "fr=ens/member_seed*.onnx", "-k", "ensemble", baseline=False)
+    assert run.result.ret == 0, run.output
+    assert run.outcomes == {"loso::ensemble[fr]": "PASSED"}
+    block = run.report["ensembles"]["fr"]
+    x, y = ensemble.all_xy()
+    preds = np.stack([_predict(p, x) for p in _members(ensemble)])
+    mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
+    concat = block["all_clips_concat"]
+    assert concat["n"] == y.size
+    assert concat["plcc"] == pytest.approx(float(pearsonr(mu, y.astype(np.float32)).statistic), abs=1e-7)
+    assert concat["srocc"] == pytest.approx(float(spearmanr(mu, y).statistic), abs=1e-7)
+    assert concat["mean_sigma"] == pytest.approx(float(sigma.mean()), rel=1e-6)
+    assert concat["coverage_95"] == float(np.mean(np.abs(y - mu) <= 1.96 * sigma))
+    assert 0 < concat["coverage_95"] < 1  # the members disagree a little: some frames fall outside
+    assert set(block["members"]) == {str(p) for p in _members(ensemble)}
+    for path in _members(ensemble):
+        expected = script_metrics(path, x, y)
+        assert block["members"][str(path)]["all_clips_concat"]["plcc"] == expected["plcc"]
+        per_source = block["members"][str(path)]["per_clip"][SOURCES[1]]
+        assert per_source["plcc"] == script_metrics(path, *ensemble.xy(SOURCES[1]))["plcc"]
+    xs, ys = ensemble.xy(SOURCES[2])
+    mu_s = np.stack([_predict(p, xs) for p in _members(ensemble)]).mean(axis=0)
+    assert block["per_clip"][SOURCES[2]]["rmse"] == pytest.approx(float(np.sqrt(((mu_s - ys) ** 2).mean())), rel=1e-6)
+    assert "ensemble fr (3 members)" in run.output and "% in μ±1.96σ" in run.output
+
+
+def test_the_ensemble_mean_is_held_to_the_baseline_bounds(ensemble):
+    run = ensemble.run("--loso-ensemble", "fr=ens/member_seed*.onnx", "--loso-min-plcc=0.99999", "-k", "ensemble",
+                       baseline=False)
+    assert run.outcomes == {"loso::ensemble[fr]": "FAILED"}
+    plcc = run.report["ensembles"]["fr"]["all_clips_concat"]["plcc"]
+    assert (f"ensemble fr (mean of 3 members) on all sources: PLCC {plcc:.4f} is below the minimum 1.0000 "
+            f"(n={ensemble.all_xy()[1].size} frames)") in run.failure_text("loso::ensemble[fr]")
+
+
+@pytest.mark.parametrize("pattern, found", [("ens/nothing*.onnx", "0 model files"), ("ens/member_seed0.onnx", "1 model file")])
+def test_an_ensemble_glob_that_matches_fewer_than_two_models_fails_that_test_only(ensemble, pattern, found):
+    run = ensemble.run("--loso-ensemble", f"fr={pattern}")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {"loso::ensemble[fr]"}
+    assert f"--loso-ensemble fr={pattern} matches {found}; an ensemble's spread needs at least two members" in \
+        run.failure_text("loso::ensemble[fr]")
+    assert run.report["ensembles"]["fr"]["all_clips_concat"]["error"]
+
+
+def test_a_malformed_ensemble_option_is_a_usage_error(ensemble):
+    run = ensemble.run("--loso-ensemble", "no-equals-sign")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'no-equals-sign' is not NAME=GLOB" in run.output
