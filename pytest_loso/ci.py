@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from .atomic import write_atomically
@@ -50,11 +49,7 @@ def write_openmetrics(path: Path, report: dict) -> None:
     write_atomically(path, render_openmetrics(report))
 
 
-def append_step_summary(markdown: str) -> Path | None:
-    """Append to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
+def append_step_summary(target: Path, markdown: str) -> None:
+    """Append to the file GitHub Actions names in ``$GITHUB_STEP_SUMMARY`` (raises ``OSError``)."""
     with open(target, "a", encoding="utf-8") as handle:
         handle.write(markdown + "\n")
-    return Path(target)

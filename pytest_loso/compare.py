@@ -14,12 +14,13 @@ within the resampling noise of the source's clips does not fail.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LosoInputError
-from .metrics import HIGHER_IS_BETTER, LABELS, digits, label
+from .metrics import HIGHER_IS_BETTER, digits, label
 
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
@@ -45,12 +46,15 @@ def parse_max_drop(text: str) -> dict[str, Allowance]:
         if not token:
             continue
         match = _DROP_RE.match(token)
-        if not match or match["metric"] not in LABELS:
+        try:
+            value = float(match["value"]) if match else math.nan
+        except ValueError:
+            value = math.nan
+        if not match or match["metric"] not in HIGHER_IS_BETTER or not math.isfinite(value) or value < 0:
             raise ValueError(
                 f"--loso-max-drop: {token!r} is not metric=number or metric=number% "
-                f"(metrics: {', '.join(LABELS)})"
+                f"with a finite number >= 0 (metrics: {', '.join(HIGHER_IS_BETTER)})"
             )
-        value = float(match["value"])
         current = allowances.get(match["metric"], Allowance())
         if match["pct"]:
             current = Allowance(current.absolute, value / 100)

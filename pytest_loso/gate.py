@@ -32,6 +32,14 @@ class LosoDataWarning(UserWarning):
     """The data was usable but not as it should be (e.g. frames dropped to align a pair)."""
 
 
+def data_warning(message: str) -> None:
+    """Warn about the data, shown in pytest's warnings summary even under ``-W error``: a data
+    warning must not turn the gate's collection, or a test, into an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LosoDataWarning)
+        warnings.warn(LosoDataWarning(message), stacklevel=2)
+
+
 class ThresholdFailure(Exception):
     """Metrics were computed and break a bound; the message is the reviewer's sentence."""
 
@@ -264,13 +272,10 @@ class Gate:
             "dropped": data.dropped,
         }
         for stem, counts in data.dropped.items():
-            warnings.warn(
-                LosoDataWarning(
-                    f"{self.options.cache_dir / source / stem}.json: {counts['feature_frames']} feature frames vs "
-                    f"{counts['score_frames']} score frames; using the first "
-                    f"{min(counts['feature_frames'], counts['score_frames'])}, {counts['dropped']} dropped"
-                ),
-                stacklevel=1,
+            data_warning(
+                f"{self.options.cache_dir / source / stem}.json: {counts['feature_frames']} feature frames vs "
+                f"{counts['score_frames']} score frames; using the first "
+                f"{min(counts['feature_frames'], counts['score_frames'])}, {counts['dropped']} dropped"
             )
         return data
 

@@ -7,7 +7,6 @@ instead of a traceback.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from _pytest.outcomes import Skipped
 
 from .errors import LosoInputError
-from .gate import Check, Gate, LosoDataWarning, ThresholdFailure
+from .gate import Check, Gate, ThresholdFailure, data_warning
 
 
 class LosoCollector(pytest.Collector):
@@ -29,7 +28,7 @@ class LosoCollector(pytest.Collector):
     def collect(self) -> Iterator[LosoItem]:
         checks = self.gate.plan()
         for warning in self.gate.corpus_warnings():  # once, at collection (the report lists them too)
-            warnings.warn(LosoDataWarning(warning), stacklevel=1)
+            data_warning(warning)
         for check in checks:
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.

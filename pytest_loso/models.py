@@ -271,12 +271,16 @@ def find_fold_models(loso_dirs: list[Path] | tuple[Path, ...]) -> dict[tuple[str
     More than one path for one key means two folders offer the same fold.
     """
     found: dict[tuple[str, int | None, str], list[Path]] = {}
+    seen: set[Path] = set()  # the same folder given twice, or a sweep and one of its runs: one fold
     for root in loso_dirs:
         for run in [root, *sorted(p for p in root.glob("loso_*") if p.is_dir())]:
             for seed, seed_run in _seed_runs(run):
                 for fold_dir in sorted(p for p in seed_run.glob("fold_*") if p.is_dir()):
                     source = fold_dir.name[len("fold_") :]
                     for model in sorted(fold_dir.glob("*_final.onnx")):
+                        if model.resolve() in seen:
+                            continue
+                        seen.add(model.resolve())
                         arch = model.name[: -len("_final.onnx")]
                         found.setdefault((arch, seed, source), []).append(model)
     return found

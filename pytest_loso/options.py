@@ -180,6 +180,29 @@ class GateOptions:
         }
 
 
+def _ini_base_or_cwd(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath else config.invocation_params.dir
+
+
+def _writable_folder(path: Path, option: str) -> None:
+    """Refuse at start a folder the report cannot be written to, before anything is scored."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise pytest.UsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {path}: {existing} is not writable")
+
+
+def _writable_file(path: Path | None, option: str) -> Path | None:
+    """Refuse at start an output file that is a folder or cannot be created."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {path}: is a folder; give a file path")
+    _writable_folder(path.parent, option)
+    return path
+
+
 def _ini_base(config: pytest.Config) -> Path:
     return config.inipath.parent if config.inipath else config.rootpath
 
@@ -307,7 +330,10 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         )
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    report_dir = _path(config, "--loso-report") or config.rootpath / "runs" / "loso_eval"
+    # Not pytest's rootdir: its guess counts option values, so absolute --loso-dir / --data-root
+    # could put the report in /tmp or in another project.
+    report_dir = _path(config, "--loso-report") or _ini_base_or_cwd(config) / "runs" / "loso_eval"
+    _writable_folder(report_dir, "--loso-report")
     plot_dir = _path(config, "--loso-plot")
     if plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise pytest.UsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
@@ -355,7 +381,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         bootstrap=bootstrap if bootstrap is not None else (1000 if compare else 0),
         bootstrap_seed=_integer(config, "--loso-bootstrap-seed", minimum=0) or 0,
         logistic=bool(logistic if logistic is not None else config.getini("loso_logistic")),
-        metrics_path=_path(config, "--loso-metrics"),
+        metrics_path=_writable_file(_path(config, "--loso-metrics"), "--loso-metrics"),
         plot_dir=plot_dir,
-        verdict_path=_path(config, "--loso-verdict"),
+        verdict_path=_writable_file(_path(config, "--loso-verdict"), "--loso-verdict"),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -345,11 +346,18 @@ class SessionResults:
         assert self.report is not None
         options = self.options
         if options.metrics_path is not None:
-            write_openmetrics(options.metrics_path, self.report)
-            self.notes.append(f"metrics: {options.metrics_path}")
-        summary = append_step_summary(render_markdown(self.report, summary=True))
-        if summary is not None:
-            self.notes.append(f"step summary: appended to {summary}")
+            try:
+                write_openmetrics(options.metrics_path, self.report)
+                self.notes.append(f"metrics: {options.metrics_path}")
+            except OSError as exc:  # the report is written; say what could not be, and go on
+                self.notes.append(f"metrics NOT written: {options.metrics_path}: {exc.strerror or exc}")
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            try:
+                append_step_summary(Path(target), render_markdown(self.report, summary=True))
+                self.notes.append(f"step summary: appended to {target}")
+            except OSError as exc:
+                self.notes.append(f"step summary NOT written: $GITHUB_STEP_SUMMARY={target}: {exc.strerror or exc}")
         if options.verdict_path is not None:
             from .verdict import write_verdict
 

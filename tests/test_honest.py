@@ -77,3 +77,61 @@ def test_fold_folder_names_are_escaped_in_markdown(gate, monkeypatch):
         for line in text.splitlines():  # every table row keeps its 7 cells
             if line.startswith("| Evil"):
                 assert line.replace("\\|", "").count("|") == 8, line
+
+
+# -- bad output paths and options: a usage error at start, or said at the end with the rest kept --------
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(gate, where):
+    blocker = gate.root / "blocker"
+    blocker.write_text("not a folder\n")
+    target = blocker if where == "a file" else blocker / "report"
+    run = gate.run(f"--loso-report={target}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--loso-report {target}: {blocker} is not a folder" in run.output
+    assert "Traceback" not in run.output and "passed" not in run.output  # nothing ran
+
+
+def test_metrics_path_that_is_a_folder_is_a_usage_error_and_a_lost_step_summary_is_said(gate, monkeypatch):
+    run = gate.run(f"--loso-metrics={gate.root}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--loso-metrics {gate.root}: is a folder" in run.output
+
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(gate.root / "missing" / "summary.md"))
+    run = gate.run()
+    assert run.result.ret == 0, run.output
+    assert f"step summary NOT written: $GITHUB_STEP_SUMMARY={gate.root / 'missing' / 'summary.md'}" in run.output
+    assert run.report is not None and "LOSO gate" in run.output and "Traceback" not in run.output
+
+
+def test_default_report_folder_is_under_the_invocation_dir_not_the_rootdir_guess(gate):
+    """pytest's rootdir guess counts option values: absolute --loso-dir / --data-root moved the report."""
+    args = [a for a in gate.args() if not a.startswith("--loso-report=")]
+    run = gate.run(*args, plain=True)
+    assert run.result.ret == 0, run.output
+    assert (gate.root / "runs" / "loso_eval" / "loso_eval.json").is_file()
+    assert f"report: {gate.root / 'runs' / 'loso_eval' / 'loso_eval.json'}" in run.output
+
+
+def test_a_data_warning_is_not_an_error_under_W_error(gate):
+    (gate.data_root / "dis" / "Orphan_30_48_100.yuv").write_bytes(b"\0" * 10)
+    run = gate.run("-W", "error")
+    assert run.result.ret == 0, run.output
+    run.result.assert_outcomes(passed=9, warnings=1)
+    assert "distorted clips of Orphan have no reference" in run.output
+
+
+def test_the_same_loso_dir_twice_is_one_set_of_folds(gate):
+    run = gate.run(f"--loso-dir={gate.runs}", f"--loso-dir={gate.runs / 'loso_linear'}")
+    assert run.result.ret == 0, run.output
+    run.result.assert_outcomes(passed=9)
+    assert "two fold models" not in run.output
+
+
+@pytest.mark.parametrize("spec", ["plcc=..", "plcc=nan", "plcc=-1", "plcc"])
+def test_a_bad_max_drop_names_the_option(gate, spec):
+    run = gate.run(f"--loso-max-drop={spec}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--loso-max-drop: {spec!r} is not metric=number or metric=number%" in run.output
+    assert "could not convert" not in run.output
