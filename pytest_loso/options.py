@@ -58,28 +58,22 @@ def ini_key(option: str) -> str:
 
 
 def add_options(parser: pytest.Parser) -> None:
+    """The command-line options (the ini keys are :func:`add_ini`'s)."""
     group = parser.getgroup("loso", "LOSO accuracy gate (pytest-loso)")
     for option, ini_type, help_text in _PATH_OPTIONS:
-        repeatable = ini_type == "paths"
-        group.addoption(option, action="append" if repeatable else "store", default=None, help=help_text)
-        parser.addini(ini_key(option), help_text, type=ini_type, default=[] if repeatable else None)
+        group.addoption(option, action="append" if ini_type == "paths" else "store", default=None, help=help_text)
     group.addoption("--loso-ensemble", action="append", default=None,
                     help="NAME=GLOB: score the members' mean as ensemble[NAME], e.g. "
                     "'fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx' (repeatable)")
-    parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     group.addoption("--loso-arch", action="append", default=None, help="score only this architecture (repeatable)")
-    parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
     for option, key, help_text in _THRESHOLD_OPTIONS:
-        text = f"{help_text} (default {DEFAULTS[key]}; 'none' disables)"
-        group.addoption(option, default=None, help=text)
-        parser.addini(ini_key(option), text, default=None)
+        group.addoption(option, default=None, help=f"{help_text} (default {DEFAULTS[key]}; 'none' disables)")
     group.addoption(
         "--loso-source-threshold",
         action="append",
         default=None,
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
-    parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
     group.addoption(
         "--loso-extractor",
         choices=EXTRACTORS,
@@ -87,31 +81,22 @@ def add_options(parser: pytest.Parser) -> None:
         help="how to fill missing cache files: libvmaf's CLI, ffmpeg's libvmaf filter, or not at all "
         "(default auto: the CLI when given, else ffmpeg when available)",
     )
-    parser.addini("loso_extractor", "auto, ffmpeg, vmaf or none", default="auto")
     group.addoption("--loso-frame-size", default=None, help="frame size of the raw YUVs, WxH (default 1920x1080)")
-    parser.addini("loso_frame_size", "frame size of the raw YUVs, WxH", default="1920x1080")
-    parser.addini("loso_frame_sizes", "per-source frame sizes, one 'Source: WxH' a line", type="linelist")
     group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
-    parser.addini("loso_jobs", "libvmaf runs at once (default: number of CPUs)", default=None)
     group.addoption("--loso-max-drop", default=None,
                     help=f"allowed change per metric vs the accepted report, absolute or %% (default {DEFAULT_MAX_DROP})")
-    parser.addini("loso_max_drop", "allowed change per metric vs the accepted report", default=DEFAULT_MAX_DROP)
     group.addoption("--loso-compare-mode", choices=COMPARE_MODES, default=None,
                     help="bound: fail a drop beyond the allowance; noise: only when also outside the bootstrap "
                     "interval (default bound)")
-    parser.addini("loso_compare_mode", "bound or noise", default="bound")
     group.addoption("--loso-accept", action="store_true", default=False,
                     help="write this run's report as the new accepted file (the --loso-compare path)")
     group.addoption("--loso-accept-force", action="store_true", default=False,
                     help="accept even when tests failed")
     group.addoption("--loso-bootstrap", type=int, default=None,
                     help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
-    parser.addini("loso_bootstrap", "bootstrap resamples for 95% intervals", default=None)
     group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
-    parser.addini("loso_bootstrap_seed", "bootstrap seed", default="0")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
-    parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
     group.addoption(
         "--loso-example",
         action="store_true",
@@ -119,6 +104,35 @@ def add_options(parser: pytest.Parser) -> None:
         help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, --loso-baseline, "
         "the frame size, and --loso-cache unless given)",
     )
+
+
+def _number(kind: type) -> object:
+    """An ini type that takes a TOML number as well as a string (``[tool.pytest]`` keeps numbers
+    numbers); pytest before 9.2 has no union types, and reads every value as a string."""
+    major, minor = (int(part) for part in pytest.__version__.split(".")[:2])
+    return kind | str if (major, minor) >= (9, 2) else None
+
+
+def add_ini(parser: pytest.Parser) -> None:
+    """The ini keys. Also registered by the always-loaded ``pytest_loso.ini`` plugin, so that an
+    ini file that configures the gate is quiet when the gate is disabled (``-p no:loso``)."""
+    for option, ini_type, help_text in _PATH_OPTIONS:
+        parser.addini(ini_key(option), help_text, type=ini_type, default=[] if ini_type == "paths" else None)
+    parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
+    parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
+    for option, key, help_text in _THRESHOLD_OPTIONS:
+        parser.addini(ini_key(option), f"{help_text} (default {DEFAULTS[key]}; 'none' disables)",
+                      type=_number(float), default=None)
+    parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
+    parser.addini("loso_extractor", "auto, ffmpeg, vmaf or none", default="auto")
+    parser.addini("loso_frame_size", "frame size of the raw YUVs, WxH", default="1920x1080")
+    parser.addini("loso_frame_sizes", "per-source frame sizes, one 'Source: WxH' a line", type="linelist")
+    parser.addini("loso_jobs", "libvmaf runs at once (default: number of CPUs)", type=_number(int), default=None)
+    parser.addini("loso_max_drop", "allowed change per metric vs the accepted report", default=DEFAULT_MAX_DROP)
+    parser.addini("loso_compare_mode", "bound or noise", default="bound")
+    parser.addini("loso_bootstrap", "bootstrap resamples for 95% intervals", type=_number(int), default=None)
+    parser.addini("loso_bootstrap_seed", "bootstrap seed", type=_number(int), default="0")
+    parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
 
 
 @dataclass(frozen=True)

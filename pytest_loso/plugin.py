@@ -9,7 +9,7 @@ from collections.abc import Generator
 
 import pytest
 
-from .options import add_options, read_options
+from .options import add_ini, add_options, read_options
 
 GATE = pytest.StashKey["object"]()
 RESULTS = pytest.StashKey["object"]()
@@ -17,6 +17,7 @@ RESULTS = pytest.StashKey["object"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    add_ini(parser)  # also when loaded alone (-p pytest_loso.plugin without autoload); registering twice is harmless
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -69,8 +69,10 @@ class Thresholds:
 
 def parse_bound(text: str | float | None, name: str) -> float | None:
     """A bound from the command line or ini: a number, or ``none``/``off`` to disable it."""
-    if text is None or isinstance(text, float):
-        return text
+    if text is None:
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool):  # a TOML number
+        text = repr(float(text))
     if text.strip().lower() in ("", "none", "off"):
         return None
     try:

@@ -266,3 +266,28 @@ def test_last_failed_and_failed_first(gate):
     assert run.result.ret == 0, run.output
     assert set(run.outcomes) == failing, run.output
     run.result.assert_outcomes(passed=2, deselected=7)
+
+
+def test_native_toml_numbers_and_lists_configure_the_gate(gate):
+    """pytest 9's ``[tool.pytest]`` keeps TOML types: a float bound and a list of per-source lines."""
+    if tuple(int(p) for p in pytest.__version__.split(".")[:2]) < (9, 0):
+        pytest.skip("[tool.pytest] is pytest 9's")
+    gate.pytester.makepyprojecttoml(
+        '[tool.pytest]\nloso_dir = ["runs"]\ndata_root = "corpus"\nloso_cache = "cache"\nloso_report = "report"\n'
+        'loso_min_plcc = 0.5\nloso_max_mean_rmse = 15\nloso_jobs = 1\n'
+        'loso_source_thresholds = ["Src0001: min_plcc=0.99999"]\n'
+    )
+    run = gate.run("-p", "no:cacheprovider", "-rA", "--strict-config", plain=True)
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::fold[{a}-Src0001]" for a in ARCHS}
+    thresholds = run.report["thresholds"]
+    assert thresholds["fold"]["min_plcc"] == 0.5 and thresholds["aggregate"]["max_mean_rmse"] == 15.0
+    assert thresholds["per_source"]["Src0001"]["min_plcc"] == 0.99999
+
+
+def test_disabling_the_plugin_leaves_its_ini_keys_quiet(gate):
+    gate.pytester.makeini(GATE_INI + "loso_min_plcc = 0.9\nloso_source_thresholds =\n    Src0001: min_plcc=0.9\n")
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("-p", "no:cacheprovider", "-rA", "-p", "no:loso", "--strict-config", plain=True)
+    assert run.result.ret == 0, run.output
+    assert "Unknown config option" not in run.output and "warning" not in run.output
+    assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}
