@@ -54,6 +54,7 @@ class Check:
     arch: str | None = None
     source: str | None = None
     problem: str | None = None  # known at planning time: the item fails with this
+    fix: str | None = None  # and what to do about it
     seed: int | None = None  # the training seed of a run repeated over seeds
     members: tuple[Path, ...] = ()  # an ensemble's models
 
@@ -154,34 +155,37 @@ class Gate:
             fold_sources = sorted(set(sources) | {s for a, _, s in found if a == arch})
             for source in fold_sources:
                 paths = found.get((arch, seed, source), [])
-                problem = None
+                problem = fix = None
                 if not paths:
                     # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
                     run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed)
                                   for p in ps)
                     expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
                     problem = f"source {source} has no fold model: expected {expected}"
+                    fix = f"train and export the fold that holds out {source}, or take {source} out of the corpus"
                     paths = [expected]
                 elif len(paths) > 1:
                     problem = f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}"
+                    fix = "give --loso-dir folders that offer each fold once"
                 elif source not in sources:
                     problem = (
                         f"fold for source {source}, which is not in the data root "
                         f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
                     )
+                    fix = f"add the source's clips to the corpus, or remove fold_{source}"
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
-                                    problem=problem, seed=seed))
+                                    problem=problem, fix=fix, seed=seed))
         tags = [p.stem for p in self.options.baselines]
         for path in self.options.baselines:
             problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
-            checks.append(Check("baseline", path.stem, path, problem=problem))
+            checks.append(Check("baseline", path.stem, path, problem=problem, fix="rename one of them"))
         for name, pattern, members in self.options.ensembles:
             problem = None
             if len(members) < 2:
                 problem = (f"--loso-ensemble {name}={pattern} matches {len(members)} model file"
                            f"{'' if len(members) == 1 else 's'}; an ensemble's spread needs at least two members")
             checks.append(Check("ensemble", name, members[0] if members else Path(pattern), problem=problem,
-                                members=tuple(members)))
+                                fix="give a glob that matches the members' .onnx files", members=tuple(members)))
         return checks
 
     def run(self, check_: Check, result: dict) -> None:
@@ -191,7 +195,7 @@ class Gate:
         a bound that is broken.
         """
         if check_.problem:
-            raise LosoInputError(check_.model_path, check_.problem)
+            raise LosoInputError(check_.model_path, check_.problem, check_.fix)
         try:
             self._score(check_, result)
         finally:

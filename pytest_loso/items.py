@@ -93,8 +93,8 @@ class LosoItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ThresholdFailure):
             return str(excinfo.value)
-        if isinstance(excinfo.value, LosoInputError):
-            return f"{self.check.name} could not be scored:\n{excinfo.value}"
+        if isinstance(excinfo.value, LosoInputError):  # pytest heads it with the test's name already
+            return f"could not be scored: {excinfo.value}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
