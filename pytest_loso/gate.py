@@ -8,7 +8,6 @@ aggregates them.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .compare import accepted_metrics, compare, load_accepted
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
-from .errors import LosoInputError
+from .errors import LosoDataWarning, LosoInputError, data_warning  # noqa: F401  (LosoDataWarning: public here too)
 from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
@@ -26,18 +25,6 @@ from .thresholds import Bounds, check
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class LosoDataWarning(UserWarning):
-    """The data was usable but not as it should be (e.g. frames dropped to align a pair)."""
-
-
-def data_warning(message: str) -> None:
-    """Warn about the data, shown in pytest's warnings summary even under ``-W error``: a data
-    warning must not turn the gate's collection, or a test, into an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", LosoDataWarning)
-        warnings.warn(LosoDataWarning(message), stacklevel=2)
 
 
 class ThresholdFailure(Exception):
@@ -122,6 +109,12 @@ class Gate:
             found.append(
                 f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
                 f"ref/, so these sources are not scored ({len(corpus.orphans)} clips left out)"
+            )
+        if corpus.unnamed:
+            found.append(
+                f"{len(corpus.unnamed)} files in ref/ or dis/ are outside the naming contract "
+                "(<Source>_<fps>fps.yuv, <Source>_<quality>_<height>_<kbps>.yuv; ASCII letters and digits, "
+                f"lower-case .yuv) and were not read: {', '.join(repr(p.name) for p in corpus.unnamed)}"
             )
         unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:

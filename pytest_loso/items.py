@@ -15,7 +15,8 @@ import pytest
 from _pytest.outcomes import Skipped
 
 from .errors import LosoInputError
-from .gate import Check, Gate, ThresholdFailure, data_warning
+from .errors import data_warning
+from .gate import Check, Gate, ThresholdFailure
 
 
 class LosoCollector(pytest.Collector):
