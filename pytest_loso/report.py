@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .atomic import write_atomically
 from .compare import session_comparison
 from .errors import LosoInputError
-from .metrics import aggregate, digits, finite_or_none
+from .metrics import CI_METHOD, aggregate, digits, finite_or_none
 from .thresholds import check_aggregate
 
 if TYPE_CHECKING:
@@ -282,7 +282,11 @@ def _num(value: float | None, digits: int) -> str:
 def _with_ci(m: dict, name: str, digits: int) -> str:
     text = _num(m[name], digits)
     interval = (m.get("ci") or {}).get(name)
-    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else text
+    if not interval:
+        return text
+    method = (m.get("ci_method") or {}).get(name, "")
+    shown = "" if method == CI_METHOD else f" ({method})"  # the table's note names BCa; fallbacks are named here
+    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]{shown}"
 
 
 def _row(label: str, m: dict) -> list[str]:
@@ -336,6 +340,10 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
+    resamples = report.get("run_provenance", {}).get("options", {}).get("bootstrap", {}).get("resamples")
+    if resamples:
+        lines += [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({resamples} resamples); "
+                  "an interval made otherwise names its method.", ""]
     lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:
         lines += ["## Failures", ""]
