@@ -201,6 +201,19 @@ class ClipStatistic:
         values = self.of_counts(self.counts(clips).astype(np.float64))
         return values.reshape(3, *clips.shape[:-1])
 
+    def jackknife(self, max_groups: int) -> np.ndarray:
+        """``[plcc, srocc, rmse]`` (3, groups) leaving out one group of consecutive clips at a time.
+
+        One clip per group up to ``max_groups`` clips (the ordinary jackknife BCa uses); beyond,
+        clips are pooled into ``max_groups`` groups, so the cost stays bounded on a baseline's
+        thousands of clips (a delete-a-group jackknife estimates the same acceleration).
+        """
+        import numpy as np
+
+        groups = min(self.n_clips, max_groups)
+        group_of_clip = np.arange(self.n_clips) * groups // self.n_clips
+        return self.of_counts((group_of_clip[None, :] != np.arange(groups)[:, None]).astype(np.float64))
+
     def of_counts(self, counts: np.ndarray) -> np.ndarray:
         """``[plcc, srocc, rmse]`` (3, rows) of the multisets with clip counts ``counts`` (rows, n_clips)."""
         import numpy as np
@@ -217,10 +230,38 @@ class ClipStatistic:
 
 
 CI_METHOD = "BCa"  # bias-corrected and accelerated: covers the estimate where resampling biases a metric
+JACKKNIFE_GROUPS = 200  # BCa's acceleration from at most this many leave-one-out statistics
 
 
-def _covering_interval(estimate: float, bca: tuple[float, float],
-                       percentile: tuple[float, float]) -> tuple[list[float], str]:
+def _bca(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% BCa bounds per row, as ``scipy.stats.bootstrap(method="BCa")`` computes them (Efron & Tibshirani 14.3).
+
+    ``distribution`` (metrics, resamples) is the bootstrap distribution, ``jackknife``
+    (metrics, groups) the leave-one-out statistics. NaN where BCa is undefined.
+    """
+    import numpy as np
+    from scipy.special import ndtr, ndtri
+    from scipy.stats import quantile
+
+    column = estimate[:, None]
+    below = (np.count_nonzero(distribution < column, axis=-1) + np.count_nonzero(distribution <= column, axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z0 = ndtri(below / (2 * distribution.shape[-1]))
+        groups = jackknife.shape[-1]
+        u = (groups - 1) * (jackknife.mean(axis=-1, keepdims=True) - jackknife)
+        accel = (u**3).sum(-1) / groups**3 / 6 / ((u**2).sum(-1) / groups**2) ** 1.5
+        z_alpha = float(ndtri(0.025))
+        bounds = [ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z))) for z in (z_alpha, -z_alpha)]
+    levels = np.stack(bounds, axis=-1)
+    finite = np.isfinite(levels).all(axis=-1)
+    ci = np.full((len(estimate), 2), np.nan)
+    if finite.any():
+        ci[finite] = quantile(distribution[finite], levels[finite], axis=-1)
+    return ci[:, 0], ci[:, 1]
+
+
+def _covering_interval(estimate: float, bca: tuple[float, float], percentile: tuple[float, float],
+                       bca_name: str = CI_METHOD) -> tuple[list[float], str]:
     """The BCa interval, else the percentile one, else that extended to the estimate; and which it is.
 
     BCa is undefined for a degenerate jackknife (e.g. a perfect predictor), and with very few
@@ -229,7 +270,7 @@ def _covering_interval(estimate: float, bca: tuple[float, float],
     """
     low, high = bca
     if math.isfinite(low) and math.isfinite(high) and low <= estimate <= high:
-        return [low, high], CI_METHOD
+        return [low, high], bca_name
     reason = "BCa undefined" if not (math.isfinite(low) and math.isfinite(high)) else "BCa excludes the estimate"
     low, high = percentile
     if low <= estimate <= high:
@@ -257,18 +298,22 @@ def bootstrap_intervals(
         return {name: None for name in METRICS}, {}
     statistic = ClipStatistic(pred, target, pair_frames)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns where BCa is undefined; that is handled below
+        warnings.simplefilter("ignore")  # a perfect predictor's distribution is degenerate; handled below
+        # scipy draws the resamples; BCa is computed here so that its jackknife can be grouped
         result = bootstrap(
             (np.arange(len(pair_frames)),), statistic, vectorized=True, n_resamples=n_resamples,
-            confidence_level=0.95, method="BCa", rng=np.random.default_rng(seed), batch=n_resamples,
+            confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=n_resamples,
         )
-        low, high = result.confidence_interval
-        fallback_low, fallback_high = np.percentile(result.bootstrap_distribution, [2.5, 97.5], axis=-1)
-    estimate = statistic(np.arange(len(pair_frames))[None, :])[:, 0]
+        distribution = result.bootstrap_distribution
+        estimate = statistic.of_counts(np.ones((1, statistic.n_clips)))[:, 0]
+        low, high = _bca(estimate, distribution, statistic.jackknife(JACKKNIFE_GROUPS))
+        fallback_low, fallback_high = np.percentile(distribution, [2.5, 97.5], axis=-1)
+    bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
+        f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
     intervals, methods = {}, {}
     for i, name in enumerate(METRICS):
-        interval, method = _covering_interval(
-            float(estimate[i]), (float(low[i]), float(high[i])), (float(fallback_low[i]), float(fallback_high[i])))
+        interval, method = _covering_interval(float(estimate[i]), (float(low[i]), float(high[i])),
+                                              (float(fallback_low[i]), float(fallback_high[i])), bca_name)
         intervals[name], methods[name] = interval, method
     return intervals, methods
 

@@ -55,3 +55,14 @@ def test_every_interval_covers_its_estimate_with_tied_vmaf_100_frames(seed):
         low, high = intervals[name]
         assert low < value < high, (name, low, value, high)
         assert methods[name] == "BCa", name
+
+
+def test_many_clips_use_a_grouped_jackknife_and_still_cover():
+    from pytest_loso.metrics import JACKKNIFE_GROUPS
+
+    rng = np.random.default_rng(5)
+    pred, vmaf, clip_frames = simulated_corpus(rng, clips=JACKKNIFE_GROUPS + 50, frames=3, saturated=0.2)
+    intervals, methods = bootstrap_intervals(pred, vmaf, clip_frames, n_resamples=300, seed=1)
+    assert methods == dict.fromkeys(("plcc", "srocc", "rmse"), f"BCa (jackknife over {JACKKNIFE_GROUPS} groups of clips)")
+    assert intervals["plcc"][0] < pearsonr(pred, vmaf).statistic < intervals["plcc"][1]
+    assert intervals["srocc"][0] < spearmanr(pred, vmaf).statistic < intervals["srocc"][1]
