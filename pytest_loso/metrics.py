@@ -34,6 +34,7 @@ def digits(metric: str) -> int:
 
 
 BOOTSTRAP_BATCH_FRAMES = 100_000  # resamples x frames held at once: small enough to stay in cache
+RANK_FORM_MAX_CLIPS = 32  # up to this many clips, a resample's SROCC is a cubic form in clip counts (C³ terms)
 HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
                     "plcc_logistic": True, "rmse_logistic": False}
 
@@ -182,8 +183,40 @@ class ClipStatistic:
         columns = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y, (x - y) ** 2], axis=1)
         self.sums = np.zeros((self.n_clips, 7))
         np.add.at(self.sums, self.clip_of_frame, columns)
-        self.x_order, self.y_order = _RankOrder(x), _RankOrder(y)
         self.batch = max(1, BOOTSTRAP_BATCH_FRAMES // max(len(x), 1))
+        if self.n_clips <= RANK_FORM_MAX_CLIPS:
+            self.rank_forms = self._rank_forms(x, y, clip_frames)
+        else:
+            self.rank_forms = None
+            self.x_order, self.y_order = _RankOrder(x), _RankOrder(y)
+
+    def _rank_forms(self, x: np.ndarray, y: np.ndarray, clip_frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        """Per-clip tensors that make a resample's rank sums a cubic form in its clip counts.
+
+        In a resample with clip counts k, frame i's average rank is ``Σ_c k_c M[c, i] + 1/2``
+        with ``M[c, i]`` = frames of clip c below ``x_i`` plus half those equal (ties included),
+        so with ``k~ = [k, 1]`` and ``M~ = [M; 1/2]``, ``Σ_i w_i Rx_i Ry_i = Σ_c k_c k~ᵀ T[c] k~``
+        where ``T[c] = Σ_{i in c} M~x[:, i] M~y[:, i]ᵀ``: no per-frame work per resample.
+        """
+        import numpy as np
+
+        bounds = np.cumsum([0, *clip_frames])
+
+        def below(values: np.ndarray) -> np.ndarray:
+            rows = [np.ones(len(values)) / 2]
+            for c in range(self.n_clips):
+                clip = np.sort(values[bounds[c]:bounds[c + 1]])
+                less = np.searchsorted(clip, values, "left")
+                rows.insert(c, less + (np.searchsorted(clip, values, "right") - less) / 2)
+            return np.stack(rows)
+
+        mx, my = below(x), below(y)
+
+        def per_clip(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.stack([a[:, bounds[c]:bounds[c + 1]] @ b[:, bounds[c]:bounds[c + 1]].T
+                             for c in range(self.n_clips)])
+
+        return per_clip(mx, my), per_clip(mx, mx), per_clip(my, my)
 
     def counts(self, clips: np.ndarray) -> np.ndarray:
         """How often each clip occurs in each row of clip indices ``clips`` (..., k) -> (rows, n_clips)."""
@@ -222,6 +255,14 @@ class ClipStatistic:
         with np.errstate(invalid="ignore", divide="ignore"):
             plcc = (n * sxy - sx * sy) / np.sqrt((n * sxx - sx * sx) * (n * syy - sy * sy))
             rmse = np.sqrt(sdd / n)
+        if self.rank_forms is not None:
+            augmented = np.concatenate([counts, np.ones((len(counts), 1))], axis=1)
+            rxy, rxx, ryy = (np.einsum("bc,bd,be,cde->b", counts, augmented, augmented, t, optimize=True)
+                             for t in self.rank_forms)
+            rank_sum = n * (n + 1) / 2  # average ranks always sum to this
+            with np.errstate(invalid="ignore", divide="ignore"):
+                srocc = (n * rxy - rank_sum**2) / np.sqrt((n * rxx - rank_sum**2) * (n * ryy - rank_sum**2))
+            return np.stack([plcc, srocc, rmse])
         srocc = np.empty(len(counts))
         for start in range(0, len(counts), self.batch):
             w = counts[start:start + self.batch, self.clip_of_frame]
