@@ -253,8 +253,8 @@ class Gate:
         if options.logistic:
             metrics.update(logistic_metrics(pred, scores))
         if options.bootstrap > 0:
-            metrics["ci"] = bootstrap_intervals(pred, scores, pair_frames, n_resamples=options.bootstrap,
-                                                seed=options.bootstrap_seed)
+            metrics["ci"], metrics["ci_method"] = bootstrap_intervals(
+                pred, scores, pair_frames, n_resamples=options.bootstrap, seed=options.bootstrap_seed)
         if options.plot_dir is not None:
             keep = np.linspace(0, len(pred) - 1, min(len(pred), 2000)).astype(int)  # enough for a scatter
             result["points"] = {"pred": pred[keep].tolist(), "target": scores[keep].tolist()}

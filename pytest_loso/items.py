@@ -87,6 +87,8 @@ class LosoItem(pytest.Item):
                     if interval:
                         self.user_properties += [(f"loso_{metric}_ci_low", interval[0]),
                                                  (f"loso_{metric}_ci_high", interval[1])]
+            elif key == "ci_method":
+                self.user_properties += [(f"loso_{metric}_ci_method", method) for metric, method in value.items()]
             else:
                 self.user_properties.append((f"loso_{key}", value))
         self.user_properties.append(("loso_model", self.loso_result["model_path"]))

@@ -35,6 +35,7 @@ def digits(metric: str) -> int:
 
 
 BOOTSTRAP_BATCH_FRAMES = 100_000  # resamples x frames held at once: small enough to stay in cache
+RANK_FORM_MAX_CLIPS = 32  # up to this many clips, a resample's SROCC is a cubic form in clip counts (C³ terms)
 HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
                     "plcc_logistic": True, "rmse_logistic": False}
 
@@ -134,56 +135,232 @@ def _weighted_ranks(values: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     Equal to ``scipy.stats.rankdata`` of the explicitly repeated sample, ties included.
     """
-    import numpy as np
+    return _RankOrder(values).ranks(w)
 
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    group_of = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
-    group_weight = np.add.reduceat(w[..., order], starts, axis=-1)
-    group_rank = np.cumsum(group_weight, axis=-1) - group_weight + (group_weight + 1) / 2
-    ranks = np.empty_like(w, dtype=np.float64)
-    ranks[..., order] = group_rank[..., group_of]
-    return ranks
+
+class _RankOrder:
+    """``values`` sorted once, so the average ranks under any frame weights are a cumulative sum.
+
+    A resample only changes how often each frame occurs, never the order of the values, so
+    the sort (and the grouping of ties) is shared by every resample.
+    """
+
+    def __init__(self, values: np.ndarray) -> None:
+        import numpy as np
+
+        self.order = np.argsort(values, kind="stable")
+        sorted_values = values[self.order]
+        new_group = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+        self.starts = np.flatnonzero(new_group)
+        self.group_of = np.cumsum(new_group) - 1
+
+    def ranks(self, w: np.ndarray) -> np.ndarray:
+        """Average ranks (float64, original frame order) under frame weights ``w`` (last axis)."""
+        import numpy as np
+
+        group_weight = np.add.reduceat(w[..., self.order], self.starts, axis=-1)
+        group_rank = np.cumsum(group_weight, axis=-1) - group_weight + (group_weight + 1) / 2
+        ranks = np.empty(w.shape, dtype=np.float64)
+        ranks[..., self.order] = group_rank[..., self.group_of]
+        return ranks
+
+
+class ClipStatistic:
+    """PLCC, SROCC and RMSE of any multiset of clips, without concatenating frames.
+
+    A resample (or a jackknife sample) is a count per clip. PLCC and RMSE need only per-clip
+    sums (n, Σx, Σy, Σxx, Σyy, Σxy, Σ(x−y)²), so a whole batch of resamples is one
+    counts-matrix product. SROCC needs ranks: the frames are sorted once and the ranks of a
+    resample are a weighted cumulative sum over that order. The values equal ``pearsonr`` /
+    ``spearmanr`` / RMSE of the explicitly concatenated resample, to float rounding.
+    """
+
+    def __init__(self, pred: np.ndarray, target: np.ndarray, clip_frames: tuple[int, ...]) -> None:
+        import numpy as np
+
+        self.n_clips = len(clip_frames)
+        self.clip_of_frame = np.repeat(np.arange(self.n_clips), clip_frames)
+        # shifted first by one common offset (which changes none of the metrics): sums stay well conditioned
+        offset = float(target.astype(np.float64).mean())
+        x = pred.astype(np.float64) - offset
+        y = target.astype(np.float64) - offset
+        columns = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y, (x - y) ** 2], axis=1)
+        self.sums = np.zeros((self.n_clips, 7))
+        np.add.at(self.sums, self.clip_of_frame, columns)
+        self.batch = max(1, BOOTSTRAP_BATCH_FRAMES // max(len(x), 1))
+        if self.n_clips <= RANK_FORM_MAX_CLIPS:
+            self.rank_forms = self._rank_forms(x, y, clip_frames)
+        else:
+            self.rank_forms = None
+            self.x_order, self.y_order = _RankOrder(x), _RankOrder(y)
+
+    def _rank_forms(self, x: np.ndarray, y: np.ndarray, clip_frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        """Per-clip tensors that make a resample's rank sums a cubic form in its clip counts.
+
+        In a resample with clip counts k, frame i's average rank is ``Σ_c k_c M[c, i] + 1/2``
+        with ``M[c, i]`` = frames of clip c below ``x_i`` plus half those equal (ties included),
+        so with ``k~ = [k, 1]`` and ``M~ = [M; 1/2]``, ``Σ_i w_i Rx_i Ry_i = Σ_c k_c k~ᵀ T[c] k~``
+        where ``T[c] = Σ_{i in c} M~x[:, i] M~y[:, i]ᵀ``: no per-frame work per resample.
+        """
+        import numpy as np
+
+        bounds = np.cumsum([0, *clip_frames])
+
+        def below(values: np.ndarray) -> np.ndarray:
+            rows = [np.ones(len(values)) / 2]
+            for c in range(self.n_clips):
+                clip = np.sort(values[bounds[c]:bounds[c + 1]])
+                less = np.searchsorted(clip, values, "left")
+                rows.insert(c, less + (np.searchsorted(clip, values, "right") - less) / 2)
+            return np.stack(rows)
+
+        mx, my = below(x), below(y)
+
+        def per_clip(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.stack([a[:, bounds[c]:bounds[c + 1]] @ b[:, bounds[c]:bounds[c + 1]].T
+                             for c in range(self.n_clips)])
+
+        return per_clip(mx, my), per_clip(mx, mx), per_clip(my, my)
+
+    def counts(self, clips: np.ndarray) -> np.ndarray:
+        """How often each clip occurs in each row of clip indices ``clips`` (..., k) -> (rows, n_clips)."""
+        import numpy as np
+
+        rows = clips.reshape(-1, clips.shape[-1])
+        offsets = (rows + self.n_clips * np.arange(len(rows))[:, None]).ravel()
+        return np.bincount(offsets, minlength=len(rows) * self.n_clips).reshape(len(rows), self.n_clips)
+
+    def __call__(self, clips: np.ndarray, axis: int = -1) -> np.ndarray:
+        """``[plcc, srocc, rmse]`` (3, ...) of the resamples given as clip indices (..., k), as scipy calls it."""
+        import numpy as np
+
+        clips = np.asarray(clips)
+        values = self.of_counts(self.counts(clips).astype(np.float64))
+        return values.reshape(3, *clips.shape[:-1])
+
+    def jackknife(self, max_groups: int) -> np.ndarray:
+        """``[plcc, srocc, rmse]`` (3, groups) leaving out one group of consecutive clips at a time.
+
+        One clip per group up to ``max_groups`` clips (the ordinary jackknife BCa uses); beyond,
+        clips are pooled into ``max_groups`` groups, so the cost stays bounded on a baseline's
+        thousands of clips (a delete-a-group jackknife estimates the same acceleration).
+        """
+        import numpy as np
+
+        groups = min(self.n_clips, max_groups)
+        group_of_clip = np.arange(self.n_clips) * groups // self.n_clips
+        return self.of_counts((group_of_clip[None, :] != np.arange(groups)[:, None]).astype(np.float64))
+
+    def of_counts(self, counts: np.ndarray) -> np.ndarray:
+        """``[plcc, srocc, rmse]`` (3, rows) of the multisets with clip counts ``counts`` (rows, n_clips)."""
+        import numpy as np
+
+        n, sx, sy, sxx, syy, sxy, sdd = (counts @ self.sums).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            plcc = (n * sxy - sx * sy) / np.sqrt((n * sxx - sx * sx) * (n * syy - sy * sy))
+            rmse = np.sqrt(sdd / n)
+        if self.rank_forms is not None:
+            augmented = np.concatenate([counts, np.ones((len(counts), 1))], axis=1)
+            rxy, rxx, ryy = (np.einsum("bc,bd,be,cde->b", counts, augmented, augmented, t, optimize=True)
+                             for t in self.rank_forms)
+            rank_sum = n * (n + 1) / 2  # average ranks always sum to this
+            with np.errstate(invalid="ignore", divide="ignore"):
+                srocc = (n * rxy - rank_sum**2) / np.sqrt((n * rxx - rank_sum**2) * (n * ryy - rank_sum**2))
+            return np.stack([plcc, srocc, rmse])
+        srocc = np.empty(len(counts))
+        for start in range(0, len(counts), self.batch):
+            w = counts[start:start + self.batch, self.clip_of_frame]
+            srocc[start:start + self.batch] = _weighted_corr(self.x_order.ranks(w), self.y_order.ranks(w), w)
+        return np.stack([plcc, srocc, rmse])
+
+
+CI_METHOD = "BCa"  # bias-corrected and accelerated: covers the estimate where resampling biases a metric
+JACKKNIFE_GROUPS = 200  # BCa's acceleration from at most this many leave-one-out statistics
+
+
+def _bca(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% BCa bounds per row, as ``scipy.stats.bootstrap(method="BCa")`` computes them (Efron & Tibshirani 14.3).
+
+    ``distribution`` (metrics, resamples) is the bootstrap distribution, ``jackknife``
+    (metrics, groups) the leave-one-out statistics. NaN where BCa is undefined.
+    """
+    import numpy as np
+    from scipy.special import ndtr, ndtri
+    from scipy.stats import quantile
+
+    column = estimate[:, None]
+    below = (np.count_nonzero(distribution < column, axis=-1) + np.count_nonzero(distribution <= column, axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z0 = ndtri(below / (2 * distribution.shape[-1]))
+        groups = jackknife.shape[-1]
+        u = (groups - 1) * (jackknife.mean(axis=-1, keepdims=True) - jackknife)
+        accel = (u**3).sum(-1) / groups**3 / 6 / ((u**2).sum(-1) / groups**2) ** 1.5
+        z_alpha = float(ndtri(0.025))
+        bounds = [ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z))) for z in (z_alpha, -z_alpha)]
+    levels = np.stack(bounds, axis=-1)
+    finite = np.isfinite(levels).all(axis=-1)
+    ci = np.full((len(estimate), 2), np.nan)
+    if finite.any():
+        ci[finite] = quantile(distribution[finite], levels[finite], axis=-1)
+    return ci[:, 0], ci[:, 1]
+
+
+def _covering_interval(estimate: float, bca: tuple[float, float], percentile: tuple[float, float],
+                       bca_name: str = CI_METHOD) -> tuple[list[float], str]:
+    """The BCa interval, else the percentile one, else that extended to the estimate; and which it is.
+
+    BCa is undefined for a degenerate jackknife (e.g. a perfect predictor), and with very few
+    clips its discrete resampling distribution can leave the estimate outside; an interval
+    that excludes its own estimate is never reported.
+    """
+    low, high = bca
+    if math.isfinite(low) and math.isfinite(high) and low <= estimate <= high:
+        return [low, high], bca_name
+    reason = "BCa undefined" if not (math.isfinite(low) and math.isfinite(high)) else "BCa excludes the estimate"
+    low, high = percentile
+    if low <= estimate <= high:
+        return [low, high], f"percentile ({reason})"
+    return [min(low, estimate), max(high, estimate)], f"percentile extended to the estimate ({reason}; few clips)"
 
 
 def bootstrap_intervals(
     pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...], *, n_resamples: int, seed: int
-) -> dict[str, list[float] | None]:
-    """95% intervals of PLCC, SROCC and RMSE by ``scipy.stats.bootstrap`` over the source's *pairs*.
+) -> tuple[dict[str, list[float] | None], dict[str, str]]:
+    """95% intervals of PLCC, SROCC and RMSE by ``scipy.stats.bootstrap`` over the source's *pairs*, and their method.
 
     Frames of one clip are strongly correlated, so clips (not frames) are resampled: a
-    resample is a multiset of pairs, its metric that of their concatenated frames. The
-    statistic is computed for a whole batch of resamples at once as frame-weighted
-    Pearson correlations (weight = how often the frame's pair was drawn), which equals
-    ``pearsonr`` / ``spearmanr`` on the explicitly concatenated resample. Percentile
-    intervals, seeded: the same inputs give the same intervals. ``None`` with < 2 pairs.
+    resample is a multiset of pairs, its metric that of their concatenated frames
+    (:class:`ClipStatistic`). Resampling clips duplicates frames, which ties ranks and biases
+    SROCC downward, so a percentile interval can miss its own estimate: the intervals are BCa,
+    which corrects that bias. Where BCa is undefined or misses the estimate anyway (see
+    :func:`_covering_interval`), the percentile interval of the same resamples is used and named. Seeded: the
+    same inputs give the same intervals. ``None`` intervals with < 2 pairs.
     """
     import numpy as np
     from scipy.stats import bootstrap
 
-    n_pairs = len(pair_frames)
-    if n_pairs < 2 or n_resamples <= 0:
-        return {name: None for name in METRICS}
-    pair_of_frame = np.repeat(np.arange(n_pairs), pair_frames)
-    p, t = pred.astype(np.float64), target.astype(np.float64)
-
-    def statistic(pairs: np.ndarray, axis: int = -1) -> np.ndarray:
-        counts = (pairs[..., :, None] == np.arange(n_pairs)).sum(axis=-2)
-        w = counts[..., pair_of_frame].astype(np.float64)
-        plcc = _weighted_corr(p, t, w)
-        srocc = _weighted_corr(_weighted_ranks(p, w), _weighted_ranks(t, w), w)
-        rmse = np.sqrt((w * (p - t) ** 2).sum(-1) / w.sum(-1))
-        return np.stack([plcc, srocc, rmse])
-
+    if len(pair_frames) < 2 or n_resamples <= 0:
+        return {name: None for name in METRICS}, {}
+    statistic = ClipStatistic(pred, target, pair_frames)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a degenerate (e.g. perfect) predictor has a zero-width interval
+        warnings.simplefilter("ignore")  # a perfect predictor's distribution is degenerate; handled below
+        # scipy draws the resamples; BCa is computed here so that its jackknife can be grouped
         result = bootstrap(
-            (np.arange(n_pairs),), statistic, vectorized=True, n_resamples=n_resamples, confidence_level=0.95,
-            method="percentile", rng=np.random.default_rng(seed), batch=max(1, BOOTSTRAP_BATCH_FRAMES // max(len(p), 1)),
+            (np.arange(len(pair_frames)),), statistic, vectorized=True, n_resamples=n_resamples,
+            confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=n_resamples,
         )
-    low, high = result.confidence_interval
-    return {name: [float(low[i]), float(high[i])] for i, name in enumerate(METRICS)}
+        distribution = result.bootstrap_distribution
+        estimate = statistic.of_counts(np.ones((1, statistic.n_clips)))[:, 0]
+        low, high = _bca(estimate, distribution, statistic.jackknife(JACKKNIFE_GROUPS))
+        fallback_low, fallback_high = np.percentile(distribution, [2.5, 97.5], axis=-1)
+    bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
+        f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
+    intervals, methods = {}, {}
+    for i, name in enumerate(METRICS):
+        interval, method = _covering_interval(float(estimate[i]), (float(low[i]), float(high[i])),
+                                              (float(fallback_low[i]), float(fallback_high[i])), bca_name)
+        intervals[name], methods[name] = interval, method
+    return intervals, methods
 
 
 def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | None] | None:

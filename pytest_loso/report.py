@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .atomic import write_atomically
 from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
-from .metrics import across_seeds, aggregate, digits, finite_or_none, label
+from .metrics import CI_METHOD, across_seeds, aggregate, digits, finite_or_none, label
 from .thresholds import check_aggregate, check_seeds, for_seed
 
 if TYPE_CHECKING:
@@ -417,7 +417,11 @@ def _num(value: float | None, digits: int) -> str:
 def _with_ci(m: dict, name: str, digits: int) -> str:
     text = _num(m[name], digits)
     interval = (m.get("ci") or {}).get(name)
-    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else text
+    if not interval:
+        return text
+    method = (m.get("ci_method") or {}).get(name, "")
+    shown = "" if method == CI_METHOD else f" ({method})"  # the table's note names BCa; fallbacks are named here
+    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]{shown}"
 
 
 def _row(label: str, m: dict, *, checked: bool = True) -> list[str]:
@@ -537,6 +541,10 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
                   "|---|" + "---:|" * 5 + "---|" * (len(header) - 6)]
         lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
         lines.append("")
+    resamples = report.get("run_provenance", {}).get("options", {}).get("bootstrap", {}).get("resamples")
+    if resamples:
+        lines += [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({resamples} resamples); "
+                  "an interval made otherwise names its method.", ""]
     lines += thresholds_markdown(report["thresholds"])
     lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:
