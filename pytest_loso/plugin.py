@@ -127,6 +127,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
     results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
+    if results.accept_refused and session.exitstatus == pytest.ExitCode.OK:  # asked to accept, and could not
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
