@@ -32,7 +32,13 @@ class LosoCollector(pytest.Collector):
         checks = self.gate.plan()
         for warning in self.gate.corpus_warnings():  # once, at collection (the report lists them too)
             data_warning(warning)
-        yield from self.items(checks)
+        items = list(self.items(checks))
+        unknown = [n for n in self.gate_nodes or () if not any(i.nodeid == n or i.nodeid.startswith(n + "::")
+                                                                for i in items)]
+        if unknown:  # as pytest's "not found" for a test id that names nothing
+            raise LosoInputError(self.gate.options.loso_dirs[0], f"no gate test {', '.join(unknown)}",
+                                 "list the gate's tests with: pytest loso --collect-only -q")
+        yield from items
 
     def items(self, checks: list[Check]) -> Iterator[pytest.Item]:
         """The tests of ``checks``, then their aggregates; only those the command line names."""

@@ -54,3 +54,10 @@ def test_named_gate_tests_under_xdist(gate):
     run = gate.run("-n", "2", "test_plain.py", subprocess=True)
     assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}, run.output
     assert reports(gate.report_dir) == []
+
+
+def test_naming_a_gate_test_that_does_not_exist_says_so(gate):
+    run = gate.run("loso::fold[mlp_small-Nope]")
+    assert run.result.ret == pytest.ExitCode.INTERRUPTED, run.output
+    assert "no gate test loso::fold[mlp_small-Nope]" in run.output
+    assert "pytest loso --collect-only -q" in run.output and "Traceback" not in run.output
