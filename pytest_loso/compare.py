@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LosoInputError
-from .metrics import HIGHER_IS_BETTER, digits, label
+from .metrics import HIGHER_IS_BETTER, LABELS, digits, label
 
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"

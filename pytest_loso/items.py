@@ -251,5 +251,6 @@ def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
     needed: set[str] = set()
     for item in items:
         check = item.check
-        needed |= set(corpus_sources) if check.kind == "baseline" else {check.source} & set(corpus_sources)
+        # a fold needs its held-out source; a baseline or an ensemble, every source
+        needed |= {check.source} & set(corpus_sources) if check.kind == "fold" else set(corpus_sources)
     return needed
