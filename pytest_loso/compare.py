@@ -216,9 +216,10 @@ def _check_shape(report: dict, path: Path) -> None:
             _check_metrics(entry, path, f"archs.{arch}.per_fold.{source}")
         if block.get("aggregate") is not None:
             _check_metrics(block["aggregate"], path, f"archs.{arch}.aggregate", prefixes=("mean_",))
-    for tag, block in _check_object(report["baselines"], path, "baselines").items():
-        block = _check_object(block, path, f"baselines.{tag}")
-        _check_metrics(block.get("all_clips_concat"), path, f"baselines.{tag}.all_clips_concat")
+    for key in ("baselines", "ensembles"):
+        for tag, block in _check_object(report.get(key), path, key, optional=key == "ensembles").items():
+            block = _check_object(block, path, f"{key}.{tag}")
+            _check_metrics(block.get("all_clips_concat"), path, f"{key}.{tag}.all_clips_concat")
     for arch, summary in _check_object(report.get("seeds"), path, "seeds", optional=True).items():
         _check_metrics(summary, path, f"seeds.{arch}", prefixes=("mean_",))
     provenance = _check_object(report.get("run_provenance"), path, "run_provenance", optional=True)

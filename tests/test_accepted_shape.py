@@ -103,6 +103,8 @@ NESTED = "[" * 100_000 + "]" * 100_000
     ({"archs": {"mlp_small": {"per_fold": {}, "aggregate": {"mean_plcc": "high"}}}, "baselines": {}},
      "archs.mlp_small.aggregate.mean_plcc should be a finite number or null, not 'high'"),
     ({"archs": {}, "baselines": {"b": {"all_clips_concat": [0.9]}}}, "baselines.b.all_clips_concat should be"),
+    ({"archs": {}, "baselines": {}, "ensembles": {"e": {"all_clips_concat": {"rmse": "x"}}}},
+     "ensembles.e.all_clips_concat.rmse should be a finite number or null, not 'x'"),
     ({"archs": {}, "baselines": {}, "run_provenance": []}, "run_provenance should be an object, not list"),
     ({"archs": {}, "baselines": {}, "run_provenance": {"cache_fingerprint": "abc"}},
      "run_provenance.cache_fingerprint should be an object, not 'abc'"),
