@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LosoInputError
-from .metrics import HIGHER_IS_BETTER, digits, label
+from .metrics import HIGHER_IS_BETTER, LABELS, digits, label
 
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
@@ -140,16 +140,91 @@ def _whole(aggregate: dict) -> bool:
 
 
 def load_accepted(path: Path) -> dict:
-    """The accepted report; a clear error when it is missing or not a LOSO report."""
+    """The accepted report, in the gate's shape; a clear error when it is missing or malformed.
+
+    Besides the gate's own ``loso_eval.json`` this reads the evaluation scripts' reports
+    (``loso_mlp_small_eval.json``, ``loso_3arch_eval.json``), so a team can start comparing
+    from the report it already has. Every part the comparison reads is checked here, at
+    start, so a malformed file is a usage error naming the key, never a crash at the end.
+    """
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LosoInputError(path, "no accepted report here", "create it with --loso-accept on main") from None
+    except RecursionError:
+        raise LosoInputError(path, "not a readable JSON report (nested too deeply)",
+                             "re-download the accepted report") from None
     except (OSError, ValueError) as exc:
         raise LosoInputError(path, f"not a readable JSON report ({exc})", "re-download the accepted report") from None
-    if not isinstance(report, dict) or "archs" not in report or "baselines" not in report:
+    if isinstance(report, dict) and "archs" not in report and "loso_per_fold" in report:
+        report = _from_mlp_small_script(report, path)
+    if not isinstance(report, dict) or "archs" not in report:
         raise LosoInputError(path, "not a pytest-loso report (no 'archs' / 'baselines')")
+    report.setdefault("baselines", {})  # the 3-arch script's report has none
+    _check_shape(report, path)
     return report
+
+
+# The evaluation script (ai/scripts/eval_loso_mlp_small.py) scores the mlp_small folds only.
+SCRIPT_ARCH = "mlp_small"
+
+
+def _from_mlp_small_script(report: dict, path: Path) -> dict:
+    """``loso_per_fold`` / ``loso_aggregate`` / ``baselines`` of the script -> the gate's ``archs`` layout."""
+    per_fold, aggregate = report["loso_per_fold"], report.get("loso_aggregate")
+    if not isinstance(per_fold, dict):
+        raise _shape_error(path, "loso_per_fold", "an object of source -> metrics", per_fold)
+    if isinstance(aggregate, dict) and aggregate and "n_folds" not in aggregate:
+        aggregate = dict(aggregate, n_folds=len(per_fold))
+    return dict(report, archs={SCRIPT_ARCH: {"per_fold": per_fold, "aggregate": aggregate or None}},
+                baselines=report.get("baselines") or {})
+
+
+def _shape_error(path: Path, where: str, expected: str, found: object) -> LosoInputError:
+    shown = repr(found) if isinstance(found, (int, float, str, bool)) or found is None else type(found).__name__
+    return LosoInputError(path, f"{where} should be {expected}, not {shown[:60]}",
+                          "re-create it with --loso-accept on main, or restore the file")
+
+
+def _check_metrics(entry: object, path: Path, where: str, *, prefixes: tuple[str, ...] = ("",)) -> None:
+    """An object whose metric values (``plcc``, ``mean_rmse``, ``n``...) are finite numbers (or null)."""
+    if not isinstance(entry, dict):
+        raise _shape_error(path, where, "an object of metrics", entry)
+    for key, value in entry.items():
+        name = next((key[len(p):] for p in prefixes if key.startswith(p) and key[len(p):] in LABELS), None)
+        if name is None and key not in ("n", "n_folds", "n_folds_planned"):
+            continue
+        if value is None:  # the gate writes a metric that could not be computed (NaN) as null
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _shape_error(path, f"{where}.{key}", "a finite number or null", value)
+
+
+def _check_object(value: object, path: Path, where: str, *, optional: bool = False) -> dict:
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise _shape_error(path, where, "an object", value)
+    return value
+
+
+def _check_shape(report: dict, path: Path) -> None:
+    """Every part of ``report`` the comparison reads has the type it reads it as."""
+    for arch, block in _check_object(report["archs"], path, "archs").items():
+        block = _check_object(block, path, f"archs.{arch}")
+        for source, entry in _check_object(block.get("per_fold"), path, f"archs.{arch}.per_fold").items():
+            _check_metrics(entry, path, f"archs.{arch}.per_fold.{source}")
+        if block.get("aggregate") is not None:
+            _check_metrics(block["aggregate"], path, f"archs.{arch}.aggregate", prefixes=("mean_",))
+    for key in ("baselines", "ensembles"):
+        for tag, block in _check_object(report.get(key), path, key, optional=key == "ensembles").items():
+            block = _check_object(block, path, f"{key}.{tag}")
+            _check_metrics(block.get("all_clips_concat"), path, f"{key}.{tag}.all_clips_concat")
+    for arch, summary in _check_object(report.get("seeds"), path, "seeds", optional=True).items():
+        _check_metrics(summary, path, f"seeds.{arch}", prefixes=("mean_",))
+    provenance = _check_object(report.get("run_provenance"), path, "run_provenance", optional=True)
+    _check_object(provenance.get("cache_fingerprint"), path, "run_provenance.cache_fingerprint", optional=True)
+    _check_object(provenance.get("options"), path, "run_provenance.options", optional=True)
 
 
 def accepted_metrics(report: dict, kind: str, arch: str | None, label: str, source: str | None) -> dict | None:
@@ -200,13 +275,17 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         else:
             add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci")))
     warnings = []
-    old_fp = accepted.get("run_provenance", {}).get("cache_fingerprint", {}).get("sha256")
+    provenance = accepted.get("run_provenance") or {}
+    old_fp = (provenance.get("cache_fingerprint") or {}).get("sha256")
     new_fp = report["run_provenance"]["cache_fingerprint"]["sha256"]
-    if old_fp != new_fp and not skipped:  # a partial run reads fewer sources: its fingerprint differs
+    if not provenance:  # the evaluation script's report: nothing to check against
+        warnings.append("the accepted report has no provenance (an evaluation script's report?): "
+                        "whether it was made on this corpus, with these options, cannot be checked")
+    elif old_fp != new_fp and not skipped:  # a partial run reads fewer sources: its fingerprint differs
         warnings.append(f"the accepted report was made on a different corpus (cache fingerprint "
                         f"{str(old_fp)[:12]} here {new_fp[:12]}): deltas compare different data")
-    for key in ("archs", "bootstrap", "logistic"):
-        old_opt = accepted.get("run_provenance", {}).get("options", {}).get(key)
+    for key in ("archs", "bootstrap", "logistic") if provenance else ():
+        old_opt = (provenance.get("options") or {}).get(key)
         new_opt = report["run_provenance"]["options"].get(key)
         if old_opt != new_opt:
             warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")

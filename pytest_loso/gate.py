@@ -77,14 +77,16 @@ class Gate:
         extractor = resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg)
         return CacheFiller(extractor, options.cache_dir, options.frame_size_of) if extractor else None
 
-    def prefill(self, progress: Callable[[str], None] | None) -> None:
-        """Compute every missing cache file of the corpus up front, ``jobs`` libvmaf runs at a time."""
+    def prefill(self, progress: Callable[[str], None] | None, sources: set[str] | None = None) -> None:
+        """Compute the missing cache files of ``sources`` (default: the corpus) up front, ``jobs``
+        libvmaf runs at a time."""
         if self.filler is not None:
             try:
                 corpus = self.corpus
             except LosoInputError:
                 return  # collection reports it (a failed "loso" collector), not an INTERNALERROR here
-            pairs = [pair for source in corpus.sources for pair in corpus.pairs[source]]
+            pairs = [pair for source in corpus.sources if sources is None or source in sources
+                     for pair in corpus.pairs[source]]
             self.filler.fill(pairs, self.options.jobs, progress)
 
     def extraction(self) -> dict:

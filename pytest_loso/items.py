@@ -7,7 +7,9 @@ instead of a traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,41 @@ class LosoCollector(pytest.Collector):
         super().__init__(**kwargs)
         self.gate = gate
 
-    def collect(self) -> Iterator[LosoItem]:
+    def collect(self) -> Iterator[pytest.Item]:
         checks = self.gate.plan()
         for warning in self.gate.corpus_warnings():  # once, at collection (the report lists them too)
             data_warning(warning)
+        items = list(self.items(checks))
+        unknown = [n for n in self.gate_nodes or () if not any(i.nodeid == n or i.nodeid.startswith(n + "::")
+                                                                for i in items)]
+        if unknown:  # as pytest's "not found" for a test id that names nothing
+            raise LosoInputError(self.gate.options.loso_dirs[0], f"no gate test {', '.join(unknown)}",
+                                 "list the gate's tests with: pytest loso --collect-only -q")
+        yield from items
+
+    def items(self, checks: list[Check]) -> Iterator[pytest.Item]:
+        """The tests of ``checks``, then their aggregates; only those the command line names."""
+        named = self.gate_nodes
+
+        def wanted(nodeid: str) -> bool:
+            return named is None or any(nodeid == n or nodeid.startswith(n + "::") for n in named)
+
         for check in checks:
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
-            yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
+            if wanted(f"{self.nodeid}::{check.name}"):
+                yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
         for name in aggregate_tests(checks):
-            yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}")
+            if wanted(f"{self.nodeid}::{name}"):
+                yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}")
+
+    @property
+    def gate_nodes(self) -> tuple[str, ...] | None:
+        """The gate's node ids named on the command line (``None``: all of its tests)."""
+        from .plugin import SELECTION
+
+        selection = self.config.stash.get(SELECTION, None)
+        return selection.nodes if selection is not None else None
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
@@ -166,3 +193,66 @@ def report_deferred(config: pytest.Config, name: str, outcome: str, message: str
         report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when)
         config.hook.pytest_runtest_logreport(report=report)
     config.hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+@dataclass(frozen=True)
+class GateSelection:
+    """Whether the command line selects the gate, and which of its nodes (``None``: all)."""
+
+    runs: bool
+    nodes: tuple[str, ...] | None = None
+
+
+GATE_NODE = "loso"
+
+
+def select_gate(config: pytest.Config) -> GateSelection:
+    """The gate runs when the user's selection includes it: no path arguments (pytest's
+    ``testpaths`` or the current folder), the ``loso`` node named (``pytest loso``,
+    ``loso::fold[...]``), or ``-m`` naming the ``loso`` marker.
+
+    The gate's node ids are taken out of ``config.args`` (pytest would look for a file
+    ``loso``); xdist workers re-parse the same command line and decide the same.
+    """
+    named = [arg for arg in config.args if arg.split("::")[0] == GATE_NODE
+             and not (config.invocation_params.dir / GATE_NODE).exists()]
+    if named:
+        config.args[:] = [arg for arg in config.args if arg not in named]
+        return GateSelection(True, None if GATE_NODE in named else tuple(named))
+    if config.args_source != pytest.Config.ArgsSource.ARGS:  # no path arguments
+        return GateSelection(True)
+    return GateSelection(bool(re.search(rf"\b{GATE_NODE}\b", config.option.markexpr or "")))
+
+
+def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
+    """The sources whose features the gate tests that will run need, after -k, -m and
+    --deselect (decided as pytest decides them, before collection, so a cold cache is filled
+    only for them); ``None`` when the gate cannot plan (its collection error says why)."""
+    from _pytest.mark import KeywordMatcher, MarkMatcher
+    from _pytest.mark.expression import Expression
+
+    try:
+        checks = gate.plan()
+        corpus_sources = gate.corpus.sources
+    except LosoInputError:
+        return None
+    collector = LosoCollector.from_parent(session, name=GATE_NODE, nodeid=GATE_NODE, gate=gate)
+    items = [item for item in collector.items(checks) if isinstance(item, LosoItem)]
+    config = session.config
+    try:
+        if config.option.keyword.strip():
+            expr = Expression.compile(config.option.keyword.strip())
+            items = [item for item in items if expr.evaluate(KeywordMatcher.from_item(item))]
+        if config.option.markexpr:
+            expr = Expression.compile(config.option.markexpr)
+            items = [item for item in items if expr.evaluate(MarkMatcher.from_markers(item.iter_markers()))]
+    except SyntaxError:
+        return set()  # pytest refuses the expression at collection: nothing will run
+    deselected = tuple(config.getoption("deselect") or ())
+    items = [item for item in items if not (deselected and item.nodeid.startswith(deselected))]
+    needed: set[str] = set()
+    for item in items:
+        check = item.check
+        # a fold needs its held-out source; a baseline or an ensemble, every source
+        needed |= {check.source} & set(corpus_sources) if check.kind == "fold" else set(corpus_sources)
+    return needed

@@ -13,6 +13,7 @@ from .options import add_ini, add_options, read_options
 
 GATE = pytest.StashKey["object"]()
 RESULTS = pytest.StashKey["object"]()
+SELECTION = pytest.StashKey["object"]()  # items.GateSelection: which of the gate's tests the command line names
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,7 +27,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None:
         return
     from .gate import Gate
+    from .items import select_gate
     from .report import SessionResults
+
+    selection = select_gate(config)
+    if not selection.runs:  # e.g. `pytest tests/test_x.py`: the gate is not part of the selection
+        return
+    config.stash[SELECTION] = selection
 
     config.stash[GATE] = Gate(options)
     config.pluginmanager.register(_AggregateScheduling(), "loso-aggregates")
@@ -40,9 +47,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if GATE not in config.stash or hasattr(config, "workerinput") or config.option.collectonly:
         return
+    from .items import sources_to_prefill
+
+    sources = sources_to_prefill(session, config.stash[GATE])  # only what the selected gate tests need
+    if sources is None:
+        return  # the gate cannot plan: its collection error says why
     terminal = config.pluginmanager.get_plugin("terminalreporter")  # absent under -p no:terminal
     quiet = terminal is None or config.get_verbosity() < 0
-    config.stash[GATE].prefill(None if quiet else terminal.write_line)
+    config.stash[GATE].prefill(None if quiet else terminal.write_line, sources)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -58,7 +70,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from .items import LosoCollector
 
-    collector = LosoCollector.from_parent(session, name="loso", nodeid="loso", gate=config.stash[GATE])
+    collector = LosoCollector.from_parent(session, name="loso", nodeid="loso", gate=config.stash[GATE])  # named tests only
     session.ihook.pytest_collectstart(collector=collector)
     report = collector.ihook.pytest_make_collect_report(collector=collector)
     report.__dict__.pop("call", None)  # as pytest does: the call info must not travel with the report
@@ -127,6 +139,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
     results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
+    if results.accept_refused and session.exitstatus == pytest.ExitCode.OK:  # asked to accept, and could not
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

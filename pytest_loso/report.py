@@ -106,6 +106,7 @@ class SessionResults:
         self.aggregate_failures: list[str] = []
         self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
+        self.accept_refused = False  # --loso-accept was asked for and refused: the run must fail
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
@@ -292,7 +293,8 @@ class SessionResults:
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
             "warnings": gate.corpus_warnings(),
-            "partial": {"not_run": not_run, "ran": len(results)} if not_run else None,
+            "partial": {"not_run": not_run, "ran": len(results), "tests_ran": [r["name"] for r in results]}
+            if not_run else None,
             "run_provenance": {
                 "entry_point": "pytest11: loso = pytest_loso.plugin",
                 "plugin_version": _versions()["pytest-loso"],
@@ -305,7 +307,7 @@ class SessionResults:
                 "archs": sorted(archs),
                 "baselines": {str(p): _sha256(p) for p in self.options.baselines},
                 "models": dict(sorted(models.items())),
-                "outputs": {"json": str(report_dir / "loso_eval.json"), "markdown": str(report_dir / "loso_eval.md")},
+                "outputs": {kind: str(path) for kind, path in report_paths(report_dir, partial=bool(not_run)).items()},
                 "cache_fingerprint": {
                     "sha256": fingerprint,
                     "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
@@ -329,14 +331,21 @@ class SessionResults:
         return self.report
 
     def write(self) -> list[Path]:
-        """Write ``loso_eval.json`` and ``loso_eval.md`` atomically; return their paths."""
+        """Write ``loso_eval.json`` and ``loso_eval.md`` atomically; return their paths.
+
+        A partial run writes ``loso_eval.partial.*`` beside them: it must not replace a whole run's report.
+        """
         assert self.report is not None
         out = self.options.report_dir
         out.mkdir(parents=True, exist_ok=True)
-        json_path, md_path = out / "loso_eval.json", out / "loso_eval.md"
+        paths = report_paths(out, partial=bool(self.report["partial"]))
+        json_path, md_path = paths["json"], paths["markdown"]
         write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
         write_atomically(md_path, render_markdown(self.report))
         self.notes.append(f"report: {json_path} (and {md_path.name})")
+        if self.report["partial"]:
+            whole = report_paths(out, partial=False)["json"]
+            self.notes.append(f"partial run: written beside the whole run's report, {whole} is left as it was")
         return [json_path, md_path]
 
     def publish(self, *, passed: bool) -> None:
@@ -371,14 +380,22 @@ class SessionResults:
                 self.notes.append(f"plot: {path}")
         if options.accept and options.compare is not None:
             if self.report["partial"]:
+                self.accept_refused = True
                 self.notes.append(f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate tests "
-                                  f"did not run), {options.compare} is unchanged")
+                                  f"did not run), {options.compare} is unchanged; the run fails")
             elif passed or options.accept_force:
                 write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
                 self.notes.append(f"accepted: this run's report is now {options.compare}")
             else:
+                self.accept_refused = True
                 self.notes.append(f"NOT accepted: tests failed, {options.compare} is unchanged "
                                   "(--loso-accept-force accepts anyway)")
+
+
+def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
+    """``loso_eval.json`` / ``.md``, or ``loso_eval.partial.json`` / ``.md`` for a partial run."""
+    stem = "loso_eval.partial" if partial else "loso_eval"
+    return {"json": report_dir / f"{stem}.json", "markdown": report_dir / f"{stem}.md"}
 
 
 def _extraction_provenance(extractor: dict | None, computed: set, recomputed: set, sources: dict) -> dict:
@@ -524,8 +541,17 @@ def _header(rows: list[list[str]]) -> list[str]:
 def render_markdown(report: dict, *, summary: bool = False) -> str:
     """The report as Markdown; ``summary`` leaves out baselines' per-source rows and provenance."""
     lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
+    partial = report.get("partial")
+    if partial:
+        ran = partial.get("tests_ran") or []
+        lines += [f"**Partial run:** {partial['ran']} of {partial['ran'] + len(partial['not_run'])} gate tests ran "
+                  f"({_md(', '.join(ran)) or 'none'}); not run: {_md(', '.join(partial['not_run']))}. "
+                  "Means below cover only the folds that ran: they are not the aggregate, and no aggregate "
+                  "bound or comparison was applied.", ""]
     if report["archs"]:
-        lines += ["## Aggregate (mean ± std across folds)", "", "| arch | folds | PLCC | SROCC | RMSE | status |",
+        title = "Mean over the folds that ran (partial run: not the aggregate)" if partial else \
+            "Aggregate (mean ± std across folds)"
+        lines += [f"## {title}", "", "| arch | folds | PLCC | SROCC | RMSE | status |",
                   "|---|---:|---:|---:|---:|---|"]
         for arch, block in report["archs"].items():
             row = _mean_row(block["aggregate"])

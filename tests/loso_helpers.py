@@ -111,12 +111,15 @@ class GateEnv:
         """Run pytest; ``plain`` passes only ``extra`` (for runs configured by ini or not at all)."""
         args = list(extra) if plain else self.args(*extra, baseline=baseline)
         report_json, report_md = self.report_dir / "loso_eval.json", self.report_dir / "loso_eval.md"
-        for stale in (report_json, report_md):
+        partial_json, partial_md = self.report_dir / "loso_eval.partial.json", self.report_dir / "loso_eval.partial.md"
+        for stale in (report_json, report_md, partial_json, partial_md):
             stale.unlink(missing_ok=True)
         if subprocess:
             result = self.pytester.runpytest_subprocess(*args, timeout=120)
         else:
             result = self.pytester.runpytest(*args)
+        if not report_json.exists() and partial_json.exists():  # a partial run writes beside the whole report
+            report_json, report_md = partial_json, partial_md
         report = json.loads(report_json.read_text()) if report_json.exists() else None
         markdown = report_md.read_text() if report_md.exists() else None
         return Run(result, report, parse_outcomes(result), markdown)

@@ -350,7 +350,7 @@ def test_fingerprint_mismatch_warns(gate):
 
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "not a readable JSON report"),
-    ('{"loso_per_fold": {}}', "not a pytest-loso report"),
+    ('{"runs": {}}', "not a pytest-loso report"),
 ])
 def test_unreadable_accepted_report_is_a_usage_error(gate, content, problem):
     path = accepted_file(gate)

@@ -48,7 +48,7 @@ def test_a_broken_cache_file_is_read_once_too(gate):
 
 
 def test_report_replaced_atomically(gate):
-    first = gate.run("-k", "linear")
+    first = gate.run("--loso-arch=linear")  # whole runs (a partial run writes loso_eval.partial.*)
     assert first.result.ret == 0
     json_path = gate.report_dir / "loso_eval.json"
     md_path = gate.report_dir / "loso_eval.md"
@@ -58,7 +58,7 @@ def test_report_replaced_atomically(gate):
     old_md.hardlink_to(md_path)
     before = json_path.read_text()
 
-    second = gate.pytester.runpytest(*gate.args("-k", "mlp_small"))
+    second = gate.pytester.runpytest(*gate.args("--loso-arch=mlp_small"))
     assert second.ret == 0
     assert old_json.read_text() == before
     assert json.loads(old_json.read_text())["archs"].keys() == {"linear"}
@@ -75,7 +75,10 @@ def test_report_written_when_items_fail_and_with_exitfirst(gate):
     assert run.report is not None
     assert [f["test"] for f in run.report["failures"]] == ["fold[linear-Src0000]"]
     assert run.report["run_provenance"]["items_run"] == 1
-    assert (gate.report_dir / "loso_eval.md").is_file()
+    # stopped after one test: a partial run, written beside (never over) a whole run's report
+    assert run.report["partial"]["tests_ran"] == ["fold[linear-Src0000]"]
+    assert (gate.report_dir / "loso_eval.partial.md").is_file()
+    assert not (gate.report_dir / "loso_eval.md").exists()
 
 
 def test_report_folder_is_created(gate):
@@ -98,10 +101,10 @@ def test_markdown_and_terminal_tables(gate):
     run = gate.run("--loso-max-rmse", "0.01", "-k", "Src0000 or baseline")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     report = run.report
-    md = (gate.report_dir / "loso_eval.md").read_text()
+    md = (gate.report_dir / "loso_eval.partial.md").read_text()  # a partial run (-k)
     assert md.startswith("# LOSO evaluation")
     assert f"Corpus: `{gate.data_root}`" in md
-    assert "## Aggregate (mean ± std across folds)" in md
+    assert "## Mean over the folds that ran (partial run: not the aggregate)" in md
     for arch in ARCHS:
         agg = report["archs"][arch]["aggregate"]
         # a partial run's mean says what it covers, and that it was not checked
@@ -129,7 +132,7 @@ def test_markdown_and_terminal_tables(gate):
         f"*Src0000*120*{fold['plcc']:.4f}*{fold['rmse']:.3f}*FAILED",
         f"baseline {BASELINE_TAG} ({gate.baseline})",
         f"*all sources concatenated*360*{concat['plcc']:.4f}*{concat['rmse']:.3f}*FAILED",
-        f"report: {gate.report_dir / 'loso_eval.json'} (and loso_eval.md)",
+        f"report: {gate.report_dir / 'loso_eval.partial.json'} (and loso_eval.partial.md)",
     ])
 
 

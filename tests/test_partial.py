@@ -21,7 +21,8 @@ def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(gat
     ran = {nodeid for nodeid in run.outcomes}
     assert ran == {f"loso::fold[{arch}-Src0000]" for arch in ("mlp_small", "linear")}
     expected_not_run = sorted(n.split("::")[-1] for n in set(scored_ids()) - ran)
-    assert run.report["partial"] == {"not_run": expected_not_run, "ran": 2}
+    assert run.report["partial"] == {"not_run": expected_not_run, "ran": 2,
+                                     "tests_ran": sorted(n.split("::")[-1] for n in ran)}
     assert "partial run: 5 of 7 gate tests did not run" in run.output
     assert "LOSO aggregate thresholds FAILED" not in run.output
     assert not any(f["test"].startswith("aggregate[") for f in run.report["failures"])
@@ -34,9 +35,10 @@ def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
     assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
     kept = path.read_bytes()
     run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000")
-    assert run.result.ret == 0, run.output
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output  # a refused accept fails the run
+    assert set(run.outcomes.values()) == {"PASSED"}  # though every test that ran passed
     assert path.read_bytes() == kept
-    assert "NOT accepted: a partial run" in run.output
+    assert "NOT accepted: a partial run" in run.output and "the run fails" in run.output
     comparison = run.report["comparison"]
     assert comparison["removed"] == [] and comparison["added"] == []
     assert comparison["warnings"] == []  # fewer sources read is not "a different corpus"
@@ -52,3 +54,28 @@ def test_no_gate_test_run_leaves_the_report_alone(gate):
     assert result.ret == 0
     assert report.read_bytes() == before
     assert json.loads(before)["partial"] is None
+
+
+def test_a_partial_run_writes_beside_the_whole_report_and_says_it_is_partial(gate, monkeypatch):
+    assert gate.run().result.ret == 0
+    whole_json, whole_md = gate.report_dir / "loso_eval.json", gate.report_dir / "loso_eval.md"
+    kept = whole_json.read_bytes(), whole_md.read_bytes()
+    assert b"Partial run" not in kept[1] and b"## Aggregate (mean \xc2\xb1 std across folds)" in kept[1]
+    summary = gate.root / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = gate.pytester.runpytest(*gate.args("-k", "Src0001"))
+    assert result.ret == pytest.ExitCode.OK
+    assert (whole_json.read_bytes(), whole_md.read_bytes()) == kept  # the whole run's report is untouched
+    partial_json, partial_md = gate.report_dir / "loso_eval.partial.json", gate.report_dir / "loso_eval.partial.md"
+    report = json.loads(partial_json.read_text())
+    assert report["partial"]["tests_ran"] == ["fold[linear-Src0001]", "fold[mlp_small-Src0001]"]
+    assert report["run_provenance"]["outputs"] == {"json": str(partial_json), "markdown": str(partial_md)}
+    output = result.stdout.str()
+    assert f"report: {partial_json} (and loso_eval.partial.md)" in output
+    assert f"{whole_json} is left as it was" in output
+    for markdown in (partial_md.read_text(), summary.read_text()):
+        assert ("**Partial run:** 2 of 7 gate tests ran (fold[linear-Src0001], fold[mlp_small-Src0001]); "
+                "not run: baseline[vmaf_tiny_v1], fold[linear-Src0000]") in markdown, markdown
+        assert "Aggregate (mean ± std across folds)" not in markdown
+        assert "## Mean over the folds that ran (partial run: not the aggregate)" in markdown
+        assert "1 of 3 folds" in markdown

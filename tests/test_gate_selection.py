@@ -1,0 +1,63 @@
+"""The gate runs only when the user's selection includes it, and a cold cache is filled only
+for the gate tests that will run (issue 8, item 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loso_helpers import BASELINE_ID, aggregate_ids, all_ids, fold_ids
+
+PLAIN_TEST = "def test_plain():\n    assert 1 + 1 == 2\n"
+
+
+def reports(report_dir) -> list[str]:
+    return sorted(p.name for p in report_dir.glob("loso_eval*")) if report_dir.exists() else []
+
+
+def test_naming_other_tests_leaves_the_gate_out(gate):
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    for selection in (["test_plain.py::test_plain"], ["test_plain.py"], ["test_plain.py", "-k", "plain"]):
+        run = gate.run(*selection)
+        assert run.result.ret == pytest.ExitCode.OK, run.output
+        assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}, run.output
+        run.result.assert_outcomes(passed=1)  # no gate test collected, none deselected
+        assert reports(gate.report_dir) == [] and "LOSO gate" not in run.output
+
+
+def test_the_loso_node_or_marker_selects_the_gate(gate):
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("loso")
+    assert run.result.ret == pytest.ExitCode.OK, run.output
+    assert set(run.outcomes) == set(all_ids())  # the gate alone: the plain test is not named
+    assert run.report["partial"] is None
+
+    run = gate.run("loso::fold[mlp_small-Src0001]", "test_plain.py")
+    assert set(run.outcomes) == {"loso::fold[mlp_small-Src0001]", "test_plain.py::test_plain"}, run.output
+    assert run.report["partial"]["tests_ran"] == ["fold[mlp_small-Src0001]"]
+
+    run = gate.run("loso::aggregate[linear]", *[f"loso::fold[linear-{s}]" for s in ("Src0000", "Src0001", "Src0002")])
+    assert run.result.ret == pytest.ExitCode.OK, run.output
+    assert run.outcomes == {n: "PASSED" for n in fold_ids(("linear",)) + aggregate_ids(("linear",))}
+
+    run = gate.run("test_plain.py", "-m", "loso")
+    assert set(run.outcomes) == set(all_ids()), run.output
+    run.result.assert_outcomes(passed=len(all_ids()), deselected=1)
+
+
+def test_named_gate_tests_under_xdist(gate):
+    pytest.importorskip("xdist")
+    gate.pytester.makepyfile(test_plain=PLAIN_TEST)
+    run = gate.run("-n", "2", "loso::fold[linear-Src0002]", BASELINE_ID, subprocess=True)
+    assert run.result.ret == pytest.ExitCode.OK, run.output
+    assert set(run.outcomes) == {"loso::fold[linear-Src0002]", BASELINE_ID}, run.output
+
+    run = gate.run("-n", "2", "test_plain.py", subprocess=True)
+    assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}, run.output
+    assert reports(gate.report_dir) == []
+
+
+def test_naming_a_gate_test_that_does_not_exist_says_so(gate):
+    run = gate.run("loso::fold[mlp_small-Nope]")
+    assert run.result.ret == pytest.ExitCode.INTERRUPTED, run.output
+    assert "no gate test loso::fold[mlp_small-Nope]" in run.output
+    assert "pytest loso --collect-only -q" in run.output and "Traceback" not in run.output
