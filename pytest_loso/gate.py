@@ -22,6 +22,7 @@ from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
+from .table import TableCorpus
 from .thresholds import check
 
 if TYPE_CHECKING:
@@ -57,16 +58,31 @@ class Gate:
 
     def __init__(self, options: GateOptions) -> None:
         self.options = options
-        self.store = SourceStore(lambda source: load_source(self.corpus, source, options.cache_dir, self.filler))
+        self.store = SourceStore(self._load)
 
     @cached_property
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Corpus | TableCorpus:
+        """The YUV + cache corpus under --data-root, or the per-frame table (read once per process)."""
+        if self.options.table is not None:
+            return TableCorpus(self.options.table, self.options.target, self.options.where)
+        assert self.options.data_root is not None
         return discover_corpus(self.options.data_root)
+
+    def _load(self, source: str) -> SourceData:
+        corpus = self.corpus
+        if isinstance(corpus, TableCorpus):
+            return corpus.load(source)
+        return load_source(corpus, source, self.options.cache_dir, self.filler)
+
+    def _corpus_name(self) -> str:
+        return f"table {self.options.table}" if self.options.table else "data root"
 
     @cached_property
     def filler(self) -> CacheFiller | None:
         """Fills missing cache files with libvmaf, when an extractor is configured or available."""
         options = self.options
+        if options.table is not None:
+            return None  # a table holds the features already
         extractor = resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg)
         return CacheFiller(extractor, options.cache_dir, options.frame_size_of) if extractor else None
 
@@ -97,7 +113,7 @@ class Gate:
             corpus = self.corpus
         except LosoInputError:
             return found  # the gate's collection error says it
-        orphans = sorted({p.name.split("_")[0] for p in corpus.orphans})
+        orphans = [] if isinstance(corpus, TableCorpus) else sorted({p.name.split("_")[0] for p in corpus.orphans})
         if orphans:
             found.append(
                 f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
@@ -105,7 +121,7 @@ class Gate:
             )
         unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:
-            found.append(f"per-source thresholds name {', '.join(unknown)}, which the data root does not hold "
+            found.append(f"per-source thresholds name {', '.join(unknown)}, which the {self._corpus_name()} does not hold "
                          f"(sources: {', '.join(corpus.sources)})")
         return found
 
@@ -144,6 +160,9 @@ class Gate:
                     problem = f"two fold models for {arch} on {source}: {', '.join(map(str, paths))}"
                 elif source not in sources:
                     problem = (
+                        f"fold for source {source}, which is not in the table {self.options.table} "
+                        f"(no rows with source {source}{' after --loso-where' if self.options.where else ''})"
+                        if self.options.table else
                         f"fold for source {source}, which is not in the data root "
                         f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
                     )
@@ -242,6 +261,7 @@ class Gate:
         import numpy as np
 
         if not self.corpus.sources:
+            assert self.options.data_root is not None  # a table without rows is refused when read
             raise LosoInputError(self.options.data_root / "ref", "no sources: no <Source>_<fps>fps.yuv here")
         per_clip: dict[str, dict] = {}
         result["per_clip"] = per_clip
