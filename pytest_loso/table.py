@@ -156,8 +156,12 @@ class TableCorpus:
                                  "check the --loso-where values against the table" if self.where
                                  else "point --loso-table at a filled table")
         self._rows: dict[str, list[int]] = {}
+        sources = table.values[source_column]
         for i in np.flatnonzero(keep).tolist():
-            self._rows.setdefault(source_name(table.values[source_column][i]), []).append(i)
+            if sources[i] is None or str(sources[i]).strip() == "":
+                raise LosoInputError(path, f"{table.row_label} {table.row_numbers[i]} has no {source_column}",
+                                     f"give every row its {source_column}, or filter it out with --loso-where")
+            self._rows.setdefault(source_name(sources[i]), []).append(i)
         self._source_column = source_column
 
     @property

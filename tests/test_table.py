@@ -60,7 +60,10 @@ def test_table_with_the_cache_data_gives_the_same_numbers(gate, kind):
     cache_run = gate.run("--loso-bootstrap=30", "--loso-extractor=none")
     assert set(cache_run.outcomes.values()) == {"PASSED"}
     writer = _write_jsonl if kind == "jsonl" else _write_parquet
-    table = writer(gate.root / f"frames.{kind}", _rows(gate))
+    rows = _rows(gate)
+    if kind == "parquet":  # libvmaf's integer_ names, and the columns in another order: matched by name
+        rows = [{("integer_" + k if k in ("adm2", "motion2") else k): v for k, v in reversed(r.items())} for r in rows]
+    table = writer(gate.root / f"frames.{kind}", rows)
     table_run = gate.run(*_table_args(gate, table, "--loso-bootstrap=30"), plain=True)
     assert set(table_run.outcomes) == set(fold_ids()) | {BASELINE_ID}
     assert set(table_run.outcomes.values()) == {"PASSED"}
@@ -186,3 +189,30 @@ def test_metadata_columns_reach_source_data(gate):
     assert set(data.columns["encoder"]) == {"libx264"} and set(data.columns["cq"].tolist()) == {30}
     x, y = gate.xy(SOURCES[0])
     assert (data.features == x).all() and (data.scores == y).all()
+
+
+def test_table_is_read_once_per_process(gate):
+    """Seven items (six folds and a baseline) over three sources: one read of the table."""
+    from loso_helpers import install_open_recorder
+
+    table = _write_jsonl(gate.root / "frames.jsonl", _rows(gate))
+    opened = install_open_recorder(gate.pytester)
+    run = gate.run(*_table_args(gate, table), plain=True)
+    assert set(run.outcomes.values()) == {"PASSED"} and len(run.outcomes) == 7
+    assert json.loads(opened.read_text()).count(str(table.resolve())) == 1
+
+
+def test_parquet_without_pyarrow_names_the_extra(gate):
+    table = _write_parquet(gate.root / "frames.parquet", _rows(gate))
+    gate.pytester.makeconftest("import sys\nsys.modules['pyarrow'] = None\n")  # as if not installed
+    run = gate.run(*_table_args(gate, table), plain=True)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "pytest-loso[table]" in run.output
+
+
+def test_a_row_without_its_source_names_the_line(gate):
+    rows = _rows(gate)
+    del rows[4]["src"]
+    table = _write_jsonl(gate.root / "frames.jsonl", rows)
+    run = gate.run(*_table_args(gate, table), plain=True)
+    assert "line 5 has no src" in run.output and run.result.ret != 0 and run.report is not None
