@@ -121,7 +121,8 @@ class Gate:
             )
         unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:
-            found.append(f"per-source thresholds name {', '.join(unknown)}, which the {self._corpus_name()} does not hold "
+            found.append(f"per-source thresholds name {', '.join(unknown)}, "
+                         f"which the {self._corpus_name()} does not hold "
                          f"(sources: {', '.join(corpus.sources)})")
         return found
 
