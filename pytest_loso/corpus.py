@@ -67,6 +67,26 @@ class Corpus:
     def sources(self) -> list[str]:
         return sorted(self.refs)
 
+    def describe(self) -> str:
+        return "data root"
+
+    def warnings(self) -> list[str]:
+        """Files the naming contract leaves out: distorted clips without a reference, other names."""
+        found = []
+        orphans = sorted({p.name.split("_")[0] for p in self.orphans})
+        if orphans:
+            found.append(
+                f"{self.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
+                f"ref/, so these sources are not scored ({len(self.orphans)} clips left out)"
+            )
+        if self.unnamed:
+            found.append(
+                f"{len(self.unnamed)} files in ref/ or dis/ are outside the naming contract "
+                "(<Source>_<fps>fps.yuv, <Source>_<quality>_<height>_<kbps>.yuv; ASCII letters and digits, "
+                f"lower-case .yuv) and were not read: {', '.join(repr(p.name) for p in self.unnamed)}"
+            )
+        return found
+
 
 def discover_corpus(data_root: Path) -> Corpus:
     """List sources and pairs from file names alone (no file is opened)."""

@@ -21,6 +21,7 @@ from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
+from .table import TableCorpus
 from .thresholds import Bounds, check
 
 if TYPE_CHECKING:
@@ -64,16 +65,28 @@ class Gate:
 
     def __init__(self, options: GateOptions) -> None:
         self.options = options
-        self.store = SourceStore(lambda source: load_source(self.corpus, source, options.cache_dir, self.filler))
+        self.store = SourceStore(self._load)
 
     @cached_property
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Corpus | TableCorpus:
+        """The YUV + cache corpus under --data-root, or the per-frame table (read once per process)."""
+        if self.options.table is not None:
+            return TableCorpus(self.options.table, self.options.target, self.options.where)
+        assert self.options.data_root is not None
         return discover_corpus(self.options.data_root)
+
+    def _load(self, source: str) -> SourceData:
+        corpus = self.corpus
+        if isinstance(corpus, TableCorpus):
+            return corpus.load(source)
+        return load_source(corpus, source, self.options.cache_dir, self.filler)
 
     @cached_property
     def filler(self) -> CacheFiller | None:
         """Fills missing cache files with libvmaf, when an extractor is configured or available."""
         options = self.options
+        if options.table is not None:
+            return None  # a table holds the features already
         extractor = resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg)
         return CacheFiller(extractor, options.cache_dir, options.frame_size_of) if extractor else None
 
@@ -106,21 +119,11 @@ class Gate:
             corpus = self.corpus
         except LosoInputError:
             return found  # the gate's collection error says it
-        orphans = sorted({p.name.split("_")[0] for p in corpus.orphans})
-        if orphans:
-            found.append(
-                f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
-                f"ref/, so these sources are not scored ({len(corpus.orphans)} clips left out)"
-            )
-        if corpus.unnamed:
-            found.append(
-                f"{len(corpus.unnamed)} files in ref/ or dis/ are outside the naming contract "
-                "(<Source>_<fps>fps.yuv, <Source>_<quality>_<height>_<kbps>.yuv; ASCII letters and digits, "
-                f"lower-case .yuv) and were not read: {', '.join(repr(p.name) for p in corpus.unnamed)}"
-            )
+        found += corpus.warnings()
         unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:
-            found.append(f"per-source thresholds name {', '.join(unknown)}, which the data root does not hold "
+            found.append(f"per-source thresholds name {', '.join(unknown)}, "
+                         f"which the {corpus.describe()} does not hold "
                          f"(sources: {', '.join(corpus.sources)})")
         return found
 
@@ -164,6 +167,9 @@ class Gate:
                     fix = "give --loso-dir folders that offer each fold once"
                 elif source not in sources:
                     problem = (
+                        f"fold for source {source}, which is not in the table {self.options.table} "
+                        f"(no rows with source {source}{' after --loso-where' if self.options.where else ''})"
+                        if self.options.table else
                         f"fold for source {source}, which is not in the data root "
                         f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
                     )
@@ -283,6 +289,7 @@ class Gate:
         import numpy as np
 
         if not self.corpus.sources:
+            assert self.options.data_root is not None  # a table without rows is refused when read
             raise LosoInputError(self.options.data_root / "ref", "no sources: no <Source>_<fps>fps.yuv here")
         per_clip: dict[str, dict] = {}
         result["per_clip"] = per_clip

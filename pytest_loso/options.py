@@ -30,6 +30,7 @@ EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py 
 _PATH_OPTIONS = [
     ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
     ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
+    ("--loso-table", "string", "per-frame table (.jsonl or .parquet) as the corpus, instead of --data-root"),
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
     ("--loso-baseline", "paths", "baseline ONNX scored on every source and their concatenation (repeatable)"),
     ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
@@ -97,6 +98,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
+    group.addoption("--loso-target", default=None, help="--loso-table: the target column (default vmaf)")
+    group.addoption("--loso-where", action="append", default=None,
+                    help="--loso-table: keep rows with COLUMN=VALUE (repeatable; AND across columns)")
     group.addoption(
         "--loso-example",
         action="store_true",
@@ -133,12 +137,14 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_bootstrap", "bootstrap resamples for 95% intervals", type=_number(int), default=None)
     parser.addini("loso_bootstrap_seed", "bootstrap seed", type=_number(int), default="0")
     parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
+    parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
+    parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
 
 
 @dataclass(frozen=True)
 class GateOptions:
     loso_dirs: tuple[Path, ...]
-    data_root: Path
+    data_root: Path | None
     cache_dir: Path
     baselines: tuple[Path, ...]
     archs: tuple[str, ...]  # empty: every architecture found
@@ -164,6 +170,9 @@ class GateOptions:
     metrics_path: Path | None = None
     plot_dir: Path | None = None
     verdict_path: Path | None = None
+    table: Path | None = None  # a per-frame table instead of data_root (table.py)
+    target: str = "vmaf"
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -171,7 +180,10 @@ class GateOptions:
     def to_json(self) -> dict:
         return {
             "loso_dirs": [str(p) for p in self.loso_dirs],
-            "data_root": str(self.data_root),
+            "data_root": str(self.data_root) if self.data_root else None,
+            "table": str(self.table) if self.table else None,
+            "target": self.target,
+            "where": {c: list(v) for c, v in self.where.items()},
             "cache_dir": str(self.cache_dir),
             "baselines": [str(p) for p in self.baselines],
             "ensembles": {name: {"glob": pattern, "members": [str(p) for p in members]}
@@ -318,9 +330,11 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         data_root = _path(config, "--data-root")
         cache_dir = _path(config, "--loso-cache") or default_cache_dir()
         baselines = _paths(config, "--loso-baseline")
-    if data_root is None:
-        raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/)")
-    for name, path in [("--data-root", data_root)] + [("--loso-dir", p) for p in loso_dirs]:
+    table, target, where = _table_options(config, data_root)
+    if data_root is None and table is None:
+        raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
+                                "or a per-frame table with --loso-table")
+    for name, path in ([("--data-root", data_root)] if data_root else []) + [("--loso-dir", p) for p in loso_dirs]:
         if not path.is_dir():
             raise pytest.UsageError(f"{name} {path}: folder not found")
     for path in baselines:
@@ -398,4 +412,30 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         metrics_path=_writable_file(_path(config, "--loso-metrics"), "--loso-metrics"),
         plot_dir=plot_dir,
         verdict_path=_writable_file(_path(config, "--loso-verdict"), "--loso-verdict"),
+        table=table,
+        target=target,
+        where=where,
     )
+
+
+def _table_options(config: pytest.Config, data_root: Path | None) -> tuple[Path | None, str, dict]:
+    """``--loso-table``, ``--loso-target`` and ``--loso-where``, checked before anything is read."""
+    from .table import TABLE_EXTRA_HINT, parse_where
+
+    table = _path(config, "--loso-table")
+    target = str(_value(config, "--loso-target") or "vmaf").strip()
+    try:
+        where = parse_where(list(config.getoption("loso_where") or config.getini("loso_where")))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if table is None:
+        return None, target, where
+    if data_root is not None:
+        raise pytest.UsageError("--data-root and --loso-table are two corpora: give one of them")
+    if table.suffix not in (".jsonl", ".parquet"):
+        raise pytest.UsageError(f"--loso-table {table}: expected a .jsonl or .parquet file")
+    if not table.is_file():
+        raise pytest.UsageError(f"--loso-table {table}: file not found (or not a file)")
+    if table.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise pytest.UsageError(f"--loso-table {table}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
+    return table, target, where

@@ -61,6 +61,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if GATE not in config.stash:
         return None
     options = config.stash[GATE].options
+    if options.table is not None:
+        return f"loso: table {options.table}, report {options.report_dir}"
     return f"loso: data root {options.data_root}, cache {options.cache_dir}, report {options.report_dir}"
 
 

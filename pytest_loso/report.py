@@ -280,7 +280,7 @@ class SessionResults:
         report_dir = self.options.report_dir
         self.report = _clean({
             "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "corpus": str(self.options.data_root),
+            "corpus": str(self.options.table or self.options.data_root),
             "loso_per_fold": archs[primary]["per_fold"] if primary else {},
             "loso_aggregate": archs[primary]["aggregate"] if primary else None,
             "loso_primary_arch": primary,
@@ -301,7 +301,8 @@ class SessionResults:
                 "argv": argv,
                 "cwd": str(cwd),
                 "options": self.options.to_json(),
-                "data_root": str(self.options.data_root),
+                "data_root": str(self.options.data_root) if self.options.data_root else None,
+                "table": _table_provenance(gate),
                 "cache_dir": str(self.options.cache_dir),
                 "loso_dirs": [str(p) for p in self.options.loso_dirs],
                 "archs": sorted(archs),
@@ -678,3 +679,16 @@ def render_terminal(report: dict) -> list[str]:
         lines += comparison_notes(comparison)
         lines.append("")
     return lines
+
+
+def _table_provenance(gate: Gate) -> dict | None:
+    """The per-frame table's path, sha256 and row counts, when the corpus is one (and was readable)."""
+    from .table import TableCorpus
+
+    if gate.options.table is None:
+        return None
+    try:
+        corpus = gate.corpus
+    except LosoInputError:
+        return {"path": str(gate.options.table), "sha256": _sha256(gate.options.table)}
+    return corpus.provenance() if isinstance(corpus, TableCorpus) else None

@@ -1,0 +1,252 @@
+"""A per-frame table (JSONL or parquet) as the corpus: one row per frame, sources in a column.
+
+The team's contracts (lusoris/vmaf): ``scripts/dev/hw_encoder_corpus.py`` writes JSONL rows
+``{src: "BigBuckBunny_25fps", encoder, cq, frame_index, vmaf, adm2, ...}``;
+``ai/scripts/extract_full_features.py`` writes a parquet with ``source, dis_basename,
+frame_index, codec, vmaf`` and the features, read by ``eval_loso_vmaf_tiny_v3.py``.
+
+The source is ``source`` (else ``src``) without a ``_<N>fps`` suffix. A clip (the bootstrap's
+unit) is ``dis_basename`` when the table has it, else the (source, encoder, cq) combination.
+Clips are ordered like the YUV + cache corpus orders its pairs (sorted names) and frames by
+``frame_index`` inside a clip, and values go straight to float32 as the cache reader does,
+so a table holding a cache's data gives the same numbers to the last digit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .corpus import SourceData
+from .errors import LosoInputError
+from .features import FEATURE_NAMES, canonical
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SOURCE_COLUMNS = ("source", "src")
+CLIP_COLUMN = "dis_basename"
+FRAME_COLUMN = "frame_index"
+# Per-frame metadata handed to codec-aware models through SourceData.columns.
+METADATA_COLUMNS = ("encoder", "codec", "cq", "preset", CLIP_COLUMN)
+_FPS_SUFFIX = re.compile(r"_\d+fps$")
+TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
+
+
+def source_name(raw: object) -> str:
+    """``BigBuckBunny_25fps`` -> ``BigBuckBunny`` (the fold ``fold_BigBuckBunny``)."""
+    return _FPS_SUFFIX.sub("", str(raw))
+
+
+def parse_where(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """``["corpus=netflix", "cq=30"]`` -> ``{column: allowed values}`` (values of one column are OR-ed)."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise ValueError(f"--loso-where {item!r}: expected COLUMN=VALUE, e.g. corpus=netflix")
+        where.setdefault(column.strip(), []).append(value.strip())
+    return {column: tuple(values) for column, values in where.items()}
+
+
+@dataclass
+class _Columns:
+    """The table's columns the gate needs, as Python lists, plus where each row came from."""
+
+    names: list[str]  # every column the table has
+    values: dict[str, list]
+    row_label: str  # "line" (JSONL) or "row" (parquet)
+    row_numbers: list[int] = field(default_factory=list)
+
+
+def _read_jsonl(path: Path, raw: bytes) -> _Columns:
+    names: dict[str, None] = {}
+    values: dict[str, list] = {}
+    numbers: list[int] = []
+    count = 0
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LosoInputError(path, f"line {number} is not valid JSON ({exc})",
+                                 "fix or delete that line (one JSON object per line)") from None
+        if not isinstance(row, dict):
+            raise LosoInputError(path, f"line {number} is not a JSON object", "one JSON object per line")
+        for key in row:
+            if key not in names:
+                names[key] = None
+                values[key] = [None] * count  # rows before this one lack the column
+        for key, column in values.items():
+            column.append(row.get(key))
+        numbers.append(number)
+        count += 1
+    return _Columns(list(names), values, "line", numbers)
+
+
+def _read_parquet(path: Path) -> _Columns:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # options.py refuses this earlier; kept for direct use
+        raise LosoInputError(path, "reading a parquet table needs pyarrow", TABLE_EXTRA_HINT) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise LosoInputError(path, f"unreadable parquet ({type(exc).__name__}: {exc})",
+                             "regenerate the table, or point --loso-table at a .parquet or .jsonl file") from None
+    values = {name: table.column(name).to_pylist() for name in table.column_names}
+    return _Columns(list(table.column_names), values, "row", list(range(1, table.num_rows + 1)))
+
+
+class TableCorpus:
+    """A per-frame table read once per process; each source's frames built on demand."""
+
+    kind = "table"
+
+    def __init__(self, path: Path, target: str = "vmaf", where: dict[str, tuple[str, ...]] | None = None) -> None:
+        import numpy as np
+
+        self.path = path
+        self.target = target
+        self.where = dict(where or {})
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise LosoInputError(path, f"cannot read the table ({exc.strerror})") from None
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        table = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path, raw)
+        del raw
+        self._table = table
+        self.rows_read = len(table.row_numbers)
+        fix = f"give {path.name} the column, or choose another with --loso-target / the feature names"
+        source_column = next((c for c in SOURCE_COLUMNS if c in table.values), None)
+        if source_column is None:
+            raise LosoInputError(path, f"no source column (expected one of {', '.join(SOURCE_COLUMNS)}; "
+                                 f"has: {', '.join(table.names)})", fix)
+        if target not in table.values:
+            raise LosoInputError(path, f"no target column {target!r} (has: {', '.join(table.names)})",
+                                 "pass --loso-target COLUMN naming the column that holds the target score")
+        by_canonical: dict[str, str] = {}
+        for name in table.names:
+            by_canonical.setdefault(canonical(name), name)
+        missing = [f for f in FEATURE_NAMES if f not in by_canonical]
+        if missing:
+            raise LosoInputError(path, f"missing feature column{'s' if len(missing) > 1 else ''} "
+                                 f"{', '.join(missing)} (has: {', '.join(table.names)})",
+                                 "export every libvmaf feature the models take (bare or integer_ names)")
+        self.feature_columns = tuple(by_canonical[f] for f in FEATURE_NAMES)
+        keep = np.ones(self.rows_read, dtype=bool)
+        for column, allowed in self.where.items():
+            if column not in table.values:
+                raise LosoInputError(path, f"--loso-where names column {column!r}, which the table lacks "
+                                     f"(has: {', '.join(table.names)})", "fix the --loso-where column name")
+            keep &= np.isin(np.array([str(v) for v in table.values[column]], dtype=object),
+                            np.array(allowed, dtype=object))
+        self.rows_filtered = int(self.rows_read - keep.sum())
+        if not keep.any():
+            wanted = " and ".join(f"{c} in {{{', '.join(v)}}}" for c, v in self.where.items())
+            raise LosoInputError(path, f"no rows left: {self.rows_read} rows read, none with {wanted}"
+                                 if self.where else "the table has no rows",
+                                 "check the --loso-where values against the table" if self.where
+                                 else "point --loso-table at a filled table")
+        self._rows: dict[str, list[int]] = {}
+        sources = table.values[source_column]
+        for i in np.flatnonzero(keep).tolist():
+            if sources[i] is None or str(sources[i]).strip() == "":
+                raise LosoInputError(path, f"{table.row_label} {table.row_numbers[i]} has no {source_column}",
+                                     f"give every row its {source_column}, or filter it out with --loso-where")
+            self._rows.setdefault(source_name(sources[i]), []).append(i)
+        self._source_column = source_column
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(self._rows)
+
+    def describe(self) -> str:
+        return f"table {self.path}"
+
+    def warnings(self) -> list[str]:
+        return []
+
+    def provenance(self) -> dict:
+        return {"path": str(self.path), "sha256": self.sha256, "rows_read": self.rows_read,
+                "rows_filtered_out": self.rows_filtered, "target": self.target,
+                "where": {c: list(v) for c, v in self.where.items()}}
+
+    def _clip_order(self, rows: list[int]) -> list[list[int]]:
+        """The source's rows grouped by clip, clips in sorted-name order, frames by frame_index."""
+        values = self._table.values
+        clips: dict[tuple, list[int]] = {}
+        if CLIP_COLUMN in values:
+            for i in rows:
+                clips.setdefault((str(values[CLIP_COLUMN][i]),), []).append(i)
+        else:
+            encoder = values.get("encoder") or values.get("codec")
+            cq = values.get("cq")
+            for i in rows:
+                key = (str(values[self._source_column][i]), str(encoder[i]) if encoder else "",
+                       _sortable(cq[i]) if cq else (0, 0.0))
+                clips.setdefault(key, []).append(i)
+        frame = values.get(FRAME_COLUMN)
+        ordered = []
+        for key in sorted(clips):
+            members = clips[key]
+            if frame is not None:
+                members = sorted(members, key=lambda i: _sortable(frame[i]))  # stable: table order on ties
+            ordered.append(members)
+        return ordered
+
+    def load(self, source: str) -> SourceData:
+        """One source's frames; bad values fail this source only, naming the first bad row."""
+        import numpy as np
+
+        if source not in self._rows:
+            raise LosoInputError(self.path, f"source {source} has no rows in the table"
+                                 + (" after --loso-where" if self.where else ""))
+        clips = self._clip_order(self._rows[source])
+        order = [i for clip in clips for i in clip]
+        values = self._table.values
+        features = np.empty((len(order), len(self.feature_columns)), dtype=np.float32)
+        for k, column in enumerate(self.feature_columns):
+            features[:, k] = self._numeric(column, order, source)
+        scores = self._numeric(self.target, order, source)
+        columns = {name: np.asarray([values[name][i] for i in order]) for name in METADATA_COLUMNS if name in values}
+        digest = hashlib.sha256(f"{self.sha256}\0{source}\0".encode())
+        digest.update(np.asarray(order, dtype=np.int64).tobytes())
+        return SourceData(
+            source=source,
+            features=features,
+            scores=scores,
+            feature_names=FEATURE_NAMES,
+            pair_frames=tuple(len(clip) for clip in clips),
+            cache_files=(self.path,),
+            fingerprint=digest.hexdigest(),
+            columns=columns,
+        )
+
+    def _numeric(self, column: str, order: list[int], source: str) -> np.ndarray:
+        """A column's values as float32, converted as the cache reader converts JSON floats."""
+        import numpy as np
+
+        raw = self._table.values[column]
+        picked = [raw[i] for i in order]
+        for i, value in zip(order, picked):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                where = f"{self._table.row_label} {self._table.row_numbers[i]}"
+                problem = "non-finite" if isinstance(value, float) else "non-numeric"
+                raise LosoInputError(self.path, f"source {source}: {problem} {column} value {value!r} at {where}",
+                                     "fix or drop that source's bad rows (or filter them with --loso-where)")
+        return np.asarray(picked, dtype=np.float32)
+
+
+def _sortable(value: object) -> tuple[int, float | str]:
+    """Numbers in numeric order, anything else after them as text (never compares a number with text)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value))
+    return (1, str(value))
