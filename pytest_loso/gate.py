@@ -171,10 +171,10 @@ class Gate:
                     )
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
                                     problem=problem, seed=seed))
-        tags = [p.stem for p in self.options.baselines]
-        for path in self.options.baselines:
-            problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
-            checks.append(Check("baseline", path.stem, path, problem=problem))
+        tags = list(self.options.baseline_names) or [p.stem for p in self.options.baselines]
+        for tag, path in zip(tags, self.options.baselines):
+            problem = f"two baselines share the tag {tag}" if tags.count(tag) > 1 else None
+            checks.append(Check("baseline", tag, path, problem=problem))
         for name, pattern, members in self.options.ensembles:
             problem = None
             if len(members) < 2:

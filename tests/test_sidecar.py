@@ -10,6 +10,7 @@ training corpus's cq range).
 from __future__ import annotations
 
 import hashlib
+import shutil
 import json
 from pathlib import Path
 
@@ -215,3 +216,26 @@ def test_first_generation_model_picks_its_features_by_name(gate):
     x, y = gate.xy("Src0001")
     fold = run.report["archs"]["linear"]["per_fold"]["Src0001"]
     assert_close(fold, independent_metrics(gate.folds["linear"]["Src0001"].predict(x), y))
+
+
+# -- named baselines: --loso-baseline NAME=PATH, ini loso_baseline lines ----------------------------
+
+def test_named_baselines_on_the_command_line(gate):
+    copy = gate.root / "other" / gate.baseline.name
+    shutil.copytree(gate.baseline.parent, copy.parent)
+    run = gate.run(f"--loso-baseline=v1_copy={copy}")  # with the bare path: stem vmaf_tiny_v1
+    assert run.outcomes[NODE] == "PASSED" and run.outcomes["loso::baseline[v1_copy]"] == "PASSED", run.output
+    assert run.report["baselines"]["v1_copy"]["model_path"] == str(copy)
+    assert run.report["baselines"]["v1_copy"]["all_clips_concat"] == run.report["baselines"][BASELINE_TAG][
+        "all_clips_concat"]  # the same model under two names, scored alike
+
+
+def test_named_baselines_in_the_ini_relative_to_it(gate, monkeypatch):
+    gate.pytester.makeini("[pytest]\nloso_dir = runs\ndata_root = corpus\nloso_cache = cache\n"
+                          "loso_report = report\nloso_baseline =\n    v1 = base/vmaf_tiny_v1.onnx\n"
+                          "    base/vmaf_tiny_v1.onnx\n")
+    monkeypatch.chdir(gate.pytester.mkdir("sub"))
+    run = gate.run("-p", "no:cacheprovider", "-rA", plain=True)
+    outcomes = {nodeid.removeprefix("../"): outcome for nodeid, outcome in run.outcomes.items()}
+    assert outcomes["loso::baseline[v1]"] == "PASSED" and outcomes[NODE] == "PASSED", run.output
+    assert run.report["baselines"]["v1"]["model_path"] == str(gate.baseline)
