@@ -108,8 +108,9 @@ def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int |
         corpus = payload["corpus"]
         cq_range = (float(corpus["cq_min"]), float(corpus["cq_max"]))
     except (KeyError, TypeError, ValueError) as exc:
+        what = exc if isinstance(exc, KeyError) else "corpus.cq_min / corpus.cq_max as numbers"
         raise LosoInputError(
-            path, f"codec-aware model ({codec_input} input) but the sidecar lacks {exc} "
+            path, f"codec-aware model ({codec_input} input) but the sidecar lacks {what} "
             "(encoder_vocab, codec_block_layout and corpus.cq_min / corpus.cq_max: the training corpus's cq range)",
             "export the sidecar with export_ensemble_v2_seeds.py, which records them") from None
     expected = tuple(f"encoder_onehot[{e}]" for e in vocab) + _CODEC_TAIL

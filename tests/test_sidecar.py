@@ -175,6 +175,7 @@ def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
         (False, {"feature_std": STD[:3]}, "feature_std must be 6 finite numbers"),
         (True, {"encoder_vocab": None}, "lacks 'encoder_vocab'"),
         (True, {"corpus": {"path": "x.jsonl"}}, "lacks 'cq_min'"),
+        (True, {"corpus": "runs/phase_a/x.jsonl"}, "lacks corpus.cq_min / corpus.cq_max as numbers"),
         (True, {"codec_block_layout": ["preset_norm", "crf_norm"]}, "is not the one-hot of encoder_vocab"),
     ],
 )
