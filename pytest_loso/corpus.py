@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import LosoInputError
+from .errors import LosoInputError, data_warning
 from .features import FEATURE_NAMES  # noqa: F401  (re-exported: the extractor and training use it)
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Corpus:
     refs: dict[str, Path]
     pairs: dict[str, tuple[Pair, ...]]
     orphans: tuple[Path, ...] = ()  # distorted clips whose source has no reference
+    unnamed: tuple[Path, ...] = ()  # files in ref/ or dis/ outside the naming contract: not read
 
     @property
     def sources(self) -> list[str]:
@@ -78,23 +79,29 @@ def discover_corpus(data_root: Path) -> Corpus:
                 "--data-root must hold ref/<Source>_<fps>fps.yuv and dis/<Source>_<q>_<h>_<kbps>.yuv",
             )
     refs: dict[str, Path] = {}
+    unnamed = []
     for entry in sorted(ref_dir.iterdir()):
         match = _REF_RE.match(entry.name)
+        if not match:
+            unnamed.append(entry)
         # First in sorted order wins when a source has two references, as in the script.
-        if match and entry.is_file() and match["source"] not in refs:
+        elif entry.is_file() and match["source"] not in refs:
             refs[match["source"]] = entry
     pairs: dict[str, list[Pair]] = {source: [] for source in refs}
     orphans = []
     for entry in sorted(dis_dir.iterdir()):
         match = _DIS_RE.match(entry.name)
-        if not (match and entry.is_file()):
+        if not match:
+            unnamed.append(entry)
+            continue
+        if not entry.is_file():
             continue
         source = match["source"]
         if source in refs:
             pairs[source].append(Pair(source, refs[source], entry))
         else:
             orphans.append(entry)
-    return Corpus(data_root, refs, {s: tuple(p) for s, p in pairs.items()}, tuple(orphans))
+    return Corpus(data_root, refs, {s: tuple(p) for s, p in pairs.items()}, tuple(orphans), tuple(unnamed))
 
 
 @dataclass
@@ -221,6 +228,8 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
                 raise LosoInputError(
                     path, f"{corrupt.problem}; recomputing it failed:\n  {failed}", corrupt.fix
                 ) from None
+            # the terminal says what was replaced, not only the report's provenance
+            data_warning(f"{path}: {corrupt.problem}; replaced by a recomputation with libvmaf")
             raw = path.read_bytes()
             features, scores, file_names, mismatch = read_pair(path, raw)
         digest.update(f"{source}/{path.name}\0".encode())

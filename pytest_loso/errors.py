@@ -1,7 +1,8 @@
-"""The one exception type for bad input: it names the file and says how to fix it."""
+"""Bad input: the one exception type (it names the file and says how to fix it), and data warnings."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 
@@ -23,3 +24,15 @@ class LosoInputError(Exception):
         if self.fix:
             text += f"\n  fix: {self.fix}"
         return text
+
+
+class LosoDataWarning(UserWarning):
+    """The data was usable but not as it should be (e.g. frames dropped to align a pair)."""
+
+
+def data_warning(message: str) -> None:
+    """Warn about the data, shown in pytest's warnings summary even under ``-W error``: a data
+    warning must not turn the gate's collection, or a test, into an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LosoDataWarning)
+        warnings.warn(LosoDataWarning(message), stacklevel=2)

@@ -33,11 +33,14 @@ def frame_count(path: Path, width: int, height: int) -> int:
     """Frames in a raw yuv420p 8-bit file; a size that is not a whole number of frames is an error."""
     frame_bytes = width * height * 3 // 2
     size = path.stat().st_size
-    if size == 0 or size % frame_bytes:
+    if size == 0:
+        raise LosoInputError(path, "the clip is empty (0 bytes)", "copy the complete clip")
+    if size % frame_bytes:
         raise LosoInputError(
             path,
             f"size {size} bytes is not a whole number of {width}x{height} yuv420p frames ({frame_bytes} bytes each)",
-            "give the clip's real frame size with --loso-frame-size WxH (or a per-source line in loso_frame_sizes)",
+            "give the clip's real frame size with --loso-frame-size WxH (or a per-source line in loso_frame_sizes); "
+            "if that is its size, the clip is truncated: copy the complete clip",
         )
     return size // frame_bytes
 

@@ -8,7 +8,6 @@ aggregates them.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .compare import accepted_metrics, compare, load_accepted
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
-from .errors import LosoInputError
+from .errors import LosoDataWarning, LosoInputError, data_warning  # noqa: F401  (LosoDataWarning: public here too)
 from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
@@ -26,18 +25,6 @@ from .thresholds import Bounds, check
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class LosoDataWarning(UserWarning):
-    """The data was usable but not as it should be (e.g. frames dropped to align a pair)."""
-
-
-def data_warning(message: str) -> None:
-    """Warn about the data, shown in pytest's warnings summary even under ``-W error``: a data
-    warning must not turn the gate's collection, or a test, into an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", LosoDataWarning)
-        warnings.warn(LosoDataWarning(message), stacklevel=2)
 
 
 class ThresholdFailure(Exception):
@@ -54,6 +41,7 @@ class Check:
     arch: str | None = None
     source: str | None = None
     problem: str | None = None  # known at planning time: the item fails with this
+    fix: str | None = None  # and what to do about it
     seed: int | None = None  # the training seed of a run repeated over seeds
     members: tuple[Path, ...] = ()  # an ensemble's models
 
@@ -122,6 +110,12 @@ class Gate:
                 f"{self.options.data_root / 'dis'}: distorted clips of {', '.join(orphans)} have no reference in "
                 f"ref/, so these sources are not scored ({len(corpus.orphans)} clips left out)"
             )
+        if corpus.unnamed:
+            found.append(
+                f"{len(corpus.unnamed)} files in ref/ or dis/ are outside the naming contract "
+                "(<Source>_<fps>fps.yuv, <Source>_<quality>_<height>_<kbps>.yuv; ASCII letters and digits, "
+                f"lower-case .yuv) and were not read: {', '.join(repr(p.name) for p in corpus.unnamed)}"
+            )
         unknown = sorted(set(self.options.thresholds.per_source) - set(corpus.sources))
         if unknown:
             found.append(f"per-source thresholds name {', '.join(unknown)}, which the data root does not hold "
@@ -154,34 +148,37 @@ class Gate:
             fold_sources = sorted(set(sources) | {s for a, _, s in found if a == arch})
             for source in fold_sources:
                 paths = found.get((arch, seed, source), [])
-                problem = None
+                problem = fix = None
                 if not paths:
                     # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
                     run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed)
                                   for p in ps)
                     expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
                     problem = f"source {source} has no fold model: expected {expected}"
+                    fix = f"train and export the fold that holds out {source}, or take {source} out of the corpus"
                     paths = [expected]
                 elif len(paths) > 1:
                     problem = f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}"
+                    fix = "give --loso-dir folders that offer each fold once"
                 elif source not in sources:
                     problem = (
                         f"fold for source {source}, which is not in the data root "
                         f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
                     )
+                    fix = f"add the source's clips to the corpus, or remove fold_{source}"
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
-                                    problem=problem, seed=seed))
+                                    problem=problem, fix=fix, seed=seed))
         tags = list(self.options.baseline_names) or [p.stem for p in self.options.baselines]
         for tag, path in zip(tags, self.options.baselines):
             problem = f"two baselines share the tag {tag}" if tags.count(tag) > 1 else None
-            checks.append(Check("baseline", tag, path, problem=problem))
+            checks.append(Check("baseline", tag, path, problem=problem, fix="rename one of them"))
         for name, pattern, members in self.options.ensembles:
             problem = None
             if len(members) < 2:
                 problem = (f"--loso-ensemble {name}={pattern} matches {len(members)} model file"
                            f"{'' if len(members) == 1 else 's'}; an ensemble's spread needs at least two members")
             checks.append(Check("ensemble", name, members[0] if members else Path(pattern), problem=problem,
-                                members=tuple(members)))
+                                fix="give a glob that matches the members' .onnx files", members=tuple(members)))
         return checks
 
     def run(self, check_: Check, result: dict) -> None:
@@ -191,7 +188,7 @@ class Gate:
         a bound that is broken.
         """
         if check_.problem:
-            raise LosoInputError(check_.model_path, check_.problem)
+            raise LosoInputError(check_.model_path, check_.problem, check_.fix)
         try:
             self._score(check_, result)
         finally:

@@ -15,7 +15,8 @@ import pytest
 from _pytest.outcomes import Skipped
 
 from .errors import LosoInputError
-from .gate import Check, Gate, ThresholdFailure, data_warning
+from .errors import data_warning
+from .gate import Check, Gate, ThresholdFailure
 
 
 class LosoCollector(pytest.Collector):
@@ -93,8 +94,8 @@ class LosoItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ThresholdFailure):
             return str(excinfo.value)
-        if isinstance(excinfo.value, LosoInputError):
-            return f"{self.check.name} could not be scored:\n{excinfo.value}"
+        if isinstance(excinfo.value, LosoInputError):  # pytest heads it with the test's name already
+            return f"could not be scored: {excinfo.value}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

@@ -57,7 +57,8 @@ def score(
     nonfinite = int(np.count_nonzero(~np.isfinite(pred)))
     if nonfinite:
         raise LosoInputError(
-            model_path, f"model predicted NaN or inf for {nonfinite} of {pred.size} frames of {target_desc}"
+            model_path, f"model predicted NaN or inf for {nonfinite} of {pred.size} frames of {target_desc}",
+            "check the model's weights (re-export it) and that its inputs are the features it was trained on",
         )
     if pred.size < 3:
         raise LosoInputError(model_path, f"only {pred.size} frames of {target_desc}; PLCC needs at least 3")
@@ -66,6 +67,8 @@ def score(
             model_path,
             f"model predicts the constant {float(pred[0]):.4f} for all {pred.size} frames of {target_desc}; "
             "PLCC and SROCC are undefined",
+            "the model is degenerate (e.g. every ReLU dead, or inputs on another scale than in training): "
+            "retrain or re-export it",
         )
     if not np.isfinite(target).all():
         raise LosoInputError(model_path, f"VMAF target of {target_desc} holds NaN or infinite values")

@@ -386,6 +386,9 @@ def test_corrupt_cache_file_is_recomputed_and_reported(pytester, small):
     assert_schema(payload, SMALL_FRAMES)
     assert_matches_libvmaf(payload, small.expected[victim.stem])
     assert run.extraction["corrupt_recomputed"] == [str(victim)]
+    # said in the terminal too, with the file and the reason (not only in the report's provenance)
+    assert f"{victim}: corrupt cache file, not valid JSON" in run.output, run.output
+    assert "replaced by a recomputation with libvmaf" in run.output
     assert run.extraction["pairs_computed"] == 1
     assert run.extraction["pairs_read_from_cache"] == small.n_pairs - 1
 

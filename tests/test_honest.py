@@ -135,3 +135,16 @@ def test_a_bad_max_drop_names_the_option(gate, spec):
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--loso-max-drop: {spec!r} is not metric=number or metric=number%" in run.output
     assert "could not convert" not in run.output
+
+
+def test_files_outside_the_naming_contract_are_warned_about_and_counted(gate):
+    names = ["Src0001_01_480_1000.YUV", "Src0001_02_480_1000.yuv ", "Sörc_01_480_1000.yuv", "Src0002_24fps.y4m"]
+    for name in names:
+        (gate.data_root / ("ref" if name.endswith("y4m") else "dis") / name).write_bytes(b"\0" * 12)
+    run = gate.run("-W", "error")
+    assert run.result.ret == 0, run.output
+    (warning,) = [w for w in run.report["warnings"] if "naming contract" in w]
+    assert warning.startswith("4 files in ref/ or dis/ are outside the naming contract")
+    for name in names:
+        assert repr(name) in warning
+    assert "outside the naming contract" in run.output  # in pytest's warnings summary too
