@@ -176,10 +176,10 @@ class Gate:
                     fix = f"add the source's clips to the corpus, or remove fold_{source}"
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
                                     problem=problem, fix=fix, seed=seed))
-        tags = [p.stem for p in self.options.baselines]
-        for path in self.options.baselines:
-            problem = f"two baselines share the tag {path.stem}" if tags.count(path.stem) > 1 else None
-            checks.append(Check("baseline", path.stem, path, problem=problem, fix="rename one of them"))
+        tags = list(self.options.baseline_names) or [p.stem for p in self.options.baselines]
+        for tag, path in zip(tags, self.options.baselines):
+            problem = f"two baselines share the tag {tag}" if tags.count(tag) > 1 else None
+            checks.append(Check("baseline", tag, path, problem=problem, fix="rename one of them"))
         for name, pattern, members in self.options.ensembles:
             problem = None
             if len(members) < 2:
@@ -221,8 +221,8 @@ class Gate:
         if check_.kind == "fold":
             assert check_.source is not None
             data = self._source(check_.source, result)
-            result["metrics"] = self._metrics(model, data.features, data.scores, data.pair_frames,
-                                              f"source {data.source}", result)
+            result["metrics"] = self._metrics_of(model.predict_data(data), data.scores, data.pair_frames,
+                                                 f"source {data.source}", result, model.path)
             bounds = self.options.thresholds.for_source(check_.source)
             subject = f"{check_.run} fold {check_.source}"
         else:
@@ -245,11 +245,6 @@ class Gate:
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
             raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")
-
-    def _metrics(self, model: OnnxModel, features: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...],
-                 desc: str, result: dict) -> dict:
-        """The script's metrics of ``model`` on ``features``: see :meth:`_metrics_of`."""
-        return self._metrics_of(model.predict(features), scores, pair_frames, desc, result, model.path)
 
     def _metrics_of(self, pred: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...], desc: str,
                     result: dict, model_path: Path) -> dict:
@@ -300,7 +295,7 @@ class Gate:
                 data = self._source(source, result)
                 parts.append(data)
                 # The script's per-source rows; KRCC is left to folds and the concatenation (cost).
-                per_clip[source] = score(model.predict(data.features), data.scores, model_path=model.path,
+                per_clip[source] = score(model.predict_data(data), data.scores, model_path=model.path,
                                          target_desc=f"source {source}", krcc=False)
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
@@ -309,10 +304,10 @@ class Gate:
             raise LosoInputError(
                 model.path, f"cannot score on all sources; {len(errors)} failed:\n  " + "\n  ".join(errors)
             )
-        features = np.concatenate([d.features for d in parts])
         scores = np.concatenate([d.scores for d in parts])
         pair_frames = tuple(n for d in parts for n in d.pair_frames)
-        result["metrics"] = self._metrics(model, features, scores, pair_frames, "all sources concatenated", result)
+        result["metrics"] = self._metrics_of(model.predict_concat(parts), scores, pair_frames,
+                                             "all sources concatenated", result, model.path)
 
 
     def _run_ensemble(self, models: list[OnnxModel], result: dict) -> None:
@@ -333,7 +328,7 @@ class Gate:
         for source in self.corpus.sources:
             try:
                 data = self._source(source, result)
-                preds = np.stack([m.predict(data.features) for m in models])
+                preds = np.stack([m.predict_data(data) for m in models])
                 for model, pred in zip(models, preds):
                     members[str(model.path)]["per_clip"][source] = score(
                         pred, data.scores, model_path=model.path, target_desc=f"source {source}", krcc=False)

@@ -26,9 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LosoInputError
+from .features import FEATURE_NAMES, select
+from .sidecar import Sidecar, build_inputs, load_sidecar
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
+
+    from .corpus import SourceData
 
 
 @dataclass
@@ -42,12 +48,40 @@ class OnnxModel:
     input_name: str
     input_width: int | None  # None when the model leaves the width symbolic
     session: Any  # onnxruntime.InferenceSession
+    sidecar: Sidecar | None = None  # X.json beside X.onnx: how the team's code feeds it
+
+    def inputs(self, data: SourceData) -> dict[str, np.ndarray]:
+        """Every input for ``data``'s frames: as the sidecar says, else the first generation's six features."""
+        if self.sidecar is not None:
+            return build_inputs(self.sidecar, data)
+        features = data.features
+        if self.input_width in (None, len(FEATURE_NAMES)):  # picked by name, never by position
+            where = data.cache_files[0].parent if data.cache_files else self.path
+            features = select(features, data.feature_names, FEATURE_NAMES, path=where,
+                              fix=f"score {self.path.name} on data with the features it was trained on")
+        return {self.input_name: features}
+
+    def predict_data(self, data: SourceData) -> np.ndarray:
+        """The model's predictions for one source's frames."""
+        return self.run(self.inputs(data))
+
+    def predict_concat(self, parts: Sequence[SourceData]) -> np.ndarray:
+        """One batched run over several sources' frames, concatenated in order."""
+        import numpy as np
+
+        built = [self.inputs(d) for d in parts]
+        return self.run({name: np.concatenate([b[name] for b in built]) for name in built[0]})
 
     def predict(self, features: np.ndarray) -> np.ndarray:
+        """One batched run of a single-input model on ``features`` as they are."""
+        return self.run({self.input_name: features})
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """One batched run; returns the first output flattened, as the script did."""
         import numpy as np
 
-        if self.input_width is not None and features.shape[1] != self.input_width:
+        features = inputs.get(self.input_name)
+        if features is not None and self.input_width is not None and features.shape[1] != self.input_width:
             raise LosoInputError(
                 self.path,
                 f"model input is [batch, {self.input_width}] but the feature cache has "
@@ -55,7 +89,7 @@ class OnnxModel:
                 "score it on a cache with the features it was trained on, or re-export it",
             )
         try:
-            outputs = self.session.run(None, {self.input_name: features.astype(np.float32, copy=False)})
+            outputs = self.session.run(None, {k: v.astype(np.float32, copy=False) for k, v in inputs.items()})
         except Exception as exc:  # onnxruntime raises its own exception types
             raise LosoInputError(self.path, f"onnxruntime failed to run the model: {exc}") from None
         return np.asarray(outputs[0]).reshape(-1)
@@ -238,18 +272,25 @@ def load_model(path: Path) -> OnnxModel:
     except Exception as exc:  # onnxruntime raises its own exception types
         raise LosoInputError(path, f"onnxruntime cannot load the model: {exc}", "re-export it") from None
     inputs = session.get_inputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 2:
-        shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
-        raise LosoInputError(path, f"expected one input [batch, features], found {shapes}")
-    width = inputs[0].shape[1]
+    shapes = ", ".join(f"{i.name}{i.shape}" for i in inputs)
+    if any(len(i.shape) != 2 for i in inputs):
+        raise LosoInputError(path, f"expected [batch, width] inputs, found {shapes}")
+    widths = [(i.name, i.shape[1] if isinstance(i.shape[1], int) else None) for i in inputs]
+    sidecar = load_sidecar(path, raw, widths)
+    if sidecar is None and len(inputs) != 1:
+        raise LosoInputError(path, f"expected one input [batch, features], found {shapes}",
+                             f"put the model's sidecar {path.stem}.json (input_names, codec_block_layout...) beside it")
+    main_input = sidecar.features_input if sidecar is not None else inputs[0].name
+    width = dict(widths)[main_input]
     return OnnxModel(
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
         data_path=data_path,
         data_sha256=data_sha,
-        input_name=inputs[0].name,
-        input_width=width if isinstance(width, int) else None,
+        input_name=main_input,
+        input_width=width,
         session=session,
+        sidecar=sidecar,
     )
 
 

@@ -32,7 +32,8 @@ _PATH_OPTIONS = [
     ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
     ("--loso-table", "string", "per-frame table (.jsonl or .parquet) as the corpus, instead of --data-root"),
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
-    ("--loso-baseline", "paths", "baseline ONNX scored on every source and their concatenation (repeatable)"),
+    ("--loso-baseline", "linelist", "baseline ONNX scored on every source and their concatenation: NAME=PATH, or "
+     "PATH named by its file stem (repeatable; ini paths relative to the ini file)"),
     ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
     ("--loso-vmaf-bin", "string", "libvmaf's vmaf tool, to fill a cold cache (default: $VMAF_BIN)"),
     ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
@@ -62,7 +63,7 @@ def add_options(parser: pytest.Parser) -> None:
     """The command-line options (the ini keys are :func:`add_ini`'s)."""
     group = parser.getgroup("loso", "LOSO accuracy gate (pytest-loso)")
     for option, ini_type, help_text in _PATH_OPTIONS:
-        group.addoption(option, action="append" if ini_type == "paths" else "store", default=None, help=help_text)
+        group.addoption(option, action="append" if ini_type in ("paths", "linelist") else "store", default=None, help=help_text)
     group.addoption("--loso-ensemble", action="append", default=None,
                     help="NAME=GLOB: score the members' mean as ensemble[NAME], e.g. "
                     "'fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx' (repeatable)")
@@ -121,7 +122,8 @@ def add_ini(parser: pytest.Parser) -> None:
     """The ini keys. Also registered by the always-loaded ``pytest_loso.ini`` plugin, so that an
     ini file that configures the gate is quiet when the gate is disabled (``-p no:loso``)."""
     for option, ini_type, help_text in _PATH_OPTIONS:
-        parser.addini(ini_key(option), help_text, type=ini_type, default=[] if ini_type == "paths" else None)
+        parser.addini(ini_key(option), help_text, type=ini_type,
+                      default=[] if ini_type in ("paths", "linelist") else None)
     parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
     for option, key, help_text in _THRESHOLD_OPTIONS:
@@ -152,6 +154,7 @@ class GateOptions:
     thresholds: Thresholds
     example: bool = False
     ensembles: tuple[tuple[str, str, tuple[Path, ...]], ...] = ()  # (name, glob, matched models)
+    baseline_names: tuple[str, ...] = ()  # one per baseline (NAME=PATH); a bare path: its file stem
     extractor: str = "auto"
     vmaf_bin: Path | None = None
     ffmpeg: Path | None = None
@@ -240,6 +243,22 @@ def _paths(config: pytest.Config, option: str) -> list[Path]:
     return [Path(p) for p in config.getini(ini_key(option))]  # "paths" ini values are already absolute
 
 
+def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
+    """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem); ini lines alike, relative to the ini file."""
+    cli = config.getoption("loso_baseline")
+    specs, base = (cli, config.invocation_params.dir) if cli else (config.getini("loso_baseline"), _ini_base(config))
+    names, paths = [], []
+    for spec in specs:
+        name, sep, rest = (part.strip() for part in spec.partition("="))
+        # NAME= only when NAME is a plain name: a path that itself holds '=' stays a path
+        named = sep and name and not any(c in name for c in "/\\") and not (base / spec).exists()
+        path = Path(rest if named else spec)
+        path = path if path.is_absolute() else base / path
+        names.append(name if named else path.stem)
+        paths.append(path)
+    return names, paths
+
+
 def _path(config: pytest.Config, option: str) -> Path | None:
     cli = config.getoption(ini_key(option))
     if cli:
@@ -326,10 +345,11 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         data_root = EXAMPLE_DIR / "corpus"
         cache_dir = _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"  # another cache: see it filled
         baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
+        baseline_names = [p.stem for p in baselines]
     else:
         data_root = _path(config, "--data-root")
         cache_dir = _path(config, "--loso-cache") or default_cache_dir()
-        baselines = _paths(config, "--loso-baseline")
+        baseline_names, baselines = _named_baselines(config)
     table, target, where = _table_options(config, data_root)
     if data_root is None and table is None:
         raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
@@ -389,6 +409,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         data_root=data_root,
         cache_dir=cache_dir,
         baselines=tuple(baselines),
+        baseline_names=tuple(baseline_names),
         ensembles=() if example else _ensembles(config),
         archs=tuple(archs),
         report_dir=report_dir,
