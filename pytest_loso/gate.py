@@ -280,7 +280,12 @@ class Gate:
         return data
 
     def _run_baseline(self, model: OnnxModel, result: dict) -> None:
-        """Per source, then on all sources concatenated in sorted order (as the script did)."""
+        """Per source, then on all sources concatenated in sorted order (as the script did).
+
+        Each source is predicted once and its features dropped: the concatenation reuses the
+        per-source predictions (float32, like the model's output), so at 1,000 sources the
+        peak holds one source's features plus two float32 values per frame, not every feature.
+        """
         import numpy as np
 
         if not self.corpus.sources:
@@ -289,14 +294,17 @@ class Gate:
         per_clip: dict[str, dict] = {}
         result["per_clip"] = per_clip
         errors = []
-        parts = []
+        preds, targets, pair_frames = [], [], []
         for source in self.corpus.sources:
             try:
                 data = self._source(source, result)
-                parts.append(data)
+                pred = model.predict_data(data)
                 # The script's per-source rows; KRCC is left to folds and the concatenation (cost).
-                per_clip[source] = score(model.predict_data(data), data.scores, model_path=model.path,
+                per_clip[source] = score(pred, data.scores, model_path=model.path,
                                          target_desc=f"source {source}", krcc=False)
+                preds.append(pred.astype(np.float32, copy=False))
+                targets.append(data.scores)
+                pair_frames.extend(data.pair_frames)
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
                 errors.append(str(exc))
@@ -304,11 +312,8 @@ class Gate:
             raise LosoInputError(
                 model.path, f"cannot score on all sources; {len(errors)} failed:\n  " + "\n  ".join(errors)
             )
-        scores = np.concatenate([d.scores for d in parts])
-        pair_frames = tuple(n for d in parts for n in d.pair_frames)
-        result["metrics"] = self._metrics_of(model.predict_concat(parts), scores, pair_frames,
+        result["metrics"] = self._metrics_of(np.concatenate(preds), np.concatenate(targets), tuple(pair_frames),
                                              "all sources concatenated", result, model.path)
-
 
     def _run_ensemble(self, models: list[OnnxModel], result: dict) -> None:
         """Every member scored like a baseline, and the members' mean prediction the same way.

@@ -30,8 +30,6 @@ from .features import FEATURE_NAMES, select
 from .sidecar import Sidecar, build_inputs, load_sidecar
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     import numpy as np
 
     from .corpus import SourceData
@@ -64,13 +62,6 @@ class OnnxModel:
     def predict_data(self, data: SourceData) -> np.ndarray:
         """The model's predictions for one source's frames."""
         return self.run(self.inputs(data))
-
-    def predict_concat(self, parts: Sequence[SourceData]) -> np.ndarray:
-        """One batched run over several sources' frames, concatenated in order."""
-        import numpy as np
-
-        built = [self.inputs(d) for d in parts]
-        return self.run({name: np.concatenate([b[name] for b in built]) for name in built[0]})
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """One batched run of a single-input model on ``features`` as they are."""
