@@ -403,6 +403,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     bootstrap = _integer(config, "--loso-bootstrap", minimum=0)
+    if cache_dir.exists() and not cache_dir.is_dir():  # otherwise every fold fails on the same path
+        raise pytest.UsageError(f"--loso-cache {cache_dir}: is not a folder; give the feature cache folder")
     logistic = config.getoption("loso_logistic")
     return GateOptions(
         loso_dirs=tuple(loso_dirs),

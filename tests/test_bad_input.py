@@ -68,6 +68,17 @@ def _md(gate) -> str:
 # -- options: usage errors before anything runs ----------------------------------------------
 
 
+def test_cache_that_is_a_file_is_a_usage_error(gate):
+    cache_file = gate.root / "cache_is_a_file"
+    cache_file.write_text("not a folder")
+    args = [a for a in gate.args() if not a.startswith("--loso-cache=")] + [f"--loso-cache={cache_file}"]
+    run = gate.run(*args, plain=True)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--loso-cache {cache_file}: is not a folder" in run.output
+    assert "Traceback" not in run.output
+    assert run.report is None
+
+
 @pytest.mark.parametrize("which", ["--data-root", "--loso-dir"])
 def test_missing_folder_is_a_usage_error(gate, which):
     missing = gate.root / "no_such_folder"
