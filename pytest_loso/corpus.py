@@ -149,20 +149,56 @@ def _fill_hint(cache_dir: Path) -> str:
     )
 
 
+MAX_CACHE_FILE_BYTES = 256 * 1024 * 1024  # a pair's features: ~1 MB per 1,000 frames; far above any real clip
+
+
+def _read_capped(path: Path) -> bytes:
+    """A cache file's bytes, refusing one too large to be a pair's features (before reading it)."""
+    size = path.stat().st_size
+    if size > MAX_CACHE_FILE_BYTES:
+        raise LosoInputError(path, f"{size} bytes is too large for a cache file (cap {MAX_CACHE_FILE_BYTES} bytes)",
+                             "delete it and recompute this pair's features")
+    return path.read_bytes()
+
+
+class ForeignCacheFile(LosoInputError):
+    """A cache file that parses but is another tool's (not the gate's schema): it is never
+    replaced, whatever extractor is set; the test that needs it fails naming what it found."""
+
+
+def _parse(path: Path, raw: bytes) -> object:
+    """The JSON of a cache file; anything that cannot be parsed at all is corrupt (recomputable)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except RecursionError:
+        problem = "JSON nested too deep to read"
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        problem = f"unreadable JSON ({exc})"
+    raise LosoInputError(path, f"corrupt cache file, {problem}", "delete it and recompute this pair's features")
+
+
 def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     import numpy as np
 
+    payload = _parse(path, raw)
+    if not (isinstance(payload, dict) and "features" in payload and "scores" in payload):
+        found = (f"an object with keys {', '.join(map(str, list(payload)[:8])) or 'none'}"
+                 if isinstance(payload, dict) else f"a JSON {type(payload).__name__}")
+        raise ForeignCacheFile(
+            path,
+            f"not a feature-cache file of this schema: it holds {found}, not "
+            '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}; '
+            "left as it is",
+            "point --loso-cache (or $VMAF_TINY_AI_CACHE) at the gate's own cache, not another tool's",
+        )
     try:
-        payload = json.loads(raw)
         names = tuple(payload["features"]["feature_names"])
         features = payload["features"]["per_frame"]
         scores = payload["scores"]["per_frame"]
-    except json.JSONDecodeError as exc:
-        raise LosoInputError(
-            path,
-            f"corrupt cache file, not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            "delete it and recompute this pair's features",
-        ) from None
     except (KeyError, TypeError) as exc:
         raise LosoInputError(
             path,
@@ -230,17 +266,22 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
     names: tuple[str, ...] | None = None
     for pair in pairs:
         path = pair.cache_path(cache_dir)
+        if path.exists() and not path.is_file():  # a folder, FIFO or device: neither read (a FIFO hangs) nor replaced
+            raise LosoInputError(path, "is not a regular file (a folder, FIFO or device); refusing to read or "
+                                 "replace it", "remove it, so the pair's features can be cached there")
         if filler is not None and not path.is_file():
             filler.ensure(pair)
         try:
-            raw = path.read_bytes()
+            raw = _read_capped(path)
             features, scores, file_names, mismatch = read_pair(path, raw)
         except FileNotFoundError:
             raise LosoInputError(
                 path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
             ) from None
+        except OSError as exc:
+            raise LosoInputError(path, f"cannot read the cache file: {exc.strerror or exc}") from None
         except LosoInputError as corrupt:
-            if filler is None:
+            if filler is None or isinstance(corrupt, ForeignCacheFile):  # another tool's file: never replaced
                 raise
             try:
                 filler.ensure(pair, replace_corrupt=True)
@@ -250,7 +291,7 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
                 ) from None
             # the terminal says what was replaced, not only the report's provenance
             data_warning(f"{path}: {corrupt.problem}; replaced by a recomputation with libvmaf")
-            raw = path.read_bytes()
+            raw = _read_capped(path)
             features, scores, file_names, mismatch = read_pair(path, raw)
         digest.update(f"{source}/{path.name}\0".encode())
         digest.update(hashlib.sha256(raw).digest())

@@ -574,3 +574,46 @@ def test_accept_force_alone_is_a_usage_error(gate):
     result = gate.pytester.runpytest(*gate.args("--loso-accept-force"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--loso-accept-force only qualifies --loso-accept: give both" in result.stderr.str()
+
+
+# -- another tool's cache, and cache entries that are not files ----------------------------------------
+
+
+def test_a_cache_file_in_another_schema_is_an_error_and_left_byte_for_byte(gate):
+    """The fork's full-feature cache ({feature_names, per_frame, teacher_per_frame}) is not the gate's."""
+    import hashlib
+
+    victim = gate.cache_file("Src0001", 1)
+    victim.write_text(json.dumps({"feature_names": ["adm2"], "per_frame": [[0.9]], "teacher_per_frame": [90.0]}))
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    for extractor in ("--loso-extractor=none", "--loso-extractor=auto"):  # never replaced, even with libvmaf at hand
+        run = gate.run(extractor)
+        failing = {f"loso::fold[{a}-Src0001]" for a in ARCHS} | {BASELINE_ID}
+        assert {n for n, o in run.outcomes.items() if o == "FAILED"} == failing, run.output
+        text = run.failure_text("loso::fold[mlp_small-Src0001]")
+        assert f"{victim}: not a feature-cache file of this schema: it holds an object with keys " \
+               "feature_names, per_frame, teacher_per_frame" in text
+        assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", b"[" * 200_000, b'{"features": ' + b"9" * 5000 + b"}"],
+                         ids=["invalid-utf8", "deep", "huge-int"])
+def test_unparseable_cache_files_are_clean_errors(gate, content):
+    victim = gate.cache_file("Src0002", 0)
+    victim.write_bytes(content)
+    run = gate.run(NO_EXTRACTOR)
+    assert_isolated_failure(run, {f"loso::fold[{a}-Src0002]" for a in ARCHS} | {BASELINE_ID},
+                            names=victim, says="corrupt cache file")
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_cache_entry_that_is_not_a_file_is_neither_read_nor_replaced(gate, kind):
+    import os
+
+    victim = gate.cache_file("Src0000", 2)
+    victim.unlink()
+    victim.mkdir() if kind == "folder" else os.mkfifo(victim)
+    run = gate.run("--loso-extractor=auto", subprocess=True)  # a FIFO read would hang: the timeout would say
+    assert_isolated_failure(run, {f"loso::fold[{a}-Src0000]" for a in ARCHS} | {BASELINE_ID},
+                            names=victim, says="is not a regular file")
+    assert victim.is_dir() if kind == "folder" else victim.is_fifo()
