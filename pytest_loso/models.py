@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,24 +205,45 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
     )
 
 
+def _regular_file(path: Path, what: str) -> int:
+    """The size of ``path``, which must be a regular file: a FIFO or a device would hang or never end."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise LosoInputError(path, f"{what} not found") from None
+    except OSError as exc:
+        raise LosoInputError(path, f"cannot read the {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise LosoInputError(path, f"the {what} is not a regular file (a folder, FIFO or device); refusing to read it")
+    return info.st_size
+
+
 def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) -> tuple[Path, bytes]:
-    """The one weights file the model's external tensors are read from, checked to hold them all."""
+    """The one weights file the model's external tensors are read from, checked to hold them all.
+
+    Only the bytes the tensors need are read (from the start of the file to the end of the last
+    tensor, so every offset stays valid): a stray multi-GB file costs nothing.
+    """
     data_path = _data_file(model_path, {entries.get("location", "") for _, entries in tensors})
-    blob = data_path.read_bytes()
+    size = _regular_file(data_path, "external data file")
+    end = 0
     for name, entries in tensors:
         try:
             offset = int(entries.get("offset", 0))
-            length = int(entries.get("length", len(blob) - offset))
+            length = int(entries.get("length", size - offset))
         except ValueError:
             raise LosoInputError(
                 model_path, f"tensor {name!r} has a malformed external-data offset or length: {entries}"
             ) from None
-        if offset < 0 or length < 0 or offset + length > len(blob):
+        if offset < 0 or length < 0 or offset + length > size:
             raise LosoInputError(
                 data_path,
-                f"truncated: tensor {name!r} needs bytes {offset}..{offset + length} but the file has {len(blob)}",
+                f"truncated: tensor {name!r} needs bytes {offset}..{offset + length} but the file has {size}",
                 "copy the complete weights file",
             )
+        end = max(end, offset + length)
+    with open(data_path, "rb") as handle:
+        blob = handle.read(end)
     return data_path, blob
 
 
@@ -229,10 +251,9 @@ def load_model(path: Path) -> OnnxModel:
     """Load ``path`` into an onnxruntime session (CPU, one thread: the models are tiny)."""
     import onnxruntime as ort
 
+    _regular_file(path, "model file")
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LosoInputError(path, "model file not found") from None
     except OSError as exc:
         raise LosoInputError(path, f"cannot read the model: {exc.strerror or exc}") from None
     try:

@@ -52,8 +52,9 @@ def _entry(result: dict) -> dict:
 
 
 def _sha256(path: Path) -> str | None:
+    """The file's sha256; ``None`` when it is not a regular file (a FIFO would never end)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     except OSError:
         return None
 

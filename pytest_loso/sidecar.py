@@ -72,7 +72,7 @@ def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int |
     fix = "use the sidecar exported with this model (ai/scripts/export_*.py), or fix it"
     try:
         payload = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise LosoInputError(path, f"model sidecar is not readable JSON ({exc})", fix) from None
     if not isinstance(payload, dict):
         raise LosoInputError(path, "model sidecar is not a JSON object", fix)

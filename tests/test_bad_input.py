@@ -617,3 +617,29 @@ def test_a_cache_entry_that_is_not_a_file_is_neither_read_nor_replaced(gate, kin
     assert_isolated_failure(run, {f"loso::fold[{a}-Src0000]" for a in ARCHS} | {BASELINE_ID},
                             names=victim, says="is not a regular file")
     assert victim.is_dir() if kind == "folder" else victim.is_fifo()
+
+
+def test_a_fifo_as_model_is_refused_not_read(gate):
+    import os
+
+    model = gate.fold_path("mlp_small", "Src0001")
+    model.unlink()
+    os.mkfifo(model)
+    run = gate.run(subprocess=True)  # reading a FIFO would hang until the timeout
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=model, says="is not a regular file")
+
+
+def test_a_huge_external_data_file_is_read_only_as_far_as_the_model_needs(gate):
+    data = gate.fold_path("linear", "Src0000").with_name("linear_final.onnx.data")
+    needed = data.stat().st_size
+    with open(data, "r+b") as handle:
+        handle.truncate(3 * 1024**3)  # 3 GB, sparse: the tensors still sit at its start
+    install_open_recorder(gate.pytester)
+    run = gate.run("-k", "linear-Src0000")
+    assert run.result.ret == 0, run.output
+    assert run.report["archs"]["linear"]["per_fold"]["Src0000"]["plcc"] > 0.9
+    import hashlib
+
+    with open(data, "rb") as handle:
+        assert run.report["run_provenance"]["models"][str(gate.fold_path("linear", "Src0000"))]["data_sha256"] == \
+            hashlib.sha256(handle.read(needed)).hexdigest()
