@@ -284,8 +284,9 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
     elif old_fp != new_fp and not skipped:  # a partial run reads fewer sources: its fingerprint differs
         warnings.append(f"the accepted report was made on a different corpus (cache fingerprint "
                         f"{str(old_fp)[:12]} here {new_fp[:12]}): deltas compare different data")
-    for key in ("archs", "bootstrap", "logistic") if provenance else ():
-        old_opt = (provenance.get("options") or {}).get(key)
+    for key in ("archs", "bootstrap", "logistic", "srocc_ranks") if provenance else ():
+        # reports from before --loso-srocc-ranks ranked as spearmanr does
+        old_opt = (provenance.get("options") or {}).get(key, "average" if key == "srocc_ranks" else None)
         new_opt = report["run_provenance"]["options"].get(key)
         if old_opt != new_opt:
             warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")

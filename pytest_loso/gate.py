@@ -251,13 +251,16 @@ class Gate:
         """The script's metrics, plus KRCC, the optional logistic ones, intervals and plot points."""
         import numpy as np
 
-        metrics = score(pred, scores, model_path=model_path, target_desc=desc)
+        metrics = score(pred, scores, model_path=model_path, target_desc=desc, srocc_ranks=self.options.srocc_ranks)
         options = self.options
         if options.logistic:
             metrics.update(logistic_metrics(pred, scores))
         if options.bootstrap > 0:
             metrics["ci"], metrics["ci_method"] = bootstrap_intervals(
                 pred, scores, pair_frames, n_resamples=options.bootstrap, seed=options.bootstrap_seed)
+            if options.srocc_ranks != "average":  # the resampled SROCC averages ties: not this estimate's interval
+                metrics["ci"]["srocc"] = None
+                metrics["ci_method"]["srocc"] = f"none (no bootstrap for {options.srocc_ranks} ranks)"
         if options.plot_dir is not None:
             keep = np.linspace(0, len(pred) - 1, min(len(pred), 2000)).astype(int)  # enough for a scatter
             result["points"] = {"pred": pred[keep].tolist(), "target": scores[keep].tolist()}
@@ -300,8 +303,8 @@ class Gate:
                 data = self._source(source, result)
                 pred = model.predict_data(data)
                 # The script's per-source rows; KRCC is left to folds and the concatenation (cost).
-                per_clip[source] = score(pred, data.scores, model_path=model.path,
-                                         target_desc=f"source {source}", krcc=False)
+                per_clip[source] = score(pred, data.scores, model_path=model.path, target_desc=f"source {source}",
+                                         krcc=False, srocc_ranks=self.options.srocc_ranks)
                 preds.append(pred.astype(np.float32, copy=False))
                 targets.append(data.scores)
                 pair_frames.extend(data.pair_frames)
@@ -336,10 +339,12 @@ class Gate:
                 preds = np.stack([m.predict_data(data) for m in models])
                 for model, pred in zip(models, preds):
                     members[str(model.path)]["per_clip"][source] = score(
-                        pred, data.scores, model_path=model.path, target_desc=f"source {source}", krcc=False)
+                        pred, data.scores, model_path=model.path, target_desc=f"source {source}", krcc=False,
+                        srocc_ranks=self.options.srocc_ranks)
                 mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
-                per_clip[source] = score(mu, data.scores, model_path=models[0].path,
-                                         target_desc=f"source {source} (ensemble mean)", krcc=False)
+                per_clip[source] = score(mu, data.scores, model_path=models[0].path, krcc=False,
+                                         target_desc=f"source {source} (ensemble mean)",
+                                         srocc_ranks=self.options.srocc_ranks)
                 per_clip[source].update(_spread(mu, sigma, data.scores))
                 parts.append((data, preds))
             except LosoInputError as exc:
@@ -354,7 +359,8 @@ class Gate:
         pair_frames = tuple(n for d, _ in parts for n in d.pair_frames)
         for model, pred in zip(models, preds):
             members[str(model.path)]["all_clips_concat"] = score(
-                pred, scores, model_path=model.path, target_desc="all sources concatenated")
+                pred, scores, model_path=model.path, target_desc="all sources concatenated",
+                srocc_ranks=self.options.srocc_ranks)
         mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
         result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
                                              result, models[0].path)

@@ -209,7 +209,7 @@ GATE_NODE = "loso"
 def select_gate(config: pytest.Config) -> GateSelection:
     """The gate runs when the user's selection includes it: no path arguments (pytest's
     ``testpaths`` or the current folder), the ``loso`` node named (``pytest loso``,
-    ``loso::fold[...]``), or ``-m`` naming the ``loso`` marker.
+    ``loso::fold[...]``), ``-m`` naming the ``loso`` marker, or ``--loso-example``.
 
     The gate's node ids are taken out of ``config.args`` (pytest would look for a file
     ``loso``); xdist workers re-parse the same command line and decide the same.
@@ -220,6 +220,8 @@ def select_gate(config: pytest.Config) -> GateSelection:
         config.args[:] = [arg for arg in config.args if arg not in named]
         return GateSelection(True, None if GATE_NODE in named else tuple(named))
     if config.args_source != pytest.Config.ArgsSource.ARGS:  # no path arguments
+        return GateSelection(True)
+    if config.getoption("loso_example"):  # asked for on the command line: the gate is what is wanted
         return GateSelection(True)
     return GateSelection(bool(re.search(rf"\b{GATE_NODE}\b", config.option.markexpr or "")))
 

@@ -97,6 +97,20 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(ranked, rowvar=False)[1, 0])
 
 
+def ordinal_spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """SROCC as the team's newer harnesses compute it (``ai/scripts/eval_loso_vmaf_tiny_v3.py``
+    ``_metrics``): ranks ``argsort(argsort(v))`` in float64, ties not averaged, then ``np.corrcoef``.
+    On tied frames (VMAF 100) it differs from :func:`spearman`; kept to reproduce their numbers."""
+    import numpy as np
+
+    rank_x = np.argsort(np.argsort(np.asarray(x, dtype=np.float64)))
+    rank_y = np.argsort(np.argsort(np.asarray(y, dtype=np.float64)))
+    return float(np.corrcoef(rank_x, rank_y)[0, 1])
+
+
+SROCC_RANKS = {"average": spearman, "ordinal": ordinal_spearman}
+
+
 def _inversions(y: np.ndarray) -> int:
     """Pairs ``i < j`` with ``y[i] > y[j]`` (integer ``y`` in ``1..n``), by a bottom-up merge sort.
 
@@ -159,9 +173,12 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def score(
-    pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc: str, krcc: bool = True
+    pred: np.ndarray, target: np.ndarray, *, model_path: Path, target_desc: str, krcc: bool = True,
+    srocc_ranks: str = "average",
 ) -> dict[str, float]:
     """``{"n", "plcc", "srocc", "rmse"}`` of ``pred`` against ``target``, and ``"krcc"`` unless told not to.
+
+    ``srocc_ranks`` is ``average`` (``scipy.stats.spearmanr``) or ``ordinal`` (:func:`ordinal_spearman`).
 
     Raises :class:`LosoInputError` where a metric would be undefined (NaN predictions, a
     constant prediction or target) rather than reporting NaN as if it were a score.
@@ -199,7 +216,7 @@ def score(
         metrics = {
             "n": int(target.size),
             "plcc": pearson(pred, target),
-            "srocc": spearman(pred, target),
+            "srocc": SROCC_RANKS[srocc_ranks](pred, target),
             "rmse": float(np.sqrt(((pred - target) ** 2).mean())),
         }
         if krcc:

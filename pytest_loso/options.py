@@ -23,6 +23,7 @@ from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_
 
 EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
 COMPARE_MODES = ("bound", "noise")
+SROCC_RANKS = ("average", "ordinal")
 EXAMPLE_DIR = Path(__file__).parent / "example"
 EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py makes them)
 
@@ -99,6 +100,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
+    group.addoption("--loso-srocc-ranks", choices=SROCC_RANKS, default=None,
+                    help="SROCC's ranks: average (scipy.stats.spearmanr, default) or ordinal "
+                    "(argsort(argsort(x)), ties not averaged, as the team's newer eval scripts)")
     group.addoption("--loso-target", default=None, help="--loso-table: the target column (default vmaf)")
     group.addoption("--loso-where", action="append", default=None,
                     help="--loso-table: keep rows with COLUMN=VALUE (repeatable; AND across columns)")
@@ -140,6 +144,7 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_bootstrap_seed", "bootstrap seed", type=_number(int), default="0")
     parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
     parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
+    parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
 
 
@@ -173,6 +178,7 @@ class GateOptions:
     metrics_path: Path | None = None
     plot_dir: Path | None = None
     verdict_path: Path | None = None
+    srocc_ranks: str = "average"
     table: Path | None = None  # a per-frame table instead of data_root (table.py)
     target: str = "vmaf"
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -206,6 +212,7 @@ class GateOptions:
             "accept": self.accept,
             "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
             "logistic": self.logistic,
+            "srocc_ranks": self.srocc_ranks,
         }
 
 
@@ -435,6 +442,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         metrics_path=_writable_file(_path(config, "--loso-metrics"), "--loso-metrics"),
         plot_dir=plot_dir,
         verdict_path=_writable_file(_path(config, "--loso-verdict"), "--loso-verdict"),
+        srocc_ranks=_choice(config, "--loso-srocc-ranks", SROCC_RANKS),
         table=table,
         target=target,
         where=where,

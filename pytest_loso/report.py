@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .gate import Gate
 
 PRIMARY_ARCH = "mlp_small"  # what the single-arch keys describe when it was scored
+SROCC_METHODS = {"average": "average ranks (scipy.stats.spearmanr)",
+                 "ordinal": "ordinal ranks argsort(argsort(x)), ties not averaged"}
 
 
 def _clean(value: object) -> object:
@@ -291,6 +293,7 @@ class SessionResults:
             "aggregate_checks": aggregate_checks,
             "seeds": seeds,
             "thresholds": self.options.thresholds.to_json(),
+            "srocc_method": SROCC_METHODS[self.options.srocc_ranks],
             "failures": failures,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
             "warnings": gate.corpus_warnings(),
@@ -573,6 +576,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     if resamples:
         lines += [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({resamples} resamples); "
                   "an interval made otherwise names its method.", ""]
+    lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
     lines += thresholds_markdown(report["thresholds"])
     lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:

@@ -3,6 +3,8 @@ for the gate tests that will run (issue 8, item 2)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loso_helpers import BASELINE_ID, aggregate_ids, all_ids, fold_ids
@@ -61,3 +63,15 @@ def test_naming_a_gate_test_that_does_not_exist_says_so(gate):
     assert run.result.ret == pytest.ExitCode.INTERRUPTED, run.output
     assert "no gate test loso::fold[mlp_small-Nope]" in run.output
     assert "pytest loso --collect-only -q" in run.output and "Traceback" not in run.output
+
+
+def test_the_readme_quick_start_runs_the_example_gate(pytester):
+    """`pytest --loso-example pytest_loso/example`: the path keeps a project's tests out, the flag asks for the gate."""
+    import pytest_loso
+
+    example = Path(pytest_loso.__file__).parent / "example"
+    result = pytester.runpytest_subprocess("--loso-example", str(example), f"--loso-report={pytester.path / 'r'}",
+                                           "-p", "no:cacheprovider", timeout=300)
+    assert result.ret == 0, result.stdout.str()
+    folds = len(list((example / "folds").glob("fold_*/*_final.onnx")))  # 2 archs x 4 sources
+    result.assert_outcomes(passed=folds + 1 + 2)  # and a baseline, and each arch's aggregate

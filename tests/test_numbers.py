@@ -309,3 +309,31 @@ def _restore_exported_name(model: Path, folder: Path) -> Path:
         (location,) = locations
         shutil.copy(model.with_name(model.name + ".data"), folder / location)
     return copy
+
+
+def test_srocc_with_ordinal_ranks_as_the_teams_newer_scripts(gate):
+    """Tied VMAF-100 frames: spearmanr averages ties, argsort(argsort(x)) does not; either can be asked for."""
+    x, y = gate.xy("Src0001")
+    y = y.copy()
+    y[y > np.percentile(y, 70)] = 100.0  # a saturated tail, as VMAF has
+    pairs = gate.truth["Src0001"]
+    start = 0
+    for i, (px, _) in enumerate(pairs):
+        write_cache(gate.cache_file("Src0001", i), cache_payload(px, y[start:start + len(px)]))
+        start += len(px)
+    model = gate.fold_path("mlp_small", "Src0001")
+    script = script_metrics(model, x, y)  # the evaluation script's recipe: spearmanr
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    p = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0].reshape(-1)
+    ordinal = float(np.corrcoef(np.argsort(np.argsort(p.astype(np.float64))),
+                                np.argsort(np.argsort(y.astype(np.float64))))[0, 1])
+    average = gate.run("-k", "mlp_small-Src0001").report
+    assert average["archs"]["mlp_small"]["per_fold"]["Src0001"]["srocc"] == script["srocc"]
+    assert average["srocc_method"] == "average ranks (scipy.stats.spearmanr)"
+    run_srocc = gate.run("-k", "mlp_small-Src0001", "--loso-srocc-ranks=ordinal").report
+    assert run_srocc["archs"]["mlp_small"]["per_fold"]["Src0001"]["srocc"] == ordinal
+    assert abs(ordinal - script["srocc"]) > 1e-4  # the ties matter
+    assert run_srocc["srocc_method"] == "ordinal ranks argsort(argsort(x)), ties not averaged"
+    assert run_srocc["run_provenance"]["options"]["srocc_ranks"] == "ordinal"
