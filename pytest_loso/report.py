@@ -446,13 +446,20 @@ def _with_ci(m: dict, name: str, digits: int) -> str:
     return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]{shown}"
 
 
+def _with_logistic(m: dict, name: str, digits: int) -> str:
+    """The metric with its interval, and after the logistic mapping when ``--loso-logistic`` computed it."""
+    text = _with_ci(m, name, digits)
+    key = f"{name}_logistic"
+    return f"{text}; logistic {_num(m[key], digits)}" if key in m else text
+
+
 def _row(label: str, m: dict, *, checked: bool = True) -> list[str]:
     """One scored set of frames; ``checked=False`` for rows no bound applies to (status "—")."""
     if "plcc" not in m:
         return [label, "—", "—", "—", "—", "—", "FAILED"]
     status = ("FAILED" if "error" in m else "ok") if checked else "—"
-    return [label, str(m["n"]), _with_ci(m, "plcc", 4), _with_ci(m, "srocc", 4), _num(m.get("krcc"), 4),
-            _with_ci(m, "rmse", 3), status]
+    return [label, str(m["n"]), _with_logistic(m, "plcc", 4), _with_ci(m, "srocc", 4), _num(m.get("krcc"), 4),
+            _with_logistic(m, "rmse", 3), status]
 
 
 def _mean_row(agg: dict | None) -> list[str]:

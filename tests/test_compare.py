@@ -640,8 +640,14 @@ def test_krcc_and_logistic_metrics(gate):
     # the baseline on all sources concatenated: KRCC and the logistic fit, recomputed here too
     x, y = gate.all_xy()
     check_krcc_and_logistic(baseline, ort_predict(gate.baseline, x), y)
+    # shown in the terminal and Markdown tables too, next to the plain value
+    m = fold(run.report, "linear", "Src0001")
+    cell = f"{m['plcc']:.4f}; logistic {m['plcc_logistic']:.4f}"
+    assert cell in run.markdown and cell in run.output
+    assert f"{m['rmse']:.3f}; logistic {m['rmse_logistic']:.3f}" in run.markdown
     plain = gate.run()
     assert "plcc_logistic" not in fold(plain.report, "linear", "Src0000")
+    assert "; logistic" not in plain.markdown
 
 
 # -- 10. under xdist ----------------------------------------------------------------------------
