@@ -14,7 +14,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -64,6 +66,51 @@ def libvmaf_payload(log: dict, dis: Path) -> dict:
     }
 
 
+TEMP_PREFIX = "loso-vmaf-"
+_RUNNING: set[subprocess.Popen] = set()  # libvmaf processes of this pytest process, killed when it stops
+_RUNNING_LOCK = threading.Lock()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the thread that started it ends (Linux's
+    PR_SET_PDEATHSIG), so a pytest killed with SIGKILL leaves no libvmaf running."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _load_prctl() -> Callable[[int, int], int] | None:
+    # Looked up once, before any fork: the child may only make the call.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def kill_running() -> None:
+    """Kill every libvmaf process this pytest process started and is still waiting for."""
+    with _RUNNING_LOCK:
+        for process in list(_RUNNING):
+            if process.poll() is None:
+                process.kill()
+
+
+def sweep_stale_temp_folders() -> None:
+    """Remove the temporary folders of gate processes that no longer run (a SIGKILL leaves them)."""
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Extractor:
     """A libvmaf backend: ``kind`` "ffmpeg" (the libvmaf filter) or "vmaf" (libvmaf's own CLI)."""
@@ -100,14 +147,15 @@ class Extractor:
                 f"{dis_frames} frames of {width}x{height}, but its reference {ref.name} has {ref_frames}",
                 "re-decode the distorted clip to the reference's frame count, or check the frame size",
             )
-        with tempfile.TemporaryDirectory(prefix="loso-vmaf-") as tmp:
+        # The folder names this process: a later run removes it if this one was killed.
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             # libvmaf runs in the temporary folder and logs to a bare file name there: a path in
             # an ffmpeg filter graph would need escaping (a ':' in it splits the options).
             log_path = Path(tmp) / "vmaf.json"
             command = self.command(Path(os.path.abspath(ref)), Path(os.path.abspath(dis)), width, height,
                                    Path(log_path.name))
             try:
-                run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp)
+                run = _run_tied(command, tmp)
             except OSError as exc:
                 raise LosoInputError(
                     dis,
@@ -127,6 +175,27 @@ class Extractor:
                     dis, f"libvmaf wrote an unreadable log ({exc})\n  command: {' '.join(command)}"
                 ) from None
             return libvmaf_payload(log, dis)
+
+
+def _run_tied(command: list[str], cwd: str) -> subprocess.CompletedProcess:
+    """``subprocess.run``, with the child registered (Ctrl-C and SIGTERM kill it) and dying with us.
+
+    ``preexec_fn`` is documented as unsafe with threads (the pool's); it only makes one
+    already looked-up libc call, so the child takes no lock between fork and exec.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if _PRCTL else None)
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
+    try:
+        stdout, stderr = process.communicate()
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _exit_status(returncode: int) -> str:
@@ -176,6 +245,18 @@ def is_valid_cache(path: Path) -> bool:
     return True
 
 
+def _terminate_as_interrupt() -> object | None:
+    """While libvmaf runs, SIGTERM stops the fill like Ctrl-C (children killed, temporary folders
+    removed); returns the previous handler, or None when this is not the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 class CacheFiller:
     """Computes missing (or corrupt) cache files, each exactly once across processes.
 
@@ -222,6 +303,7 @@ class CacheFiller:
 
         Failures are remembered: the tests that need such a pair fail with libvmaf's message.
         """
+        sweep_stale_temp_folders()
         missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()]
         if not missing:
             return 0
@@ -231,6 +313,7 @@ class CacheFiller:
             progress(f"loso: computing {len(missing)} missing cache files of {len(left)} sources with "
                      f"{self.extractor.kind} ({self.extractor.binary}), {jobs} at a time")
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        previous = _terminate_as_interrupt()
         try:
             futures = {pool.submit(self.ensure, pair): pair for pair in missing}
             for future in as_completed(futures):
@@ -243,8 +326,13 @@ class CacheFiller:
                     eta = elapsed / done * (len(missing) - done)
                     progress(f"loso: libvmaf {done}/{len(missing)} pairs ({source} done), {failed} failed, "
                              f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s")
+        except BaseException:
+            kill_running()  # Ctrl-C or SIGTERM: the running pairs stop now, not when libvmaf finishes
+            raise
         finally:
             # On Ctrl-C (or any error) drop the queued pairs: a plain ``with`` would wait for
             # every one of them, running libvmaf on the whole corpus before the run stops.
             pool.shutdown(wait=True, cancel_futures=True)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         return failed

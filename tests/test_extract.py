@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -665,3 +666,48 @@ def test_a_colon_in_the_temporary_folder_does_not_break_the_ffmpeg_filter_graph(
     run = env.run()
     all_passed(run, small.corpus.sources)
     assert run.extraction["pairs_computed"] == len(small.corpus.pairs)
+
+
+# -- libvmaf tied to the pytest process -------------------------------------------------------------
+
+
+def _libvmaf_processes(corpus: Path) -> list[int]:
+    """Pids of the ffmpeg/libvmaf runs on clips of ``corpus`` (not the pytest naming it as --data-root)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+            if str(corpus).encode() in text and b"libvmaf=" in text:
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} after {timeout} s"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_libvmaf_dies_with_the_gate_and_no_temporary_folder_outlives_it(pytester, large, sig):
+    env = Env(pytester, large)
+    process = env.popen("--loso-jobs", "2", tag=f"signal{int(sig)}")
+    _wait_for(lambda: len(_libvmaf_processes(large.corpus.root)) >= 1 or process.poll() is not None,
+              "no libvmaf running")
+    assert process.poll() is None, env.finish(process).output
+    os.kill(process.pid, sig)  # pytest alone, not its process group: its children must follow by themselves
+    started = time.monotonic()
+    stopped = env.finish(process, timeout=60)
+    assert time.monotonic() - started < 10, "the gate waited for the running pairs"
+    _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=2)
+    leftovers = list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*"))
+    if sig == signal.SIGTERM:
+        assert stopped.ret != 0 and not leftovers  # stopped like Ctrl-C: its folders removed on the way out
+    else:
+        assert stopped.ret == -signal.SIGKILL
+        assert leftovers, "a killed run leaves the folder of the pair it was computing"
+        rerun = env.run()  # the next run that fills the cache sweeps them
+        assert not list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*")), rerun.output
