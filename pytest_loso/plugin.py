@@ -141,7 +141,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
     results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
-    if results.accept_refused and session.exitstatus == pytest.ExitCode.OK:  # asked to accept, and could not
+    if results.accept_refusal and session.exitstatus == pytest.ExitCode.OK:
+        # Asked to accept, and could not, though every test passed (a partial run): a failed test,
+        # counted and in JUnit like any. When tests failed, they already say why the run is red.
+        report_deferred(config, "accept", "failed", results.accept_refusal)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

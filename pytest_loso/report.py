@@ -109,7 +109,7 @@ class SessionResults:
         self.aggregate_failures: list[str] = []
         self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
-        self.accept_refused = False  # --loso-accept was asked for and refused: the run must fail
+        self.accept_refusal: str | None = None  # why --loso-accept was refused: the run must fail
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
@@ -385,16 +385,16 @@ class SessionResults:
                 self.notes.append(f"plot: {path}")
         if options.accept and options.compare is not None:
             if self.report["partial"]:
-                self.accept_refused = True
-                self.notes.append(f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate tests "
-                                  f"did not run), {options.compare} is unchanged; the run fails")
+                self.accept_refusal = (f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate "
+                                       f"tests did not run), {options.compare} is unchanged")
+                self.notes.append(self.accept_refusal + "; the run fails")
             elif passed or options.accept_force:
                 write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
                 self.notes.append(f"accepted: this run's report is now {options.compare}")
             else:
-                self.accept_refused = True
-                self.notes.append(f"NOT accepted: tests failed, {options.compare} is unchanged "
-                                  "(--loso-accept-force accepts anyway)")
+                self.accept_refusal = (f"NOT accepted: tests failed, {options.compare} is unchanged "
+                                       "(--loso-accept-force accepts anyway)")
+                self.notes.append(self.accept_refusal)
 
 
 def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:

@@ -34,9 +34,19 @@ def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
     path = gate.root / "accepted" / "loso_eval.json"
     assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
     kept = path.read_bytes()
-    run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000")
+    junit = gate.root / "junit.xml"
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000", f"--junitxml={junit}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output  # a refused accept fails the run
-    assert set(run.outcomes.values()) == {"PASSED"}  # though every test that ran passed
+    # every scoring test that ran passed; the refused accept is the failed test, as pytest and JUnit count it
+    assert run.outcomes == {f"loso::fold[{a}-Src0000]": "PASSED" for a in ("mlp_small", "linear")} | {
+        "loso::accept": "FAILED"}
+    run.result.stdout.fnmatch_lines(["*= 1 failed, 2 passed, 7 deselected in *"])
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "1"
+    failure = [c for c in suite.iter("testcase") if c.find("failure") is not None][0].find("failure")
+    assert "NOT accepted: a partial run" in failure.get("message")
     assert path.read_bytes() == kept
     assert "NOT accepted: a partial run" in run.output and "the run fails" in run.output
     comparison = run.report["comparison"]
