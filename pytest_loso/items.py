@@ -120,11 +120,11 @@ class LosoItem(pytest.Item):
                 self.user_properties.append((f"loso_{key}", value))
         self.user_properties.append(("loso_model", self.loso_result["model_path"]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ThresholdFailure):
-            return str(excinfo.value)
+            return failure_repr(self.check.model_path, str(excinfo.value))
         if isinstance(excinfo.value, LosoInputError):  # pytest heads it with the test's name already
-            return f"could not be scored: {excinfo.value}"
+            return failure_repr(self.check.model_path, f"could not be scored: {excinfo.value}")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -161,13 +161,25 @@ class AggregateItem(pytest.Item):
         if verdict.outcome == "failed":
             raise ThresholdFailure(verdict.message)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ThresholdFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)  # type: ignore[return-value]
+            return failure_repr("loso", str(excinfo.value))
+        return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return "loso", 0, self.name
+
+
+def failure_repr(where: Path | str, message: str) -> Any:
+    """The domain sentence as pytest's own failure record: printed as it is, whole first line in
+    ``--tb=line`` and the short summary (a plain string is cut to 50 characters there), and
+    carried by pytest-xdist from worker to controller like any failure."""
+    from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
+
+    lines = message.splitlines() or [""]
+    entry = ReprEntry(lines=lines, reprfuncargs=None, reprlocals=None, reprfileloc=None, style="native")
+    return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
+                             reprcrash=ReprFileLocation(str(where), 1, lines[0]))
 
 
 def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:
@@ -188,7 +200,7 @@ def report_deferred(config: pytest.Config, name: str, outcome: str, message: str
     nodeid = f"loso::{name}"
     location = ("loso", 0, name)
     config.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-    longrepr: Any = ("loso", 0, f"Skipped: {message}") if outcome == "skipped" else message or None
+    longrepr: Any = ("loso", 0, f"Skipped: {message}") if outcome == "skipped" else failure_repr("loso", message)
     for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):
         report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when)
         config.hook.pytest_runtest_logreport(report=report)
