@@ -106,7 +106,6 @@ class SessionResults:
         self.results: dict[str, dict] = {}
         self.started = time.time()
         self.report: dict | None = None
-        self.aggregate_failures: list[str] = []
         self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
         self.accept_refusal: str | None = None  # why --loso-accept was refused: the run must fail
@@ -228,14 +227,12 @@ class SessionResults:
             archs.setdefault(r["arch"], {"per_fold": {}, "aggregate": None})["per_fold"][r["source"]] = _entry(r)
         failures = [{"test": "loso", "message": m} for m in self.collection_errors]
         failures += [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
-        self.aggregate_failures = []
         aggregate_checks = {}
         for arch, block in sorted(archs.items()):
             block["aggregate"] = self._aggregate(arch, block["per_fold"])
             verdict = self.aggregate_verdict(arch)
             aggregate_checks[arch] = verdict.to_json()
             if verdict.outcome == "failed":
-                self.aggregate_failures.append(verdict.message)
                 failures.append({"test": verdict.test, "message": verdict.message})
         seeds = {}
         for arch in sorted({c.arch for c in self._planned() if c.kind == "fold" and c.seed is not None}):
@@ -245,7 +242,6 @@ class SessionResults:
             verdict = self.seed_verdict(arch)
             seeds[arch] = dict(summary, check=verdict.to_json())
             if verdict.outcome == "failed":
-                self.aggregate_failures.append(verdict.message)
                 failures.append({"test": verdict.test, "message": verdict.message})
         primary = PRIMARY_ARCH if PRIMARY_ARCH in archs else min(archs, default=None)
         baselines = {
