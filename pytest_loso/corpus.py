@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import made_by
 from .errors import LosoInputError, data_warning
 from .features import FEATURE_NAMES  # noqa: F401  (re-exported: the extractor and training use it)
 
@@ -181,9 +182,30 @@ def _parse(path: Path, raw: bytes) -> object:
     raise LosoInputError(path, f"corrupt cache file, {problem}", "delete it and recompute this pair's features")
 
 
-def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _holds_boolean(values: object) -> bool:
+    if isinstance(values, list):
+        return any(_holds_boolean(value) for value in values)
+    return isinstance(values, bool)
+
+
+def _numeric(path: Path, values: object, what: str, may_hold_booleans: bool) -> np.ndarray:
+    """JSON numbers as float32, as the training dataset converts them; anything else (booleans,
+    strings, nulls) is refused rather than read as 1.0 / 0.0 or parsed from text."""
     import numpy as np
 
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged rows
+        raise LosoInputError(path, f"{what} is not a numeric table ({exc})", "recompute this pair") from None
+    if may_hold_booleans and array.dtype.kind != "b" and _holds_boolean(values):  # numpy made them 1.0 / 0.0
+        raise LosoInputError(path, f"{what} holds booleans among its numbers", "recompute this pair")
+    if array.size and array.dtype.kind not in "fiu":
+        kind = {"b": "booleans", "U": "strings", "O": "values that are not numbers"}.get(array.dtype.kind, "values")
+        raise LosoInputError(path, f"{what} holds {kind}, not numbers", "recompute this pair")
+    return array.astype(np.float32)
+
+
+def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], object]:
     payload = _parse(path, raw)
     if not (isinstance(payload, dict) and "features" in payload and "scores" in payload):
         found = (f"an object with keys {', '.join(map(str, list(payload)[:8])) or 'none'}"
@@ -206,33 +228,43 @@ def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple
             '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}',
             "delete it and recompute this pair's features",
         ) from None
-    try:
-        # Same conversion as the training dataset: JSON floats straight to float32.
-        feature_array = np.asarray(features, dtype=np.float32)
-        score_array = np.asarray(scores, dtype=np.float32)
-        if feature_array.size == 0:
-            feature_array = feature_array.reshape(0, len(names))
-    except (TypeError, ValueError) as exc:
-        raise LosoInputError(path, f"per-frame values are not a numeric table ({exc})", "recompute this pair") from None
+    booleans = b"true" in raw or b"false" in raw  # a bytes scan keeps the exact check off the common path
+    feature_array = _numeric(path, features, "features.per_frame", booleans)
+    score_array = _numeric(path, scores, "scores.per_frame", booleans)
+    if feature_array.size == 0 or score_array.size == 0:
+        raise LosoInputError(path, "holds no frames (features.per_frame or scores.per_frame is empty)",
+                             "recompute this pair")
     if feature_array.shape[1:] != (len(names),) or score_array.ndim != 1:
         raise LosoInputError(
             path,
             f"features have shape {feature_array.shape} for {len(names)} feature names, scores {score_array.shape}",
             "recompute this pair",
         )
-    return feature_array, score_array, names
+    return feature_array, score_array, names, payload.get(made_by.KEY)
 
 
-def read_pair(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict[str, int] | None]:
-    """One cache file's aligned frames: ``(features, scores, feature_names, dropped)``.
+@dataclass(frozen=True)
+class PairFrames:
+    """One cache file's aligned frames, and how the file was made (``None``: not by the gate)."""
+
+    features: np.ndarray
+    scores: np.ndarray
+    feature_names: tuple[str, ...]
+    dropped: dict[str, int] | None  # frame counts when features and scores differed in length
+    made_by: object = None
+
+
+def read_pair(path: Path, raw: bytes) -> PairFrames:
+    """One cache file's aligned frames.
 
     The first min(n) frames are kept when features and scores differ in length
     (``dropped`` then says by how much). Any refusal here (bad JSON, bad schema, values
-    that are not finite) marks the file corrupt: a configured extractor recomputes it.
+    that are not finite numbers, no frames) marks the file corrupt: a configured extractor
+    recomputes it.
     """
     import numpy as np
 
-    features, scores, names = _read_payload(path, raw)
+    features, scores, names, record = _read_payload(path, raw)
     n = min(len(features), len(scores))
     dropped = None
     if len(features) != len(scores):
@@ -243,14 +275,61 @@ def read_pair(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str
     if bad:
         raise LosoInputError(path, f"{bad} of {n} frames have NaN or infinite features or scores",
                              "recompute this pair")
-    return features, scores, names, dropped
+    return PairFrames(features, scores, names, dropped, record)
 
 
-def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFiller | None = None) -> SourceData:
+def _read_cached_pair(pair: Pair, path: Path, cache_dir: Path, filler: CacheFiller | None,
+                      expected: made_by.Extraction | None) -> tuple[bytes, PairFrames]:
+    """A pair's cache file, computed when missing and recomputed when corrupt or stale (with a
+    ``filler``); without one, either is an error that says how to fill the cache."""
+    if path.exists() and not path.is_file():  # a folder, FIFO or device: neither read (a FIFO hangs) nor replaced
+        raise LosoInputError(path, "is not a regular file (a folder, FIFO or device); refusing to read or "
+                             "replace it", "remove it, so the pair's features can be cached there")
+    if filler is not None and not path.is_file():
+        filler.ensure(pair)
+    try:
+        raw = _read_capped(path)
+        frames = read_pair(path, raw)
+    except FileNotFoundError:
+        raise LosoInputError(path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)) from None
+    except OSError as exc:
+        raise LosoInputError(path, f"cannot read the cache file: {exc.strerror or exc}") from None
+    except LosoInputError as corrupt:
+        if filler is None or isinstance(corrupt, ForeignCacheFile):  # another tool's file: never replaced
+            raise
+        return _recomputed(pair, path, filler, "corrupt", corrupt.problem, corrupt.fix)
+    if frames.made_by is None or expected is None:
+        return raw, frames  # not written by the gate: read as it is
+    stale = made_by.differences(frames.made_by, pair.ref_path, pair.dis_path, expected)
+    if not stale:
+        return raw, frames
+    problem = "made differently from what this run would make: " + "; ".join(stale)
+    if filler is None:
+        raise LosoInputError(path, problem, "let the gate recompute it (an extractor, not --loso-extractor none), "
+                             "or run with the options it was made with (e.g. --loso-frame-size)")
+    return _recomputed(pair, path, filler, "stale", problem, None)
+
+
+def _recomputed(pair: Pair, path: Path, filler: CacheFiller, reason: str, problem: str,
+                fix: str | None) -> tuple[bytes, PairFrames]:
+    try:
+        filler.ensure(pair, replace=reason)
+    except LosoInputError as failed:
+        raise LosoInputError(path, f"{problem}; recomputing it failed:\n  {failed}", fix) from None
+    # the terminal says what was replaced, not only the report's provenance
+    data_warning(f"{path}: {problem}; replaced by a recomputation with libvmaf")
+    raw = _read_capped(path)
+    return raw, read_pair(path, raw)
+
+
+def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFiller | None = None,
+                frame_size: tuple[int, int] | None = None) -> SourceData:
     """Read every cache file of ``source`` and concatenate its frames in pair order.
 
-    With a ``filler``, a missing cache file is computed with libvmaf and a corrupt one
-    recomputed; without, either is an error that says how to fill the cache.
+    With a ``filler``, a missing cache file is computed with libvmaf and a corrupt or stale
+    one recomputed; without, either is an error that says how to fill the cache. A file the
+    gate wrote is stale when its ``made_by`` record differs from this run (``frame_size``,
+    the clips, the filler's extractor).
     """
     import numpy as np
 
@@ -260,54 +339,31 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
             corpus.data_root / "dis",
             f"source {source} has no distorted clips (expected dis/{source}_<quality>_<height>_<kbps>.yuv)",
         )
+    expected = (filler.extraction(source) if filler is not None
+                else made_by.Extraction(*frame_size) if frame_size is not None else None)
     digest = hashlib.sha256()
     feature_parts, score_parts, counts, files = [], [], [], []
     dropped: dict[str, dict[str, int]] = {}
     names: tuple[str, ...] | None = None
     for pair in pairs:
         path = pair.cache_path(cache_dir)
-        if path.exists() and not path.is_file():  # a folder, FIFO or device: neither read (a FIFO hangs) nor replaced
-            raise LosoInputError(path, "is not a regular file (a folder, FIFO or device); refusing to read or "
-                                 "replace it", "remove it, so the pair's features can be cached there")
-        if filler is not None and not path.is_file():
-            filler.ensure(pair)
-        try:
-            raw = _read_capped(path)
-            features, scores, file_names, mismatch = read_pair(path, raw)
-        except FileNotFoundError:
-            raise LosoInputError(
-                path, f"no cached features for {pair.dis_path.name}", _fill_hint(cache_dir)
-            ) from None
-        except OSError as exc:
-            raise LosoInputError(path, f"cannot read the cache file: {exc.strerror or exc}") from None
-        except LosoInputError as corrupt:
-            if filler is None or isinstance(corrupt, ForeignCacheFile):  # another tool's file: never replaced
-                raise
-            try:
-                filler.ensure(pair, replace_corrupt=True)
-            except LosoInputError as failed:
-                raise LosoInputError(
-                    path, f"{corrupt.problem}; recomputing it failed:\n  {failed}", corrupt.fix
-                ) from None
-            # the terminal says what was replaced, not only the report's provenance
-            data_warning(f"{path}: {corrupt.problem}; replaced by a recomputation with libvmaf")
-            raw = _read_capped(path)
-            features, scores, file_names, mismatch = read_pair(path, raw)
+        raw, frames = _read_cached_pair(pair, path, cache_dir, filler, expected)
         digest.update(f"{source}/{path.name}\0".encode())
         digest.update(hashlib.sha256(raw).digest())
         if names is None:
-            names = file_names
-        elif file_names != names:
+            names = frames.feature_names
+        elif frames.feature_names != names:
             raise LosoInputError(
                 path,
-                f"feature_names {list(file_names)} differ from {list(names)} in the source's other cache files",
+                f"feature_names {list(frames.feature_names)} differ from {list(names)} in the source's other "
+                "cache files",
                 "recompute the cache so every file of a source has the same features in the same order",
             )
-        if mismatch:
-            dropped[pair.dis_path.stem] = mismatch
-        feature_parts.append(features)
-        score_parts.append(scores)
-        counts.append(len(scores))
+        if frames.dropped:
+            dropped[pair.dis_path.stem] = frames.dropped
+        feature_parts.append(frames.features)
+        score_parts.append(frames.scores)
+        counts.append(len(frames.scores))
         files.append(path)
     assert names is not None
     return SourceData(

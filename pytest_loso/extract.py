@@ -22,8 +22,10 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+from . import made_by
 from .atomic import write_atomically
 from .corpus import FEATURE_NAMES, Pair, read_pair
 from .errors import LosoInputError
@@ -129,14 +131,25 @@ class Extractor:
         return [str(self.binary), "-nostdin", "-hide_banner", "-loglevel", "error",
                 *raw, "-i", str(dis), *raw, "-i", str(ref), "-lavfi", graph, "-f", "null", "-"]
 
-    def version(self) -> str:
+    @cached_property
+    def identity(self) -> str | None:
+        """What a cache file records as its extractor: the kind and the version line (asked once);
+        ``None`` when the binary cannot run (it makes nothing, so a file it did not make is kept)."""
+        version = self._version_line()
+        return None if version is None else f"{self.kind}: {version}"
+
+    def _version_line(self) -> str | None:
         flag = "--version" if self.kind == "vmaf" else "-version"
         try:
             run = subprocess.run([str(self.binary), flag], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return f"unavailable ({exc})"
+        except (OSError, subprocess.SubprocessError):
+            return None
         text = (run.stdout or run.stderr).strip()
         return text.splitlines()[0] if text else ""
+
+    def version(self) -> str:
+        line = self._version_line()
+        return "unavailable" if line is None else line
 
     def run(self, ref: Path, dis: Path, width: int, height: int) -> dict:
         """One libvmaf pass on ``(ref, dis)``: the cache payload, features and VMAF together."""
@@ -236,13 +249,13 @@ def write_cache(path: Path, payload: dict) -> None:
     write_atomically(path, json.dumps(payload))
 
 
-def is_valid_cache(path: Path) -> bool:
-    """True when the gate would accept the file as it is (the same checks as reading it)."""
+def cache_record(path: Path) -> tuple[bool, object]:
+    """``(parses, made_by)``: whether the gate would accept the file's data as it is (the same
+    checks as reading it), and its ``made_by`` record (``None``: not written by the gate)."""
     try:
-        read_pair(path, path.read_bytes())
+        return True, read_pair(path, path.read_bytes()).made_by
     except (OSError, LosoInputError):
-        return False
-    return True
+        return False, None
 
 
 def _terminate_as_interrupt() -> object | None:
@@ -270,11 +283,22 @@ class CacheFiller:
         self.cache_dir = cache_dir
         self.frame_size = frame_size
         self.computed: list[str] = []
-        self.recomputed: list[str] = []  # corrupt files replaced, for the report
+        self.recomputed: dict[str, str] = {}  # file -> why it was replaced (corrupt, stale, forced), for the report
+        self.kept: list[str] = []  # files --loso-recompute left because another tool wrote them
         self._failed: dict[Path, LosoInputError] = {}
 
-    def ensure(self, pair: Pair, *, replace_corrupt: bool = False) -> bool:
-        """Make ``pair``'s cache file exist and parse; True when this process computed it."""
+    def extraction(self, source: str) -> made_by.Extraction:
+        """How this run makes ``source``'s cache files: what a file's ``made_by`` must say."""
+        return made_by.Extraction(*self.frame_size(source), extractor=self.extractor.identity)
+
+    def _usable(self, pair: Pair, path: Path) -> bool:
+        parses, record = cache_record(path)
+        return parses and (record is None or not made_by.differences(
+            record, pair.ref_path, pair.dis_path, self.extraction(pair.source)))
+
+    def ensure(self, pair: Pair, *, replace: str | None = None, force: bool = False) -> bool:
+        """Make ``pair``'s cache file exist (``replace``, the reason: and be usable, i.e. parse and, when
+        the gate wrote it, be made as this run makes it; ``force``: be computed now); True when computed here."""
         try:
             from filelock import FileLock
         except ImportError:
@@ -284,38 +308,74 @@ class CacheFiller:
         path = pair.cache_path(self.cache_dir)
         if path in self._failed:
             raise self._failed[path]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if path.is_file() and (not replace_corrupt or is_valid_cache(path)):
-                return False  # present, or another process repaired it while we waited
-            width, height = self.frame_size(pair.source)
-            try:
-                payload = self.extractor.run(pair.ref_path, pair.dis_path, width, height)
-            except LosoInputError as exc:
-                self._failed[path] = exc
-                raise
-            write_cache(path, payload)
-        (self.recomputed if replace_corrupt else self.computed).append(str(path))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(path) + ".lock"):
+                # present, or another process computed or repaired it while we waited
+                if not force and path.is_file() and (not replace or self._usable(pair, path)):
+                    return False
+                self._compute(pair, path)
+        except OSError as exc:  # e.g. a read-only cache: neither the lock nor the file can be created
+            self._failed[path] = LosoInputError(
+                path, f"cannot write the cache file: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path})",
+                f"make {self.cache_dir} writable, or point --loso-cache at a writable folder "
+                "(or fill this cache where it can be written)")
+            raise self._failed[path] from None
+        if replace or force:
+            self.recomputed[str(path)] = "forced" if force else replace
+        else:
+            self.computed.append(str(path))
         return True
 
-    def fill(self, pairs: list[Pair], jobs: int, progress: Callable[[str], None] | None = None) -> int:
-        """Compute the pairs whose cache file is missing, ``jobs`` at a time; returns how many failed.
+    def _compute(self, pair: Pair, path: Path) -> None:
+        width, height = self.frame_size(pair.source)
+        try:
+            payload = self.extractor.run(pair.ref_path, pair.dis_path, width, height)
+        except LosoInputError as exc:
+            self._failed[path] = exc
+            raise
+        payload[made_by.KEY] = made_by.record(pair.ref_path, pair.dis_path, self.extraction(pair.source))
+        write_cache(path, payload)
+
+    def _to_recompute(self, pairs: list[Pair], progress: Callable[[str], None] | None) -> list[Pair]:
+        """``--loso-recompute``: the present files the gate wrote, or that cannot be read; another
+        tool's files (no ``made_by`` record) are kept, and said so."""
+        chosen, kept = [], []
+        for pair in pairs:
+            path = pair.cache_path(self.cache_dir)
+            if path.is_file():
+                parses, record = cache_record(path)
+                (chosen if record is not None or not parses else kept).append(pair)
+        if kept:
+            self.kept = [str(p.cache_path(self.cache_dir)) for p in kept]
+            if progress:
+                progress(f"loso: --loso-recompute keeps {len(kept)} cache files the gate did not write (no "
+                         f"{made_by.KEY} record), e.g. {self.kept[0]}: delete them to recompute them")
+        return chosen
+
+    def fill(self, pairs: list[Pair], jobs: int, progress: Callable[[str], None] | None = None,
+             recompute: bool = False) -> int:
+        """Compute the pairs whose cache file is missing (``recompute``: also those the gate wrote),
+        ``jobs`` at a time; returns how many failed.
 
         Failures are remembered: the tests that need such a pair fail with libvmaf's message.
         """
         sweep_stale_temp_folders()
         missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()]
-        if not missing:
+        again = self._to_recompute(pairs, progress) if recompute else []
+        if not missing and not again:
             return 0
         started, done, failed = time.monotonic(), 0, 0
-        left = Counter(p.source for p in missing)
+        todo, forced = missing + again, set(again)
+        left = Counter(p.source for p in todo)
         if progress:
-            progress(f"loso: computing {len(missing)} missing cache files of {len(left)} sources with "
-                     f"{self.extractor.kind} ({self.extractor.binary}), {jobs} at a time")
+            recomputing = f" and recomputing {len(again)}" if again else ""
+            progress(f"loso: computing {len(missing)} missing cache files{recomputing} of {len(left)} sources "
+                     f"with {self.extractor.kind} ({self.extractor.binary}), {jobs} at a time")
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         previous = _terminate_as_interrupt()
         try:
-            futures = {pool.submit(self.ensure, pair): pair for pair in missing}
+            futures = {pool.submit(self.ensure, pair, force=pair in forced): pair for pair in todo}
             for future in as_completed(futures):
                 source = futures[future].source
                 done += 1
@@ -323,8 +383,8 @@ class CacheFiller:
                 left[source] -= 1
                 if progress and not left[source]:  # a line per source, as each completes
                     elapsed = time.monotonic() - started
-                    eta = elapsed / done * (len(missing) - done)
-                    progress(f"loso: libvmaf {done}/{len(missing)} pairs ({source} done), {failed} failed, "
+                    eta = elapsed / done * (len(todo) - done)
+                    progress(f"loso: libvmaf {done}/{len(todo)} pairs ({source} done), {failed} failed, "
                              f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s")
         except BaseException:
             kill_running()  # Ctrl-C or SIGTERM: the running pairs stop now, not when libvmaf finishes

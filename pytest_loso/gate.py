@@ -79,7 +79,7 @@ class Gate:
         corpus = self.corpus
         if isinstance(corpus, TableCorpus):
             return corpus.load(source)
-        return load_source(corpus, source, self.options.cache_dir, self.filler)
+        return load_source(corpus, source, self.options.cache_dir, self.filler, self.options.frame_size_of(source))
 
     @cached_property
     def filler(self) -> CacheFiller | None:
@@ -100,16 +100,17 @@ class Gate:
                 return  # collection reports it (a failed "loso" collector), not an INTERNALERROR here
             pairs = [pair for source in corpus.sources if sources is None or source in sources
                      for pair in corpus.pairs[source]]
-            self.filler.fill(pairs, self.options.jobs, progress)
+            self.filler.fill(pairs, self.options.jobs, progress, recompute=self.options.recompute)
 
     def extraction(self) -> dict:
         """What this process computed with libvmaf, for the report."""
         if self.filler is None:
-            return {"extractor": None, "computed": [], "recomputed": []}
+            return {"extractor": None, "computed": [], "recomputed": {}}
         return {
             "extractor": {"kind": self.filler.extractor.kind, "path": str(self.filler.extractor.binary)},
             "computed": list(self.filler.computed),
-            "recomputed": list(self.filler.recomputed),
+            "recomputed": dict(self.filler.recomputed),
+            "kept_on_recompute": list(self.filler.kept),
         }
 
     def corpus_warnings(self) -> list[str]:

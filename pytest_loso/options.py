@@ -84,6 +84,9 @@ def add_options(parser: pytest.Parser) -> None:
         help="how to fill missing cache files: libvmaf's CLI, ffmpeg's libvmaf filter, or not at all "
         "(default auto: the CLI when given, else ffmpeg when available)",
     )
+    group.addoption("--loso-recompute", action="store_true", default=False,
+                    help="recompute with libvmaf every cache file the gate wrote that the selected tests read "
+                    "(files another tool wrote are kept)")
     group.addoption("--loso-frame-size", default=None, help="frame size of the raw YUVs, WxH (default 1920x1080)")
     group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
     group.addoption("--loso-max-drop", default=None,
@@ -166,6 +169,7 @@ class GateOptions:
     frame_size: tuple[int, int] = (1920, 1080)
     frame_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     jobs: int = 1
+    recompute: bool = False
 
     compare: Path | None = None
     max_drop: dict[str, Allowance] = field(default_factory=dict)
@@ -206,6 +210,7 @@ class GateOptions:
             "frame_size": "x".join(map(str, self.frame_size)),
             "frame_sizes": {s: "x".join(map(str, v)) for s, v in sorted(self.frame_sizes.items())},
             "jobs": self.jobs,
+            "recompute": self.recompute,
             "compare": str(self.compare) if self.compare else None,
             "compare_mode": self.compare_mode,
             "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in self.max_drop.items()},
@@ -413,6 +418,10 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     if cache_dir.exists() and not cache_dir.is_dir():  # otherwise every fold fails on the same path
         raise pytest.UsageError(f"--loso-cache {cache_dir}: is not a folder; give the feature cache folder")
     logistic = config.getoption("loso_logistic")
+    extractor = _choice(config, "--loso-extractor", EXTRACTORS)
+    recompute = bool(config.getoption("loso_recompute"))
+    if recompute:
+        _check_recompute(table, extractor, _path(config, "--loso-vmaf-bin"), _path(config, "--loso-ffmpeg"))
     return GateOptions(
         loso_dirs=tuple(loso_dirs),
         data_root=data_root,
@@ -424,7 +433,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         report_dir=report_dir,
         thresholds=thresholds,
         example=example,
-        extractor=_choice(config, "--loso-extractor", EXTRACTORS),
+        extractor=extractor,
+        recompute=recompute,
         vmaf_bin=_path(config, "--loso-vmaf-bin"),
         ffmpeg=_path(config, "--loso-ffmpeg"),
         frame_size=EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
@@ -447,6 +457,18 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         target=target,
         where=where,
     )
+
+
+def _check_recompute(table: Path | None, extractor: str, vmaf_bin: Path | None, ffmpeg: Path | None) -> None:
+    """``--loso-recompute`` needs a feature cache and something to recompute it with."""
+    from .extract import resolve_extractor
+
+    if table is not None:
+        raise pytest.UsageError("--loso-recompute recomputes a YUV + cache corpus's cache; --loso-table has none")
+    if resolve_extractor(extractor, vmaf_bin, ffmpeg) is None:
+        raise pytest.UsageError(
+            f"--loso-recompute needs an extractor, and --loso-extractor {extractor} gives none: "
+            "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
 
 
 def _table_options(config: pytest.Config, data_root: Path | None) -> tuple[Path | None, str, dict]:

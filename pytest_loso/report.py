@@ -267,10 +267,10 @@ class SessionResults:
         for r in results:
             sources.update(r.get("sources", {}))
             models.update(r.get("models", {}))
-        computed, recomputed = set(extraction["computed"]), set(extraction["recomputed"])
+        computed, recomputed = set(extraction["computed"]), dict(extraction["recomputed"])
         for r in results:
             computed.update(r.get("extraction", {}).get("computed", []))
-            recomputed.update(r.get("extraction", {}).get("recomputed", []))
+            recomputed.update(r.get("extraction", {}).get("recomputed", {}))
         for r in results:  # models that failed to load still get their file's hash
             models.setdefault(r["model_path"], {"sha256": _sha256(Path(r["model_path"]))})
         fingerprint = hashlib.sha256(
@@ -314,7 +314,8 @@ class SessionResults:
                     "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
                     "files": sum(v["cache_files"] for v in sources.values()),
                 },
-                "extraction": _extraction_provenance(extraction["extractor"], computed, recomputed, sources),
+                "extraction": _extraction_provenance(extraction["extractor"], computed, recomputed, sources,
+                                                     extraction.get("kept_on_recompute", [])),
                 "git": _git(cwd),
                 "versions": _versions(),
                 "items_run": len(results),
@@ -399,12 +400,13 @@ def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
     return {"json": report_dir / f"{stem}.json", "markdown": report_dir / f"{stem}.md"}
 
 
-def _extraction_provenance(extractor: dict | None, computed: set, recomputed: set, sources: dict) -> dict:
+def _extraction_provenance(extractor: dict | None, computed: set, recomputed: dict, sources: dict,
+                           kept: list[str]) -> dict:
     """Which libvmaf filled the cache, and how many pairs it computed versus read."""
     from .extract import Extractor
 
     files = sum(v["cache_files"] for v in sources.values())
-    done = len(computed | recomputed)
+    done = len(computed | set(recomputed))
     described = None
     if extractor is not None:
         described = dict(extractor, version=Extractor(extractor["kind"], Path(extractor["path"])).version())
@@ -412,7 +414,11 @@ def _extraction_provenance(extractor: dict | None, computed: set, recomputed: se
         "extractor": described,
         "pairs_computed": done,
         "pairs_read_from_cache": max(files - done, 0),
-        "corrupt_recomputed": sorted(recomputed),
+        "corrupt_recomputed": sorted(p for p, why in recomputed.items() if why == "corrupt"),
+        # made differently from this run (another frame size, clip or extractor), or --loso-recompute
+        "stale_recomputed": sorted(p for p, why in recomputed.items() if why == "stale"),
+        "forced_recomputed": sorted(p for p, why in recomputed.items() if why == "forced"),
+        "kept_on_recompute": sorted(kept),  # --loso-recompute left them: another tool wrote them
     }
 
 

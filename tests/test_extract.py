@@ -266,7 +266,9 @@ def load_cache(path: Path) -> dict:
 
 
 def assert_schema(payload: dict, frames: int) -> None:
-    assert set(payload) == {"features", "scores"}
+    # The training pipeline's schema, plus how the gate made the file (which it never reads).
+    assert set(payload) == {"features", "scores", "made_by"}
+    assert set(payload["made_by"]) == {"tool", "extractor", "frame_size", "pixel_format", "ref", "dis"}
     assert set(payload["features"]) == {"feature_names", "per_frame", "n_frames"}
     assert set(payload["scores"]) == {"per_frame", "pooled"}
     assert payload["features"]["feature_names"] == FEATURE_NAMES
