@@ -112,6 +112,8 @@ class _ResultListener:
         result = getattr(report, "loso", None)
         if result is not None:
             self.results.add(result)  # type: ignore[attr-defined]
+        if report.when == "call" and report.nodeid.startswith("loso::"):
+            self.results.reported.add(report.nodeid[len("loso::"):])  # type: ignore[attr-defined]
 
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
     def pytest_testnodedown(self, node: object, error: object) -> None:
@@ -138,10 +140,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if results.nothing_ran:
         return
+    passed = session.exitstatus == pytest.ExitCode.OK
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+    results.settle_accept(passed=passed)  # before writing: the report lists a refused accept as pytest will
     results.write()
-    results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
-    if results.accept_refusal and session.exitstatus == pytest.ExitCode.OK:
+    results.publish(passed=passed)
+    if results.accept_refusal and passed:
         # Asked to accept, and could not, though every test passed (a partial run): a failed test,
         # counted and in JUnit like any. When tests failed, they already say why the run is red.
         report_deferred(config, "accept", "failed", results.accept_refusal)

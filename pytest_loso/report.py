@@ -90,7 +90,7 @@ class AggregateVerdict:
     """The outcome of one architecture's aggregate test, ``aggregate[<arch>]``."""
 
     test: str
-    outcome: str  # "passed", "failed" or "skipped"
+    outcome: str  # "passed", "failed", "skipped", or "not run" (in the report only)
     message: str = ""
 
     def to_json(self) -> dict:
@@ -109,6 +109,7 @@ class SessionResults:
         self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
         self.accept_refusal: str | None = None  # why --loso-accept was refused: the run must fail
+        self.reported: set[str] = set()  # gate tests pytest reported an outcome for (aggregates included)
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
@@ -129,8 +130,22 @@ class SessionResults:
             return []  # the collection error is the report's story
 
     def _not_run(self) -> list[str]:
-        """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...)."""
-        return sorted({check.name for check in self._planned()} - set(self.results))
+        """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...), aggregate
+        tests included: a bound no test held must not show as held, nor as failed."""
+        from .items import aggregate_tests
+
+        planned = self._planned()
+        return sorted(({check.name for check in planned} - set(self.results))
+                      | (set(aggregate_tests(planned)) - self.reported))
+
+    def _as_run(self, verdict: AggregateVerdict) -> AggregateVerdict:
+        """The verdict as the session ran it: an aggregate test that was not run judged nothing."""
+        if verdict.test in self.reported:
+            return verdict
+        why = verdict.message if verdict.outcome == "skipped" else (  # its folds' story, when they are partial
+            f"loso::{verdict.test} did not run (deselected, or the session stopped first), so its bounds and "
+            "comparison were not applied")
+        return AggregateVerdict(verdict.test, "not run", why)
 
     def _fold_results(self, run: str) -> tuple[list[str], dict[str, dict]]:
         """The planned fold tests of ``run`` (arch or arch-seedN), and the results of those that ran."""
@@ -230,7 +245,7 @@ class SessionResults:
         aggregate_checks = {}
         for arch, block in sorted(archs.items()):
             block["aggregate"] = self._aggregate(arch, block["per_fold"])
-            verdict = self.aggregate_verdict(arch)
+            verdict = self._as_run(self.aggregate_verdict(arch))
             aggregate_checks[arch] = verdict.to_json()
             if verdict.outcome == "failed":
                 failures.append({"test": verdict.test, "message": verdict.message})
@@ -239,7 +254,7 @@ class SessionResults:
             summary = self.seed_summary(arch)
             if summary is None:
                 continue
-            verdict = self.seed_verdict(arch)
+            verdict = self._as_run(self.seed_verdict(arch))
             seeds[arch] = dict(summary, check=verdict.to_json())
             if verdict.outcome == "failed":
                 failures.append({"test": verdict.test, "message": verdict.message})
@@ -380,18 +395,34 @@ class SessionResults:
 
             for path in write_plots(options.plot_dir, self.report, self.results, options.thresholds):
                 self.notes.append(f"plot: {path}")
-        if options.accept and options.compare is not None:
-            if self.report["partial"]:
-                self.accept_refusal = (f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate "
-                                       f"tests did not run), {options.compare} is unchanged")
-                self.notes.append(self.accept_refusal + "; the run fails")
-            elif passed or options.accept_force:
+        if self.accepting:
+            if self.accept_refusal is None:
                 write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
                 self.notes.append(f"accepted: this run's report is now {options.compare}")
             else:
-                self.accept_refusal = (f"NOT accepted: tests failed, {options.compare} is unchanged "
-                                       "(--loso-accept-force accepts anyway)")
-                self.notes.append(self.accept_refusal)
+                self.notes.append(self.accept_refusal + ("; the run fails" if self.report["partial"] else ""))
+
+    @property
+    def accepting(self) -> bool:
+        return self.options.accept and self.options.compare is not None
+
+    def settle_accept(self, *, passed: bool) -> None:
+        """Decide ``--loso-accept`` before the report is written, so the report says what pytest will:
+        a refusal in a run whose tests all passed is the failed test ``accept``."""
+        assert self.report is not None
+        if not self.accepting:
+            return
+        options = self.options
+        if self.report["partial"]:
+            self.accept_refusal = (f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate "
+                                   f"tests did not run), {options.compare} is unchanged")
+        elif not passed and not options.accept_force:
+            self.accept_refusal = (f"NOT accepted: tests failed, {options.compare} is unchanged "
+                                   "(--loso-accept-force accepts anyway)")
+        self.report["acceptance"] = {"path": str(options.compare), "accepted": self.accept_refusal is None,
+                                     "refused": self.accept_refusal}
+        if self.accept_refusal and passed:
+            self.report["failures"].append({"test": "accept", "message": self.accept_refusal})
 
 
 def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
@@ -481,7 +512,7 @@ def _fold_count(agg: dict) -> str:
     return f"{n} folds" if n == planned else f"{n} of {planned} folds"
 
 
-AGGREGATE_STATUS = {"passed": "ok", "failed": "FAILED", "skipped": "not checked"}
+AGGREGATE_STATUS = {"passed": "ok", "failed": "FAILED", "skipped": "not checked", "not run": "not run"}
 
 
 def _aggregate_status(report: dict, arch: str) -> str:
@@ -573,7 +604,8 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
             lines.append(f"| {_md(arch)} | {folds} | {row[2]} | {row[3]} | {row[5]} | {_aggregate_status(report, arch)} |")
         lines.append("")
         notes = [f"- **aggregate[{_md(arch)}]** not checked: {_md(check['message'])}"
-                 for arch, check in (report.get("aggregate_checks") or {}).items() if check["outcome"] == "skipped"]
+                 for arch, check in (report.get("aggregate_checks") or {}).items()
+                 if check["outcome"] in ("skipped", "not run")]
         lines += notes + ([""] if notes else [])
     for title, rows in tables(report, concat_only=summary):
         header = _header(rows)

@@ -159,3 +159,53 @@ def test_tb_line_and_the_short_summary_give_the_whole_sentence(gate, xdist):
     assert f"{gate.fold_path('linear', 'Src0001')}:1: {sentence}" in run.output  # --tb=line: whole, not cut at 50
     mean = run.report["archs"]["mlp_small"]["aggregate"]["mean_rmse"]
     assert f"loso:1: mlp_small: mean RMSE {mean:.3f} is above the maximum 0.001 over 3 folds" in run.output
+
+
+def _failed_in_junit(path) -> set[str]:
+    _, cases = _junit(path)
+    return {name for name, case in cases.items() if case.find("failure") is not None}
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_deselected_aggregate_is_reported_as_not_run_not_as_failed(gate, xdist):
+    """Every fold ran, one broken aggregate test was deselected: pytest, JUnit and the report agree
+    that it judged nothing (not a failure, not a pass), and the run is partial."""
+    junit = gate.root / "junit.xml"
+    run = gate.run("--loso-max-mean-rmse=0.001", "--deselect", "loso::aggregate[mlp_small]",
+                   f"--junitxml={junit}", *xdist)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    run.result.stdout.fnmatch_lines(["*= 1 failed, 7 passed*"])  # xdist's controller counts no deselected
+    assert _failed_in_junit(junit) == {"aggregate[linear]"}
+    assert [f["test"] for f in run.report["failures"]] == ["aggregate[linear]"]
+    assert run.report["aggregate_checks"]["mlp_small"]["outcome"] == "not run"
+    assert run.report["aggregate_checks"]["linear"]["outcome"] == "failed"
+    assert run.report["partial"]["not_run"] == ["aggregate[mlp_small]"]
+    assert "| mlp_small | 3 folds |" in run.markdown and "| not run |" in run.markdown
+
+
+def test_a_refused_accept_is_in_the_report_as_the_failed_test_pytest_counts(gate):
+    path = gate.root / "accepted.json"
+    junit = gate.root / "junit.xml"
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000", f"--junitxml={junit}")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert _failed_in_junit(junit) == {"accept"}
+    assert [f["test"] for f in run.report["failures"]] == ["accept"]
+    assert run.report["failures"][0]["message"].startswith("NOT accepted: a partial run")
+    assert run.report["acceptance"] == {"path": str(path), "accepted": False,
+                                        "refused": run.report["failures"][0]["message"]}
+    assert "accept" in run.markdown and not path.exists()
+
+    # tests failed: the refusal is said, but it is not a test (the failed tests say why the run is red)
+    run = gate.run(f"--loso-compare={path}", "--loso-accept", "--loso-max-mean-rmse=0.001")
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    assert sorted(f["test"] for f in run.report["failures"]) == sorted(aggregate_ids_names())
+    assert run.report["acceptance"]["accepted"] is False and "tests failed" in run.report["acceptance"]["refused"]
+
+    run = gate.run(f"--loso-compare={path}", "--loso-accept")
+    assert run.result.ret == pytest.ExitCode.OK
+    assert run.report["acceptance"] == {"path": str(path), "accepted": True, "refused": None}
+    assert json.loads(path.read_text())["acceptance"]["accepted"] is True
+
+
+def aggregate_ids_names() -> list[str]:
+    return [n.split("::")[-1] for n in aggregate_ids()]
