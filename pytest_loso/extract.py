@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -68,7 +67,9 @@ def libvmaf_payload(log: dict, dis: Path) -> dict:
     }
 
 
-TEMP_PREFIX = "loso-vmaf-"
+# libvmaf writes its JSON log to our pipe: no temporary file, so nothing can outlive a killed run,
+# and no path in the ffmpeg filter graph (where a ':' would split the options).
+LOG_TO_PIPE = Path("/dev/stdout")
 _RUNNING: set[subprocess.Popen] = set()  # libvmaf processes of this pytest process, killed when it stops
 _RUNNING_LOCK = threading.Lock()
 
@@ -101,16 +102,6 @@ def kill_running() -> None:
         for process in list(_RUNNING):
             if process.poll() is None:
                 process.kill()
-
-
-def sweep_stale_temp_folders() -> None:
-    """Remove the temporary folders of gate processes that no longer run (a SIGKILL leaves them)."""
-    import shutil
-
-    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
-        pid = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -160,43 +151,37 @@ class Extractor:
                 f"{dis_frames} frames of {width}x{height}, but its reference {ref.name} has {ref_frames}",
                 "re-decode the distorted clip to the reference's frame count, or check the frame size",
             )
-        # The folder names this process: a later run removes it if this one was killed.
-        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
-            # libvmaf runs in the temporary folder and logs to a bare file name there: a path in
-            # an ffmpeg filter graph would need escaping (a ':' in it splits the options).
-            log_path = Path(tmp) / "vmaf.json"
-            command = self.command(Path(os.path.abspath(ref)), Path(os.path.abspath(dis)), width, height,
-                                   Path(log_path.name))
-            try:
-                run = _run_tied(command, tmp)
-            except OSError as exc:
-                raise LosoInputError(
-                    dis,
-                    f"cannot run libvmaf: {exc}\n  command: {' '.join(command)}",
-                    "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
-                ) from None
-            if run.returncode != 0 or not log_path.is_file():
-                raise LosoInputError(
-                    dis,
-                    f"libvmaf failed ({_exit_status(run.returncode)}): {run.stderr.strip()[-2000:]}"
-                    f"\n  command: {' '.join(command)}",
-                )
-            try:
-                log = json.loads(log_path.read_text())
-            except ValueError as exc:
-                raise LosoInputError(
-                    dis, f"libvmaf wrote an unreadable log ({exc})\n  command: {' '.join(command)}"
-                ) from None
-            return libvmaf_payload(log, dis)
+        command = self.command(Path(os.path.abspath(ref)), Path(os.path.abspath(dis)), width, height, LOG_TO_PIPE)
+        try:
+            run = _run_tied(command)
+        except OSError as exc:
+            raise LosoInputError(
+                dis,
+                f"cannot run libvmaf: {exc}\n  command: {' '.join(command)}",
+                "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
+            ) from None
+        if run.returncode != 0:
+            raise LosoInputError(
+                dis,
+                f"libvmaf failed ({_exit_status(run.returncode)}): {run.stderr.strip()[-2000:]}"
+                f"\n  command: {' '.join(command)}",
+            )
+        try:
+            log = json.loads(run.stdout)
+        except ValueError as exc:
+            raise LosoInputError(
+                dis, f"libvmaf wrote an unreadable log ({exc})\n  command: {' '.join(command)}"
+            ) from None
+        return libvmaf_payload(log, dis)
 
 
-def _run_tied(command: list[str], cwd: str) -> subprocess.CompletedProcess:
+def _run_tied(command: list[str]) -> subprocess.CompletedProcess:
     """``subprocess.run``, with the child registered (Ctrl-C and SIGTERM kill it) and dying with us.
 
     ``preexec_fn`` is documented as unsafe with threads (the pool's); it only makes one
     already looked-up libc call, so the child takes no lock between fork and exec.
     """
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if _PRCTL else None)
     with _RUNNING_LOCK:
         _RUNNING.add(process)
@@ -259,8 +244,8 @@ def cache_record(path: Path) -> tuple[bool, object]:
 
 
 def _terminate_as_interrupt() -> object | None:
-    """While libvmaf runs, SIGTERM stops the fill like Ctrl-C (children killed, temporary folders
-    removed); returns the previous handler, or None when this is not the main thread."""
+    """While libvmaf runs, SIGTERM stops the fill like Ctrl-C (children killed, queued pairs
+    dropped); returns the previous handler, or None when this is not the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
@@ -360,7 +345,6 @@ class CacheFiller:
 
         Failures are remembered: the tests that need such a pair fail with libvmaf's message.
         """
-        sweep_stale_temp_folders()
         missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()]
         again = self._to_recompute(pairs, progress) if recompute else []
         if not missing and not again:

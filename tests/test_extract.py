@@ -658,7 +658,7 @@ def test_bundled_example_gated_from_an_empty_cache_reproduces_the_committed_cach
         np.testing.assert_allclose(fresh["scores"]["per_frame"], kept["scores"]["per_frame"], atol=1e-3)
 
 
-def test_a_colon_in_the_temporary_folder_does_not_break_the_ffmpeg_filter_graph(pytester, small, monkeypatch):
+def test_a_colon_in_the_temporary_folder_does_not_matter(pytester, small, monkeypatch):
     import tempfile
 
     odd = pytester.path / "tmp:with:colons"
@@ -705,11 +705,11 @@ def test_libvmaf_dies_with_the_gate_and_no_temporary_folder_outlives_it(pytester
     stopped = env.finish(process, timeout=60)
     assert time.monotonic() - started < 10, "the gate waited for the running pairs"
     _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=2)
-    leftovers = list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*"))
+    # libvmaf logs to a pipe: no temporary file or folder is made, so none can be left by a killed run
+    assert not list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*")) and not list(env.cache.rglob("*.tmp"))
     if sig == signal.SIGTERM:
-        assert stopped.ret != 0 and not leftovers  # stopped like Ctrl-C: its folders removed on the way out
+        assert stopped.ret != 0  # stopped like Ctrl-C
     else:
         assert stopped.ret == -signal.SIGKILL
-        assert leftovers, "a killed run leaves the folder of the pair it was computing"
-        rerun = env.run()  # the next run that fills the cache sweeps them
-        assert not list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*")), rerun.output
+    rerun = env.run()  # and the next run finishes the cache
+    all_passed(rerun, large.corpus.sources)
