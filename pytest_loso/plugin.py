@@ -119,6 +119,28 @@ class _ResultListener:
     def pytest_testnodedown(self, node: object, error: object) -> None:
         self.deferred.update(getattr(node, "workeroutput", {}).get("loso_aggregates", []))
 
+    @pytest.hookimpl(wrapper=True, trylast=True)  # inside the terminal's wrapper: before its closing "[100%]"
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Under xdist, judge the aggregate tests the workers left here, once every fold's result
+        arrived; reported like any test, so pytest counts them (and fails the run) as its own."""
+        result = yield
+        from .items import report_deferred
+
+        session.testscollected += len(self.deferred)  # the workers did not count them
+        for name in sorted(self.deferred):
+            verdict = self.results.verdict(name)  # type: ignore[attr-defined]
+            report_deferred(session.config, name, verdict.outcome, verdict.message)
+        if self.results.nothing_ran or session.config.option.collectonly:  # type: ignore[attr-defined]
+            return result
+        passed = not session.testsfailed
+        refusal = self.results.decide_accept(passed=passed)  # type: ignore[attr-defined]
+        if refusal and passed:
+            # Asked to accept, and could not, though every test passed (a partial run): a failed test,
+            # counted and in JUnit like any. When tests failed, they already say why the run is red.
+            session.testscollected += 1
+            report_deferred(session.config, "accept", "failed", refusal)
+        return result
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and report.nodeid == "loso":  # the gate could not plan: the report must say so
             self.results.add_collection_error(str(report.longrepr))  # type: ignore[attr-defined]
@@ -129,27 +151,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if RESULTS not in config.stash or config.option.collectonly:
         return
-    from .items import report_deferred
-
     results = config.stash[RESULTS]
-    listener = config.pluginmanager.get_plugin("loso-results")
-    for name in sorted(listener.deferred):  # judged here, where every fold's result arrived
-        verdict = results.verdict(name)
-        report_deferred(config, name, verdict.outcome, verdict.message)
-        if verdict.outcome == "failed" and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if results.nothing_ran:
         return
-    passed = session.exitstatus == pytest.ExitCode.OK
+    results.decide_accept(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
-    results.settle_accept(passed=passed)  # before writing: the report lists a refused accept as pytest will
     results.write()
-    results.publish(passed=passed)
-    if results.accept_refusal and passed:
-        # Asked to accept, and could not, though every test passed (a partial run): a failed test,
-        # counted and in JUnit like any. When tests failed, they already say why the run is red.
-        report_deferred(config, "accept", "failed", results.accept_refusal)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

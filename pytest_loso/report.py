@@ -110,6 +110,7 @@ class SessionResults:
         self.notes: list[str] = []  # what was written where, for the terminal summary
         self.accept_refusal: str | None = None  # why --loso-accept was refused: the run must fail
         self.reported: set[str] = set()  # gate tests pytest reported an outcome for (aggregates included)
+        self._accept_decided = False
 
     def add(self, result: dict) -> None:
         self.results[result["name"]] = result
@@ -305,7 +306,10 @@ class SessionResults:
             "seeds": seeds,
             "thresholds": self.options.thresholds.to_json(),
             "srocc_method": SROCC_METHODS[self.options.srocc_ranks],
-            "failures": failures,
+            "failures": failures + ([{"test": "accept", "message": self.accept_refusal}]
+                                    if "accept" in self.reported else []),
+            "acceptance": {"path": str(self.options.compare), "accepted": self.accept_refusal is None,
+                           "refused": self.accept_refusal} if self.accepting else None,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
             "warnings": gate.corpus_warnings(),
             "partial": {"not_run": not_run, "ran": len(results), "tests_ran": [r["name"] for r in results]}
@@ -406,23 +410,19 @@ class SessionResults:
     def accepting(self) -> bool:
         return self.options.accept and self.options.compare is not None
 
-    def settle_accept(self, *, passed: bool) -> None:
-        """Decide ``--loso-accept`` before the report is written, so the report says what pytest will:
-        a refusal in a run whose tests all passed is the failed test ``accept``."""
-        assert self.report is not None
-        if not self.accepting:
-            return
-        options = self.options
-        if self.report["partial"]:
-            self.accept_refusal = (f"NOT accepted: a partial run ({len(self.report['partial']['not_run'])} gate "
-                                   f"tests did not run), {options.compare} is unchanged")
-        elif not passed and not options.accept_force:
-            self.accept_refusal = (f"NOT accepted: tests failed, {options.compare} is unchanged "
-                                   "(--loso-accept-force accepts anyway)")
-        self.report["acceptance"] = {"path": str(options.compare), "accepted": self.accept_refusal is None,
-                                     "refused": self.accept_refusal}
-        if self.accept_refusal and passed:
-            self.report["failures"].append({"test": "accept", "message": self.accept_refusal})
+    def decide_accept(self, *, passed: bool) -> str | None:
+        """Why ``--loso-accept`` may not write the accepted report (``None``: it may). Decided once, at
+        the end of the run loop where a refusal can still be a test pytest counts (``accept``)."""
+        if self.accepting and not self._accept_decided:
+            self._accept_decided = True
+            not_run, compare = self._not_run(), self.options.compare
+            if not_run:
+                self.accept_refusal = (f"NOT accepted: a partial run ({len(not_run)} gate tests did not run), "
+                                       f"{compare} is unchanged")
+            elif not passed and not self.options.accept_force:
+                self.accept_refusal = (f"NOT accepted: tests failed, {compare} is unchanged "
+                                       "(--loso-accept-force accepts anyway)")
+        return self.accept_refusal
 
 
 def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
