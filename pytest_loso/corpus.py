@@ -12,6 +12,7 @@ that order, exactly as the hand-run evaluation script did, so the numbers match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -279,7 +280,7 @@ def read_pair(path: Path, raw: bytes) -> PairFrames:
 
 
 def _read_cached_pair(pair: Pair, path: Path, cache_dir: Path, filler: CacheFiller | None,
-                      expected: made_by.Extraction | None) -> tuple[bytes, PairFrames]:
+                      expected: Callable[[], made_by.Extraction] | None) -> tuple[bytes, PairFrames]:
     """A pair's cache file, computed when missing and recomputed when corrupt or stale (with a
     ``filler``); without one, either is an error that says how to fill the cache."""
     if path.exists() and not path.is_file():  # a folder, FIFO or device: neither read (a FIFO hangs) nor replaced
@@ -300,7 +301,7 @@ def _read_cached_pair(pair: Pair, path: Path, cache_dir: Path, filler: CacheFill
         return _recomputed(pair, path, filler, "corrupt", corrupt.problem, corrupt.fix)
     if frames.made_by is None or expected is None:
         return raw, frames  # not written by the gate: read as it is
-    stale = made_by.differences(frames.made_by, pair.ref_path, pair.dis_path, expected)
+    stale = made_by.differences(frames.made_by, pair.ref_path, pair.dis_path, expected())
     if not stale:
         return raw, frames
     problem = "made differently from what this run would make: " + "; ".join(stale)
@@ -339,8 +340,9 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
             corpus.data_root / "dis",
             f"source {source} has no distorted clips (expected dis/{source}_<quality>_<height>_<kbps>.yuv)",
         )
-    expected = (filler.extraction(source) if filler is not None
-                else made_by.Extraction(*frame_size) if frame_size is not None else None)
+    # Asked only of files the gate wrote: the extractor's version costs a process start.
+    expected = (functools.cache(lambda: filler.extraction(source)) if filler is not None
+                else (lambda: made_by.Extraction(*frame_size)) if frame_size is not None else None)
     digest = hashlib.sha256()
     feature_parts, score_parts, counts, files = [], [], [], []
     dropped: dict[str, dict[str, int]] = {}
