@@ -236,6 +236,9 @@ def test_v3_recipe_slot_zero_known_corpus_range_and_crf_first(tmp_path):
 
 def test_codec_model_refuses_non_numeric_cq(tmp_path):
     model = load_model(_codec_sidecar(_save(tmp_path / "m.onnx", codec_width=len(VOCAB) + 2)).with_suffix(".onnx"))
+    with pytest.raises(LosoInputError, match="source Clip has no cq or crf column") as info:
+        model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, preset=["slow"] * 2))
+    assert info.value.path == tmp_path / "m.json" and "a per-frame table with encoder and cq columns" in info.value.fix
     for bad in (np.array(["19", "x"], dtype=object), np.array([19.0, np.nan])):
         with pytest.raises(LosoInputError, match="source Clip: cq values are not all finite numbers"):
             model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, cq=bad))
@@ -271,6 +274,11 @@ def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
         (False, {"input_names": ["x"]}, "input_names ['x'] disagree with the model's inputs ['features']"),
         (False, {"sha256": "0" * 64}, "does not match m.onnx"),
         (False, {"feature_std": STD[:3]}, "feature_std must be 6 finite numbers"),
+        (False, {"feature_std": None}, "has feature_mean or feature_std but lacks 'feature_std'"),
+        (False, {"feature_std": [1.0, 0.0, 1.0, 1.0, 1.0, 1.0]}, "feature_std has a zero"),
+        (True, {"encoder_vocab": VOCAB + ["av1_qsv"], "codec_block_layout": _layout(VOCAB + ["av1_qsv"])},
+         "codec_block_layout has 7 entries but the model's input codec is [batch, 6]"),
+        (True, {"input_names": ["codec", "features", "extra"]}, "disagree with the model's inputs"),
         (True, {"encoder_vocab": None}, "lacks 'encoder_vocab'"),
         (True, {"codec_block_layout": None}, "lacks 'codec_block_layout'"),
         (True, {"corpus": {"cq_min": 19, "cq_max": "high"}}, "corpus.cq_min / corpus.cq_max must both be numbers"),
