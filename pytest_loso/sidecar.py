@@ -6,6 +6,12 @@ for codec-aware models, ``encoder_vocab`` / ``codec_block_layout``. This module 
 checks a sidecar against its model, and builds every input from a source's data exactly as
 the fork's code does. A model without a sidecar is fed as before (the first generation's six
 features, picked by name).
+
+A codec block is built by the recipe of the trainer that wrote the sidecar (see
+:func:`codec_recipe`): the three trainers of the shipped models build it differently. The
+fork's inference seam, tools/vmaf-tune/src/vmaftune/proxy.py:encode_codec_block, is not the
+reference: its vocab order differs from the shipped sidecars' and it feeds one concatenated
+input where the shipped models have two, so it cannot run them.
 """
 
 from __future__ import annotations
