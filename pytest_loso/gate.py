@@ -21,6 +21,7 @@ from .extract import CacheFiller, resolve_extractor
 from .metrics import bootstrap_intervals, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
+from .sidecar import describe_feed
 from .table import TableCorpus
 from .thresholds import Bounds, check
 
@@ -212,13 +213,13 @@ class Gate:
     def _score(self, check_: Check, result: dict) -> None:
         if check_.kind == "ensemble":
             models = [load_model(path) for path in check_.members]
-            result["models"] = {str(m.path): _model_provenance(m) for m in models}
+            result["models"] = {str(m.path): self._model_provenance(m) for m in models}
             self._run_ensemble(models, result)
             self._judge(check_, models[0], result, self.options.thresholds.fold, f"ensemble {check_.label} (mean of "
                         f"{len(models)} members) on all sources")
             return
         model = load_model(check_.model_path)
-        result["models"] = {str(model.path): _model_provenance(model)}
+        result["models"] = {str(model.path): self._model_provenance(model)}
         if check_.kind == "fold":
             assert check_.source is not None
             data = self._source(check_.source, result)
@@ -231,6 +232,18 @@ class Gate:
             bounds = self.options.thresholds.fold
             subject = f"baseline {check_.label} on all sources"
         self._judge(check_, model, result, bounds, subject)
+
+    def _model_provenance(self, model: OnnxModel) -> dict:
+        """The model's files, and how its sidecar says to feed it on this corpus."""
+        provenance = {
+            "sha256": model.sha256,
+            "data_path": str(model.data_path) if model.data_path else None,
+            "data_sha256": model.data_sha256,
+        }
+        if model.sidecar is not None:
+            corpus = self.corpus
+            provenance["feed"] = describe_feed(model.sidecar, corpus.columns if isinstance(corpus, TableCorpus) else ())
+        return provenance
 
     def _judge(self, check_: Check, model: OnnxModel, result: dict, bounds: Bounds, subject: str) -> None:
         """Hold the metrics to ``bounds`` and to the accepted report; raise the reviewer's sentences."""
@@ -373,11 +386,3 @@ def _spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> dict:
     import numpy as np
 
     return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma))}
-
-
-def _model_provenance(model: OnnxModel) -> dict:
-    return {
-        "sha256": model.sha256,
-        "data_path": str(model.data_path) if model.data_path else None,
-        "data_sha256": model.data_sha256,
-    }

@@ -6,7 +6,7 @@ The team's contracts (lusoris/vmaf): ``scripts/dev/hw_encoder_corpus.py`` writes
 frame_index, codec, vmaf`` and the features, read by ``eval_loso_vmaf_tiny_v3.py``.
 
 The source is ``source`` (else ``src``) without a ``_<N>fps`` suffix. A clip (the bootstrap's
-unit) is ``dis_basename`` when the table has it, else the (source, encoder, cq) combination.
+unit) is ``dis_basename`` when the table has it, else the (source, encoder, preset, cq) combination.
 Clips are ordered like the YUV + cache corpus orders its pairs (sorted names) and frames by
 ``frame_index`` inside a clip, and values go straight to float32 as the cache reader does,
 so a table holding a cache's data gives the same numbers to the last digit.
@@ -33,7 +33,7 @@ SOURCE_COLUMNS = ("source", "src")
 CLIP_COLUMN = "dis_basename"
 FRAME_COLUMN = "frame_index"
 # Per-frame metadata handed to codec-aware models through SourceData.columns.
-METADATA_COLUMNS = ("encoder", "codec", "cq", "preset", CLIP_COLUMN)
+METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset", CLIP_COLUMN)
 _FPS_SUFFIX = re.compile(r"_\d+fps$")
 TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
 
@@ -168,6 +168,11 @@ class TableCorpus:
     def sources(self) -> list[str]:
         return sorted(self._rows)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the table has."""
+        return tuple(self._table.names)
+
     def describe(self) -> str:
         return f"table {self.path}"
 
@@ -188,10 +193,11 @@ class TableCorpus:
                 clips.setdefault((str(values[CLIP_COLUMN][i]),), []).append(i)
         else:
             encoder = values.get("encoder") or values.get("codec")
-            cq = values.get("cq")
+            preset = values.get("preset")
+            cq = values.get("cq") or values.get("crf")
             for i in rows:
                 key = (str(values[self._source_column][i]), str(encoder[i]) if encoder else "",
-                       _sortable(cq[i]) if cq else (0, 0.0))
+                       str(preset[i]) if preset else "", _sortable(cq[i]) if cq else (0, 0.0))
                 clips.setdefault(key, []).append(i)
         frame = values.get(FRAME_COLUMN)
         ordered = []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from loso_helpers import SOURCES, STEPS, script_metrics
+from loso_helpers import SOURCES, STEPS, parse_outcomes, script_metrics
 from pytest_loso.training import export_onnx, train
 
 MEMBERS = 3
@@ -81,3 +81,55 @@ def test_a_malformed_ensemble_option_is_a_usage_error(ensemble):
     run = ensemble.run("--loso-ensemble", "no-equals-sign")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert "'no-equals-sign' is not NAME=GLOB" in run.output
+
+
+def _readme_seed_sweep_command() -> list[str]:
+    """The gate command of the README's seed-sweep CI example (section "Seeds"), folded lines joined."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Seeds\n"):]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+    folded = block[block.index("run: >\n") + len("run: >\n"):].split("\n      - ")[0]
+    return shlex.split(" ".join(line.strip() for line in folded.splitlines()))
+
+
+def test_the_readme_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writes_the_verdict(ensemble):
+    """The README's CI example as written: seeds over a per-frame table, the ensemble, the ADR-0303 rule."""
+    import json
+
+    from pytest_loso.training import train_folds
+    from test_table import _rows, _write_jsonl
+
+    gate = ensemble
+    args = _readme_seed_sweep_command()
+    assert args[:3] == ["pytest", "-m", "loso"]
+    option = dict(a.split("=", 1) for a in args[3:] if "=" in a)
+    root = gate.root
+    for seed in range(2):  # the sweep the example points at
+        train_folds(root / option["--loso-dir"] / "loso_mlp_small" / f"seed{seed}", gate.truth, "mlp_small",
+                    steps=STEPS, seed=30 + seed)
+    table = root / option["--loso-table"]
+    table.parent.mkdir(parents=True)
+    _write_jsonl(table, _rows(gate))
+    name, pattern = option["--loso-ensemble"].split("=", 1)
+    (root / pattern).parent.mkdir(parents=True)
+    for i, member in enumerate(_members(gate)):  # the members where the example's glob looks
+        target = root / pattern.replace("*", str(i))
+        member.rename(target)
+        member.with_name(member.name + ".data").rename(target.with_name(target.name + ".data"))
+    result = gate.pytester.runpytest("-p", "no:cacheprovider", "-rA", *args[1:])
+    verdict = json.loads((root / option["--loso-verdict"]).read_text())
+    outcomes = parse_outcomes(result)
+    expected = {f"loso::fold[mlp_small-seed{seed}-{s}]" for seed in range(2) for s in SOURCES}
+    expected |= {"loso::aggregate[mlp_small-seed0]", "loso::aggregate[mlp_small-seed1]", "loso::seeds[mlp_small]",
+                 f"loso::ensemble[{name}]"}
+    assert set(outcomes) == expected, result.stdout.str()
+    # trained models on this corpus hold the rule (PLCC ~0.996, spread < 0.001): every test passes, PROMOTE
+    assert set(outcomes.values()) == {"PASSED"} and result.ret == 0, result.stdout.str()
+    assert verdict["verdict"] == "PROMOTE", verdict
+    assert verdict["gate"]["mean_plcc_threshold"] == 0.95 and verdict["gate"]["plcc_spread_max"] == 0.005
+    assert verdict["seeds"] == [0, 1]
+    assert (root / option["--junitxml"]).is_file() and (root / option["--loso-report"] / "loso_eval.json").is_file()

@@ -30,27 +30,39 @@ MEAN = [9.0, 0.9, 0.85, 0.4, 0.8, 0.7]
 STD = [6.0, 0.1, 0.14, 0.16, 0.17, 0.19]
 VOCAB = ["libx264", "libx265", "libsvtav1", "unknown"]
 CQ_RANGE = (19.0, 37.0)
-RNG = np.random.default_rng(9)
-W1, B1 = RNG.normal(size=(6, 8)), RNG.normal(size=8)
-W2, B2 = RNG.normal(size=(8, 1)), np.array([60.0])
-WC = RNG.normal(size=(len(VOCAB) + 2, 8)) * 3  # the codec block's weights into the hidden layer
+# The shipped fr_regressor_v3.json's training corpus (its corpus_sha256), whose cq range is 19..37.
+PHASE_A_SHA = "58512e6c2400a8c7962d29f6a16fa090e6742f5746f2897128c381fb00808e3f"
+V2_VOCAB = ["libx264", "libx265", "libsvtav1", "h264_nvenc", "hevc_qsv", "unknown"]
+V3_VOCAB = ["libx264", "libaom-av1", "libx265", "h264_nvenc", "libsvtav1"]  # no unknown: slot 0
 
 
-def _save(path: Path, codec_width: int | None = None, feature_width: int = 6) -> Path:
+def _weights(seed: int = 9) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.normal(size=(6, 8)), rng.normal(size=8)
+    w2, b2 = rng.normal(size=(8, 1)), np.array([60.0])
+    wc = rng.normal(size=(20, 8)) * 3  # the codec block's weights into the hidden layer
+    return w1, b1, w2, b2, wc
+
+
+W1, B1, W2, B2, WC = _weights()
+
+
+def _save(path: Path, codec_width: int | None = None, feature_width: int = 6, seed: int = 9) -> Path:
     """relu(features @ W1 [+ codec @ WC] + B1) @ W2 + B2, inputs ``features`` (and ``codec``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    w1, b1, w2, b2, wc = _weights(seed)
     f32 = np.float32
-    inits = [numpy_helper.from_array(W1[:feature_width].astype(f32), "W1"),
-             numpy_helper.from_array(B1.astype(f32), "B1"),
-             numpy_helper.from_array(W2.astype(f32), "W2"), numpy_helper.from_array(B2.astype(f32), "B2")]
+    inits = [numpy_helper.from_array(w1[:feature_width].astype(f32), "W1"),
+             numpy_helper.from_array(b1.astype(f32), "B1"),
+             numpy_helper.from_array(w2.astype(f32), "W2"), numpy_helper.from_array(b2.astype(f32), "B2")]
     inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", feature_width])]
     nodes = [helper.make_node("MatMul", ["features", "W1"], ["a"])]
     pre = "a"
     if codec_width is not None:
         inputs.append(helper.make_tensor_value_info("codec", TensorProto.FLOAT, ["batch", codec_width]))
-        inits.append(numpy_helper.from_array(WC[:codec_width].astype(f32), "WC"))
+        inits.append(numpy_helper.from_array(wc[:codec_width].astype(f32), "WC"))
         nodes += [helper.make_node("MatMul", ["codec", "WC"], ["c"]), helper.make_node("Add", ["a", "c"], ["ac"])]
         pre = "ac"
     nodes += [helper.make_node("Add", [pre, "B1"], ["z"]), helper.make_node("Relu", ["z"], ["h"]),
@@ -73,27 +85,71 @@ def _sidecar(model: Path, **changes) -> Path:
     return path
 
 
+def _layout(vocab: list[str]) -> list[str]:
+    return [f"encoder_onehot[{e}]" for e in vocab] + ["preset_norm", "crf_norm"]
+
+
 def _codec_sidecar(model: Path, **changes) -> Path:
-    layout = [f"encoder_onehot[{e}]" for e in VOCAB] + ["preset_norm", "crf_norm"]
+    """As export_ensemble_v2_seeds.py writes it: the training corpus's cq range in ``corpus``."""
     return _sidecar(model, **{"input_names": ["features", "codec"], "encoder_vocab": VOCAB,
-                              "codec_block_layout": layout,
+                              "codec_block_layout": _layout(VOCAB), "encoder_vocab_version": 2,
                               "corpus": {"cq_min": CQ_RANGE[0], "cq_max": CQ_RANGE[1]}, **changes})
 
 
-def _forward(x_cache: np.ndarray, names=FEATURE_NAMES, encoders=None, cqs=None) -> np.ndarray:
+def _v2_sidecar(model: Path) -> Path:
+    """As train_fr_regressor_v2.py writes it: vocab version 2, no corpus."""
+    return _sidecar(model, input_names=["features", "codec"], encoder_vocab=V2_VOCAB,
+                    codec_block_layout=_layout(V2_VOCAB), encoder_vocab_version=2)
+
+
+def _v3_sidecar(model: Path, sha: str = PHASE_A_SHA) -> Path:
+    """As train_fr_regressor_v3.py writes it: vocab version 3, corpus a path and its sha256."""
+    return _sidecar(model, input_names=["features", "codec"], encoder_vocab=V3_VOCAB,
+                    codec_block_layout=_layout(V3_VOCAB), encoder_vocab_version=3,
+                    corpus="runs/phase_a/full_grid/per_frame_canonical6.jsonl", corpus_sha256=sha)
+
+
+# -- the fork's codec blocks, written out from its code for these tests ------------------------
+
+def _minmax_block(encoders, cqs, vocab, fallback: int, lo: float = 19.0, hi: float = 37.0) -> np.ndarray:
+    """train_fr_regressor_v2_ensemble_loso.py / train_fr_regressor_v3.py:_load_corpus."""
+    onehot = np.zeros((len(encoders), len(vocab)))
+    for row, enc in enumerate(encoders):
+        onehot[row, vocab.index(enc) if enc in vocab else fallback] = 1.0
+    return np.column_stack([onehot, np.full(len(cqs), 0.5), (np.asarray(cqs, dtype=np.float64) - lo) / (hi - lo)])
+
+
+# train_fr_regressor_v2.py:_encoder_index (strip, lower, aliases) for the names these tests use ...
+V2_SLOT = {"libx264": "libx264", " X265 ": "libx265", "libsvtav1": "libsvtav1", "h264_nvenc": "h264_nvenc",
+           "hevc_qsv": "hevc_qsv", "libfoo": "unknown"}
+# ... and _preset_ordinal: the table of the encoder as written (" X265 " -> "x265": no table, 5),
+# str(preset) looked up, 5 when unlisted; the ordinal over 9.
+V2_ORDINAL = {("libx264", "veryslow"): 8, ("libx264", "veryfast"): 2, (" X265 ", "slow"): 5, ("libsvtav1", 8): 8,
+              ("libsvtav1", 13): 9, ("h264_nvenc", "p7"): 9, ("hevc_qsv", "fast"): 4, ("libfoo", "medium"): 5,
+              ("libx264", None): 5, ("h264_nvenc", None): 5}
+
+
+def _v2_block(encoders, presets, crfs) -> np.ndarray:
+    """train_fr_regressor_v2.py:_row_to_features: one-hot, preset ordinal / 9, crf / 63."""
+    onehot = np.zeros((len(encoders), len(V2_VOCAB)))
+    for row, enc in enumerate(encoders):
+        onehot[row, V2_VOCAB.index(V2_SLOT[enc])] = 1.0
+    preset = [V2_ORDINAL[(e, p)] / 9 for e, p in zip(encoders, presets)]
+    return np.column_stack([onehot, preset, np.asarray(crfs, dtype=np.float64) / 63])
+
+
+def _forward(x_cache: np.ndarray, names=FEATURE_NAMES, encoders=None, cqs=None, block=None, seed: int = 9):
     """The fork's recipe, float64: features by name, standardised; codec block; the MLP."""
+    w1, b1, w2, b2, wc = _weights(seed)
     canonical = [n.removeprefix("integer_") for n in names]
     x = x_cache.astype(np.float64)[:, [canonical.index(n.removeprefix("integer_")) for n in ORDER]]
     x = (x - np.array(MEAN)) / np.array(STD)
-    z = x @ W1 + B1
+    z = x @ w1 + b1
     if encoders is not None:
-        onehot = np.zeros((len(encoders), len(VOCAB)))
-        for row, enc in enumerate(encoders):
-            onehot[row, VOCAB.index(enc) if enc in VOCAB else VOCAB.index("unknown")] = 1.0
-        crf_norm = (np.asarray(cqs, dtype=np.float64) - CQ_RANGE[0]) / (CQ_RANGE[1] - CQ_RANGE[0])
-        block = np.column_stack([onehot, np.full(len(cqs), 0.5), crf_norm])
-        z = z + block @ WC
-    return (np.maximum(z, 0) @ W2 + B2).reshape(-1)
+        block = _minmax_block(encoders, cqs, VOCAB, VOCAB.index("unknown"), *CQ_RANGE)
+    if block is not None:
+        z = z + block @ wc[:block.shape[1]]
+    return (np.maximum(z, 0) @ w2 + b2).reshape(-1)
 
 
 def _source(x: np.ndarray, names=FEATURE_NAMES, **columns) -> SourceData:
@@ -143,6 +199,51 @@ def test_codec_model_inputs_built_from_encoder_and_cq(tmp_path):
     np.testing.assert_allclose(other, _forward(x_named, names, ["libx265"] * len(x), cqs[::-1]), rtol=1e-4, atol=1e-3)
 
 
+def test_v2_recipe_preset_ordinal_and_crf_over_63(tmp_path):
+    """train_fr_regressor_v2.py's sidecar (no corpus): aliases, the preset column, crf / 63, crf before cq."""
+    model = load_model(_v2_sidecar(_save(tmp_path / "fr_regressor_v2.onnx", codec_width=len(V2_VOCAB) + 2))
+                       .with_suffix(".onnx"))
+    assert model.sidecar.recipe.script == "train_fr_regressor_v2.py:_row_to_features"
+    x = _frames(8)
+    clips = [("libx264", "veryslow"), ("libx264", "veryfast"), (" X265 ", "slow"), ("libsvtav1", 8),
+             ("libsvtav1", 13), ("h264_nvenc", "p7"), ("hevc_qsv", "fast"), ("libfoo", "medium")]
+    encoders, presets = [c[0] for c in clips], np.array([c[1] for c in clips], dtype=object)
+    crfs = np.arange(20, 60, 5)
+    got = model.predict_data(_source(x, encoder=encoders, preset=presets, crf=crfs, cq=crfs + 7))
+    np.testing.assert_allclose(got, _forward(x, block=_v2_block(encoders, presets, crfs)), rtol=1e-4, atol=1e-3)
+    # without a preset column: the fork's default "medium", ordinal 5 for every encoder
+    two = ["libx264", "h264_nvenc"] * 4
+    got = model.predict_data(_source(x, encoder=two, cq=crfs))
+    np.testing.assert_allclose(got, _forward(x, block=_v2_block(two, [None] * 8, crfs)), rtol=1e-4, atol=1e-3)
+
+
+def test_v3_recipe_slot_zero_known_corpus_range_and_crf_first(tmp_path):
+    """train_fr_regressor_v3.py's sidecar (corpus a path): slot-0 fallback, 19..37 by corpus_sha256, preset 0.5."""
+    model = load_model(_v3_sidecar(_save(tmp_path / "fr_regressor_v3.onnx", codec_width=len(V3_VOCAB) + 2))
+                       .with_suffix(".onnx"))
+    x = _frames(6)
+    encoders = ["libx265", "libfoo", "libsvtav1", "libaom-av1", "LIBX265", "h264_nvenc"]  # no aliasing here
+    crfs, cqs = np.array([19, 22, 25, 28, 31, 37]), np.array([40, 41, 42, 43, 44, 45])
+    presets = np.array(["slow"] * 6)  # not used by this recipe
+    got = model.predict_data(_source(x, codec=encoders, crf=crfs, cq=cqs, preset=presets))
+    expected = _forward(x, block=_minmax_block(encoders, crfs, V3_VOCAB, fallback=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    # the ensemble recipe (corpus.cq_min / cq_max) reads cq first, the unknown slot for other encoders
+    ens = load_model(_codec_sidecar(_save(tmp_path / "seed0.onnx", codec_width=len(VOCAB) + 2)).with_suffix(".onnx"))
+    got = ens.predict_data(_source(x, encoder=encoders, crf=crfs, cq=cqs))
+    np.testing.assert_allclose(got, _forward(x, encoders=encoders, cqs=cqs), rtol=1e-4, atol=1e-3)
+
+
+def test_codec_model_refuses_non_numeric_cq(tmp_path):
+    model = load_model(_codec_sidecar(_save(tmp_path / "m.onnx", codec_width=len(VOCAB) + 2)).with_suffix(".onnx"))
+    with pytest.raises(LosoInputError, match="source Clip has no cq or crf column") as info:
+        model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, preset=["slow"] * 2))
+    assert info.value.path == tmp_path / "m.json" and "a per-frame table with encoder and cq columns" in info.value.fix
+    for bad in (np.array(["19", "x"], dtype=object), np.array([19.0, np.nan])):
+        with pytest.raises(LosoInputError, match="source Clip: cq values are not all finite numbers"):
+            model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, cq=bad))
+
+
 def test_missing_feature_is_named(tmp_path):
     _save(tmp_path / "m.onnx")
     _sidecar(tmp_path / "m.onnx")
@@ -173,9 +274,21 @@ def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
         (False, {"input_names": ["x"]}, "input_names ['x'] disagree with the model's inputs ['features']"),
         (False, {"sha256": "0" * 64}, "does not match m.onnx"),
         (False, {"feature_std": STD[:3]}, "feature_std must be 6 finite numbers"),
+        (False, {"feature_std": None}, "has feature_mean or feature_std but lacks 'feature_std'"),
+        (False, {"feature_std": [1.0, 0.0, 1.0, 1.0, 1.0, 1.0]}, "feature_std has a zero"),
+        (True, {"encoder_vocab": VOCAB + ["av1_qsv"], "codec_block_layout": _layout(VOCAB + ["av1_qsv"])},
+         "codec_block_layout has 7 entries but the model's input codec is [batch, 6]"),
+        (True, {"input_names": ["codec", "features", "extra"]}, "disagree with the model's inputs"),
         (True, {"encoder_vocab": None}, "lacks 'encoder_vocab'"),
-        (True, {"corpus": {"path": "x.jsonl"}}, "lacks 'cq_min'"),
-        (True, {"corpus": "runs/phase_a/x.jsonl"}, "lacks corpus.cq_min / corpus.cq_max as numbers"),
+        (True, {"codec_block_layout": None}, "lacks 'codec_block_layout'"),
+        (True, {"corpus": {"cq_min": 19, "cq_max": "high"}}, "corpus.cq_min / corpus.cq_max must both be numbers"),
+        (True, {"corpus": {"path": "x.jsonl"}}, "matches no known fork recipe (encoder_vocab_version 2, corpus dict)"),
+        (True, {"corpus": "runs/phase_a/x.jsonl"}, "matches no known fork recipe (encoder_vocab_version 2, corpus str)"),
+        (True, {"corpus": None, "encoder_vocab": VOCAB[:3] + ["x"], "codec_block_layout": _layout(VOCAB[:3] + ["x"])},
+         'train_fr_regressor_v2.py-style sidecar whose encoder_vocab has no "unknown" slot'),
+        (True, {"corpus": None, "encoder_vocab_version": 7}, "matches no known fork recipe (encoder_vocab_version 7"),
+        (True, {"corpus": "runs/x.jsonl", "encoder_vocab_version": 3, "corpus_sha256": "ab" * 32},
+         "does not record its training corpus's cq range, and its corpus_sha256 " + "ab" * 32),
         (True, {"codec_block_layout": ["preset_norm", "crf_norm"]}, "is not the one-hot of encoder_vocab"),
     ],
 )
@@ -240,3 +353,80 @@ def test_named_baselines_in_the_ini_relative_to_it(gate, monkeypatch):
     outcomes = {nodeid.removeprefix("../"): outcome for nodeid, outcome in run.outcomes.items()}
     assert outcomes["loso::baseline[v1]"] == "PASSED" and outcomes[NODE] == "PASSED", run.output
     assert run.report["baselines"]["v1"]["model_path"] == str(gate.baseline)
+
+
+# -- codec-aware models on a per-frame table, end to end ---------------------------------------------
+
+# Each clip's (encoder, preset, cq), cycled over the corpus's clips in sorted order.
+CLIP_CODECS = [("libx264", "veryslow", 19), (" X265 ", "slow", 37), ("libsvtav1", 8, 25), ("h264_nvenc", "p7", 31),
+               ("libfoo", "medium", 28), ("hevc_qsv", "fast", 22), ("libsvtav1", 13, 34)]
+LOOSE = ["--loso-min-plcc=-1", "--loso-min-srocc=-1", "--loso-max-rmse=1e9", "--loso-min-mean-plcc=-1",
+         "--loso-max-mean-rmse=1e9"]
+
+
+def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
+    """v2-recipe fold models, an ensemble of export_ensemble_v2_seeds.py members and a v3 baseline,
+    scored on a JSONL table with encoder / preset / cq columns: every number as the fork's recipes give."""
+    from test_table import _rows, _write_jsonl
+
+    stems = [stem for source in SOURCES for stem in gate.stems(source)]
+    codec = {stem: CLIP_CODECS[k % len(CLIP_CODECS)] for k, stem in enumerate(stems)}
+    rows = _rows(gate)
+    for row in rows:
+        row["encoder"], row["preset"], row["cq"] = codec[row["dis_basename"]]
+    table = _write_jsonl(gate.root / "frames.jsonl", rows)
+    runs = gate.root / "codec_runs"
+    for i, source in enumerate(SOURCES):
+        _v2_sidecar(_save(runs / "loso_fr" / f"fold_{source}" / "fr_final.onnx", len(V2_VOCAB) + 2, seed=30 + i))
+    for seed in range(3):
+        _codec_sidecar(_save(gate.root / "ens" / f"fr_v2_seed{seed}.onnx", len(VOCAB) + 2, seed=40 + seed))
+    v3 = _save(gate.root / "v3" / "fr_regressor_v3.onnx", len(V3_VOCAB) + 2, seed=50)
+    _v3_sidecar(v3)
+    run = gate.run("-p", "no:cacheprovider", "-rA", f"--loso-dir={runs}", f"--loso-table={table}",
+                   f"--loso-report={gate.report_dir}", f"--loso-baseline=v3={v3}",
+                   f"--loso-ensemble=fr=ens/fr_v2_seed*.onnx", *LOOSE, plain=True)
+    assert run.outcomes == {**{f"loso::fold[fr-{s}]": "PASSED" for s in SOURCES}, "loso::aggregate[fr]": "PASSED",
+                            "loso::baseline[v3]": "PASSED", "loso::ensemble[fr]": "PASSED"}, run.output
+
+    def frames(source):  # each frame's encoder, preset and cq, in the gate's clip order
+        per_clip = [(codec[stem], len(x)) for stem, (x, _) in zip(gate.stems(source), gate.truth[source])]
+        return [list(v) for v in zip(*[c for c, n in per_clip for _ in range(n)])]
+
+    for i, source in enumerate(SOURCES):
+        x, y = gate.xy(source)
+        encoders, presets, cqs = frames(source)
+        expected = _forward(x, block=_v2_block(encoders, presets, cqs), seed=30 + i)
+        assert_close(run.report["archs"]["fr"]["per_fold"][source], independent_metrics(expected, y), tol=1e-4)
+    x, y = gate.all_xy()
+    encoders, presets, cqs = [sum(part, []) for part in zip(*[frames(s) for s in SOURCES])]
+    members = [_forward(x, encoders=encoders, cqs=cqs, seed=40 + seed) for seed in range(3)]
+    ensemble = run.report["ensembles"]["fr"]["all_clips_concat"]
+    assert_close(ensemble, independent_metrics(np.mean(members, axis=0), y), tol=1e-4)
+    assert ensemble["mean_sigma"] == pytest.approx(float(np.std(members, axis=0, ddof=1).mean()), rel=1e-4)
+    v3_expected = _forward(x, block=_minmax_block(encoders, cqs, V3_VOCAB, fallback=0), seed=50)
+    assert_close(run.report["baselines"]["v3"]["all_clips_concat"], independent_metrics(v3_expected, y), tol=1e-4)
+    # the report says how each model was fed, the preset above all
+    models = run.report["run_provenance"]["models"]
+    feed = models[str(runs / "loso_fr" / f"fold_{SOURCES[0]}" / "fr_final.onnx")]["feed"]
+    assert feed["recipe"] == "ai/scripts/train_fr_regressor_v2.py:_row_to_features" and feed["crf_norm"] == "cq / 63"
+    assert feed["preset_norm"].startswith("the table's preset column")
+    feed = models[str(v3)]["feed"]
+    assert feed["preset_norm"] == "0.5, the recipe's constant (the table's preset column is not used by this recipe)"
+    assert feed["crf_norm"].startswith("(cq - 19) / (37 - 19)") and PHASE_A_SHA in feed["crf_norm"]
+
+
+def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(gate):
+    from test_table import _rows, _write_jsonl
+
+    rows = _rows(gate)  # encoder libx264, cq 30 on every row, no preset column
+    table = _write_jsonl(gate.root / "frames.jsonl", rows)
+    model = _save(gate.root / "v2" / "fr_regressor_v2.onnx", len(V2_VOCAB) + 2, seed=60)
+    _v2_sidecar(model)
+    run = gate.run("-p", "no:cacheprovider", "-rA", f"--loso-dir={gate.runs}", f"--loso-table={table}",
+                   f"--loso-report={gate.report_dir}", f"--loso-baseline=v2={model}", "-k", "v2", *LOOSE, plain=True)
+    assert run.outcomes == {"loso::baseline[v2]": "PASSED"}, run.output
+    x, y = gate.all_xy()
+    expected = _forward(x, block=_v2_block(["libx264"] * len(y), [None] * len(y), [30] * len(y)), seed=60)
+    assert_close(run.report["baselines"]["v2"]["all_clips_concat"], independent_metrics(expected, y), tol=1e-4)
+    feed = run.report["run_provenance"]["models"][str(model)]["feed"]
+    assert feed["preset_norm"] == "no preset column: the fork's default 'medium' (ordinal 5 / 9 for every encoder)"

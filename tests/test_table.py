@@ -160,6 +160,7 @@ def test_bad_jsonl_line_and_unreadable_parquet(gate):
     broken.write_bytes(b"PAR1 not really")
     run = gate.run(*_table_args(gate, broken), plain=True)
     assert "unreadable parquet" in run.output and str(broken) in run.output and run.result.ret != 0
+    assert run.report is not None and "Traceback" not in run.output
 
 
 def test_empty_selection_names_the_filter(gate):
