@@ -32,10 +32,30 @@ start-up, imports, collection, scoring, report writing). Peak memory is the chil
 so far). Under xdist it is the largest single process (controller or a worker), not
 their sum.
 
+Side by side with the team's script (``--script PATH``): the evaluation script the gate
+replaces, ``ai/scripts/eval_loso_mlp_small.py`` of lusoris/vmaf, is not part of this
+project (public code is for reading); get it and the ``ai/`` package it imports from a
+clone::
+
+    git clone https://github.com/lusoris/vmaf /tmp/vmaf      # or any checkout of it
+    git -C /tmp/vmaf show HEAD:ai/scripts/eval_loso_mlp_small.py > /tmp/eval_loso_mlp_small.py
+    python benchmarks/bench_gate.py --sizes 9 --script /tmp/eval_loso_mlp_small.py --script-fork /tmp/vmaf
+
+(``--script-fork`` is the folder holding ``ai/``, put on the script's ``PYTHONPATH``; it
+defaults to the script's own clone when ``--script`` points into one). The script
+hard-codes its nine Netflix sources, so the comparison corpus carries their names
+(``<workdir>/netflix9``); both run on it alternately ``--script-repeat`` times, and the
+medians, their ratio (target: gate <= 0.8x the script), both peak memories and whether
+the per-fold numbers are identical are printed. ``--script-sizes 9,1000`` also runs the
+script once on the 1,000-source corpus, its ``CLIPS`` list replaced by those sources (the
+peak-memory comparison; the script rescans the corpus per fold, so this takes minutes).
+Without ``--script`` the comparison is skipped, and the output says so.
+
 Usage::
 
     /tmp/venv/bin/python benchmarks/bench_gate.py [--sizes 9,100,1000] [--repeat 3]
         [--workdir DIR] [--keep] [--profile] [--autoload]
+        [--script PATH [--script-fork DIR] [--script-sizes 9,1000] [--script-repeat 7]]
 """
 
 from __future__ import annotations
@@ -60,6 +80,11 @@ from pytest_loso.training import export_onnx, synthetic_corpus, synthetic_source
 
 TARGETS = {9: 1.5, 1000: 30.0}  # sources -> wall-time budget in seconds (fold items + 2 baselines)
 ARCH = "mlp_small"
+FRAME_BYTES_1080P = 1920 * 1080 * 3 // 2
+# The nine sources ``eval_loso_mlp_small.py`` hard-codes (its ``CLIPS``): the side-by-side corpus uses them.
+SCRIPT_SOURCES = ["BigBuckBunny", "BirdsInCage", "CrowdRun", "ElFuente1", "ElFuente2", "FoxBird",
+                  "OldTownCross", "Seeking", "Tennis"]
+SCRIPT_TARGET = 0.8  # gate wall time / script wall time on the nine sources
 TAIL_LINES = 40
 
 
@@ -145,18 +170,28 @@ def write_folds(folds: Path, sources: list[str], model: object, scratch: Path) -
         (fold / f"{ARCH}_final.onnx.data").write_bytes(data.tobytes())
 
 
-def generate(root: Path, n_sources: int, pairs: int, frames: int, models: tuple[object, object]) -> float:
-    """Write corpus, cache, folds and baselines under ``root`` (skipped when already there)."""
-    stamp = {"sources": n_sources, "pairs": pairs, "frames": frames, "arch": ARCH, "version": 1}
+def generate(root: Path, n_sources: int, pairs: int, frames: int, models: tuple[object, object],
+             names: list[str] | None = None) -> float:
+    """Write corpus, cache, folds and baselines under ``root`` (skipped when already there).
+
+    ``names`` gives the sources' names (default ``Src0000``...; the team's script needs its
+    own nine). Every YUV is a sparse file the size of one 1920x1080 yuv420p frame: the
+    gate reads only names, and the script's loader (``probe_yuv_dims``) takes that size
+    for the corpus default instead of calling ffprobe; no disk blocks are used.
+    """
+    stamp = {"sources": n_sources, "pairs": pairs, "frames": frames, "arch": ARCH, "version": 2,
+             "names": names}
     marker = root / "complete.json"
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return 0.0
     if root.exists():
         shutil.rmtree(root)
     start = time.perf_counter()
-    # The library's own writer: json.dumps of lists, one file per pair; empty placeholder YUVs.
-    synthetic_corpus(root, n_sources, pairs_per_source=pairs, frames=frames)
-    sources = [f"Src{i:04d}" for i in range(n_sources)]
+    # The library's own writer: json.dumps of lists, one file per pair.
+    synthetic_corpus(root, n_sources, pairs_per_source=pairs, frames=frames, names=names)
+    for yuv in (root / "corpus").glob("*/*.yuv"):
+        os.truncate(yuv, FRAME_BYTES_1080P)
+    sources = names or [f"Src{i:04d}" for i in range(n_sources)]
     write_folds(root / "folds", sources, models[0], root / "scratch")
     export_onnx(models[0], root / "baselines" / "mlp_ref.onnx")  # type: ignore[arg-type]
     export_onnx(models[1], root / "baselines" / "linear_ref.onnx")  # type: ignore[arg-type]
@@ -242,6 +277,121 @@ def profile(root: Path, env: dict[str, str], autoload: bool, out: Path) -> None:
     stats.sort_stats("tottime").print_stats(15)
 
 
+# --------------------------------------------------------------------------- the team's script
+
+
+SCRIPT_NAME = "eval_loso_mlp_small.py"
+
+
+def find_fork(script: Path, fork: Path | None) -> Path:
+    """The folder holding the fork's ``ai/`` package, which the script imports ``ai.train.dataset`` from."""
+    candidates = [fork] if fork else [script.resolve().parents[2]] if len(script.resolve().parents) > 2 else []
+    for folder in candidates:
+        if (folder / "ai" / "train" / "dataset.py").is_file():
+            return folder.resolve()
+    where = f"{fork}" if fork else f"{candidates[0] if candidates else script.parent} (the script's clone)"
+    sys.exit(f"bench_gate.py: {where} has no ai/train/dataset.py, which {SCRIPT_NAME} imports; give the root of "
+             "a lusoris/vmaf checkout with --script-fork DIR (see the module docstring)")
+
+
+def script_command(script: Path, fork: Path, root: Path, sources: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Command and environment that run the team's script on the corpus under ``root``.
+
+    The script puts ``Path(__file__).parents[2]`` first on ``sys.path``, so it runs as a
+    copy at ``<root>/script/ai/scripts/`` (that folder has no ``ai/__init__.py``, so the
+    fork's package, put on ``PYTHONPATH``, is the one imported), with ``$VMAF_TINY_AI_CACHE``
+    at the corpus's cache. Its nine hard-coded ``CLIPS`` are replaced by ``sources`` when
+    these differ (the only change; the output says so): the same work, per source, as the gate.
+    """
+    text = script.read_text()
+    if sources != SCRIPT_SOURCES:
+        text, count = re.subn(r"^CLIPS = \[.*?^\]", f"CLIPS = {sources!r}", text, count=1, flags=re.M | re.S)
+        if count != 1:
+            sys.exit(f"bench_gate.py: no 'CLIPS = [...]' list in {script} to point at the {len(sources)} sources")
+    copy = root / "script" / "ai" / "scripts" / SCRIPT_NAME
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text)
+    env = child_env(autoload=False)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fork), env.get("PYTHONPATH")]))
+    env["VMAF_TINY_AI_CACHE"] = str(root / "cache")
+    cmd = [sys.executable, str(copy), "--data-root", str(root / "corpus"), "--loso-dir", str(root / "folds"),
+           "--mlp-small-baseline", str(root / "baselines" / "mlp_ref.onnx"),
+           "--mlp-medium-baseline", str(root / "baselines" / "linear_ref.onnx"),
+           "--out", str(root / "script_out")]
+    return cmd, env
+
+
+def same_numbers(root: Path) -> str:
+    """Whether the gate's report and the script's JSON hold the same per-fold figures."""
+    script = json.loads((root / "script_out" / "loso_mlp_small_eval.json").read_text())
+    gate = json.loads((root / "report" / "loso_eval.json").read_text())
+    ours = gate.get("loso_per_fold", {})
+    keys = ("n", "plcc", "srocc", "rmse")
+    differ = [clip for clip, m in script["loso_per_fold"].items()
+              if any(ours.get(clip, {}).get(k) != m[k] for k in keys)]
+    if differ:
+        return f"per-fold figures DIFFER for {len(differ)} of {len(script['loso_per_fold'])} folds ({differ[0]}, ...)"
+    return f"per-fold n, PLCC, SROCC, RMSE identical for all {len(script['loso_per_fold'])} folds"
+
+
+@dataclass
+class SideBySide:
+    sources: int
+    gate: list[Run]
+    script: list[Run]
+    numbers: str
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(r.wall for r in self.gate) / statistics.median(r.wall for r in self.script)
+
+
+def side_by_side(root: Path, sources: list[str], script: Path, fork: Path, repeat: int, env: dict[str, str],
+                 autoload: bool) -> SideBySide:
+    """Gate and script alternately on the same corpus, ``repeat`` times each (a noisy machine
+    slows both alike), then their per-fold numbers compared."""
+    script_cmd, script_env = script_command(script, fork, root, sources)
+    gate_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, autoload)]
+    result = SideBySide(len(sources), [], [], "")
+    for i in range(repeat):
+        gate = measure(gate_cmd, root / "run", env, root / f"side_gate{i}.log")
+        if gate.returncode != 0:
+            fail(gate, f"gate beside the script, {len(sources)} sources")
+        ran = measure(script_cmd, root / "run", script_env, root / f"side_script{i}.log")
+        if ran.returncode != 0:
+            fail(ran, f"{SCRIPT_NAME}, {len(sources)} sources")
+        result.gate.append(gate)
+        result.script.append(ran)
+    result.numbers = same_numbers(root)
+    return result
+
+
+def print_side_by_side(results: list[SideBySide]) -> None:
+    print(f"\nside by side with the team's {SCRIPT_NAME} (same corpus, 2 baselines, runs alternated):")
+    header = f"{'sources':>7} {'runs':>4} {'gate median s':>13} {'script median s':>15} {'ratio':>6} " \
+             f"{'gate peak MB':>12} {'script peak MB':>14}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.sources:>7} {len(r.gate):>4} {statistics.median(x.wall for x in r.gate):>13.3f} "
+              f"{statistics.median(x.wall for x in r.script):>15.3f} {r.ratio:>6.2f} "
+              f"{max(x.peak_mb for x in r.gate):>12.1f} {max(x.peak_mb for x in r.script):>14.1f}")
+    for r in results:
+        print(f"  {r.sources} sources: {r.numbers}")
+        print(f"    gate   {', '.join(f'{x.wall:.2f}' for x in r.gate)} s")
+        print(f"    script {', '.join(f'{x.wall:.2f}' for x in r.script)} s")
+    print("targets:")
+    for r in results:
+        if r.sources == len(SCRIPT_SOURCES):
+            verdict = "MET" if r.ratio <= SCRIPT_TARGET else "NOT MET"
+            print(f"  {r.sources} sources: gate wall time <= {SCRIPT_TARGET}x the script's: x{r.ratio:.2f} -> {verdict}")
+        else:
+            gate_peak, script_peak = max(x.peak_mb for x in r.gate), max(x.peak_mb for x in r.script)
+            verdict = "MET" if gate_peak <= script_peak else "NOT MET"
+            print(f"  {r.sources} sources: gate peak memory <= the script's: {gate_peak:.0f} vs {script_peak:.0f} MB "
+                  f"-> {verdict}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -270,6 +420,14 @@ def main() -> None:
     parser.add_argument("--autoload", action="store_true", help="let every installed pytest plugin load")
     parser.add_argument("--bootstrap", type=int, default=0,
                         help="also run the largest corpus with --loso-bootstrap=N and print the added time")
+    parser.add_argument("--script", type=Path, default=None,
+                        help=f"the team's {SCRIPT_NAME}: run it side by side with the gate (see the docstring)")
+    parser.add_argument("--script-fork", type=Path, default=None,
+                        help="root of a lusoris/vmaf checkout holding ai/ (default: the script's own clone)")
+    parser.add_argument("--script-sizes", default="9",
+                        help="corpus sizes for the side-by-side runs (default 9: the script's own nine sources)")
+    parser.add_argument("--script-repeat", type=int, default=7,
+                        help="alternated gate/script runs on the nine sources (default 7; 1 at other sizes)")
     args = parser.parse_args()
 
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
@@ -390,6 +548,20 @@ def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], 
                   f"median {results[n].median:.2f} s -> {verdict}")
         else:
             print(f"  {n:>5} sources + 2 baselines < {budget:g} s: not measured (--sizes)")
+
+    if args.script is None:
+        print(f"\nside-by-side comparison with the team's {SCRIPT_NAME} skipped: give --script PATH")
+    else:
+        fork = find_fork(args.script, args.script_fork)
+        compared = []
+        for n in sorted({int(s) for s in args.script_sizes.split(",") if s.strip()}):
+            names = SCRIPT_SOURCES if n == len(SCRIPT_SOURCES) else None
+            root = workdir / ("netflix9" if names else f"n{n}")
+            generate(root, n, args.pairs, args.frames, models, names)
+            sources = names or [f"Src{i:04d}" for i in range(n)]
+            compared.append(side_by_side(root, sources, args.script, fork, args.script_repeat if names else 1, env,
+                                         args.autoload))
+        print_side_by_side(compared)
 
     if args.profile and largest:
         profile(workdir / f"n{largest}", env, args.autoload, workdir / f"gate_n{largest}.prof")

@@ -150,10 +150,12 @@ def synthetic_source(source_index: int, n_pairs: int, frames: int, seed: int = 0
 
 
 def synthetic_corpus(
-    root: Path, n_sources: int, *, pairs_per_source: int = 4, frames: int = 30, seed: int = 0
+    root: Path, n_sources: int, *, pairs_per_source: int = 4, frames: int = 30, seed: int = 0,
+    names: list[str] | None = None,
 ) -> tuple[Path, Path, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
     """Write ``root/corpus`` (empty placeholder YUVs: the gate reads only names) and ``root/cache``.
 
+    Sources are ``Src0000``, ``Src0001``, ... unless ``names`` gives them (one per source).
     Returns ``(data_root, cache_dir, {source: [(features, scores) per pair in file order]})``.
     """
     data_root, cache_dir = root / "corpus", root / "cache"
@@ -161,7 +163,7 @@ def synthetic_corpus(
     (data_root / "dis").mkdir(parents=True, exist_ok=True)
     truth = {}
     for index in range(n_sources):
-        source = f"Src{index:04d}"
+        source = names[index] if names else f"Src{index:04d}"
         (data_root / "ref" / f"{source}_24fps.yuv").touch()
         truth[source] = synthetic_source(index, pairs_per_source, frames, seed)
         for rung, (x, y) in enumerate(truth[source]):
