@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,12 +65,33 @@ class _Columns:
     row_numbers: list[int] = field(default_factory=list)
 
 
-def _read_jsonl(path: Path, raw: bytes) -> _Columns:
+def _read_jsonl(path: Path, digest: hashlib._Hash) -> _Columns:
+    """The rows, read a line at a time (and hashed into ``digest`` as they go): holding the
+    file's bytes and a list of its lines besides the parsed values more than doubled the peak."""
+    with open(path, "rb") as file:
+        return _parse_jsonl(path, _hashed(file, digest))
+
+
+def _hashed(lines: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for line in lines:
+        digest.update(line)
+        yield line
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parse_jsonl(path: Path, lines: Iterable[bytes]) -> _Columns:
     names: dict[str, None] = {}
     values: dict[str, list] = {}
     numbers: list[int] = []
     count = 0
-    for number, line in enumerate(raw.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -116,12 +138,15 @@ class TableCorpus:
         self.target = target
         self.where = dict(where or {})
         try:
-            raw = path.read_bytes()
+            if path.suffix == ".parquet":
+                self.sha256 = _file_sha256(path)
+                table = _read_parquet(path)
+            else:
+                digest = hashlib.sha256()
+                table = _read_jsonl(path, digest)
+                self.sha256 = digest.hexdigest()
         except OSError as exc:
             raise LosoInputError(path, f"cannot read the table ({exc.strerror})") from None
-        self.sha256 = hashlib.sha256(raw).hexdigest()
-        table = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path, raw)
-        del raw
         self._table = table
         self.rows_read = len(table.row_numbers)
         fix = f"give {path.name} the column, or choose another with --loso-target / the feature names"
