@@ -92,6 +92,7 @@ TAIL_LINES = 40
 class Run:
     wall: float  # seconds
     peak_mb: float
+    cpu: float  # user + system seconds of the child and every process it waited for (xdist workers)
     returncode: int
     log: Path
     passed: int = 0
@@ -245,7 +246,7 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
         wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    run = Run(wall, usage.ru_maxrss * scale / 2**20, child.returncode, log)
+    run = Run(wall, usage.ru_maxrss * scale / 2**20, usage.ru_utime + usage.ru_stime, child.returncode, log)
     text = log.read_text(errors="replace")
     for count, word in re.findall(r"(\d+) (passed|failed|errors?)\b", text[-4000:]):
         if word == "passed":
@@ -416,6 +417,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where corpora go (kept; reused when complete)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--no-xdist", action="store_true", help="skip the -n 2 run")
+    parser.add_argument("--xdist-repeat", type=int, default=1,
+                        help="serial / -n 2 run pairs, alternated, on the largest corpus (default 1)")
     parser.add_argument("--profile", action="store_true", help="cProfile the gate on the largest corpus")
     parser.add_argument("--autoload", action="store_true", help="let every installed pytest plugin load")
     parser.add_argument("--bootstrap", type=int, default=0,
@@ -485,17 +488,23 @@ def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], 
         note = f"generated in {generated:.1f} s" if generated else "corpus reused"
         print(f"  {n:>5} sources: {', '.join(f'{r.wall:.2f}' for r in result.runs)} s  ({note})")
 
-    xdist_run = None
+    xdist_pairs: list[tuple[Run, Run]] = []  # (serial, -n 2) on the largest corpus, alternated
     largest = sizes[-1] if sizes else None
     if largest and not args.no_xdist:
         if importlib.util.find_spec("xdist") is None:
             print("pytest-xdist not installed: no -n 2 run")
         else:
             root = workdir / f"n{largest}"
-            cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload, xdist=2)]
-            xdist_run = measure(cmd, root / "run", env, root / "run_xdist.log")
-            if xdist_run.returncode != 0:
-                fail(xdist_run, f"{largest} sources with -n 2")
+            serial_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload)]
+            xdist_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload, xdist=2)]
+            for i in range(args.xdist_repeat):
+                serial = measure(serial_cmd, root / "run", env, root / f"run_serial{i}.log")
+                if serial.returncode != 0:
+                    fail(serial, f"{largest} sources beside -n 2")
+                xdist_run = measure(xdist_cmd, root / "run", env, root / f"run_xdist{i}.log")
+                if xdist_run.returncode != 0:
+                    fail(xdist_run, f"{largest} sources with -n 2")
+                xdist_pairs.append((serial, xdist_run))
 
     bootstrap_run = None
     if largest and args.bootstrap:
@@ -517,12 +526,18 @@ def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], 
         net = (r.best - floor.wall) / n
         print(f"{n:>7} {r.frames:>10,} {r.items:>6} {r.best:>11.3f} {r.median:>9.3f} {r.peak_mb:>8.1f} "
               f"{r.best / n:>9.4f} {net:>12.4f}   ({len(r.runs)} run{'s' if len(r.runs) > 1 else ''})")
-    if xdist_run is not None:
+    if xdist_pairs:
         n = largest
-        print(f"{n:>7} {results[n].frames:>10,} {xdist_run.passed + xdist_run.failed:>6} {xdist_run.wall:>11.3f} "
-              f"{'':>9} {xdist_run.peak_mb:>8.1f} {xdist_run.wall / n:>9.4f} "
-              f"{(xdist_run.wall - floor.wall) / n:>12.4f}   -n 2 (peak = largest single process); "
-              f"speed-up x{results[n].best / xdist_run.wall:.2f}")
+        serial_median = statistics.median(s.wall for s, _ in xdist_pairs)
+        xdist_median = statistics.median(x.wall for _, x in xdist_pairs)
+        for label, runs in (("serial", [s for s, _ in xdist_pairs]), ("-n 2", [x for _, x in xdist_pairs])):
+            wall = statistics.median(r.wall for r in runs)
+            print(f"{n:>7} {results[n].frames:>10,} {runs[0].passed + runs[0].failed:>6} {min(r.wall for r in runs):>11.3f} "
+                  f"{wall:>9.3f} {max(r.peak_mb for r in runs):>8.1f} {wall / n:>9.4f} "
+                  f"{(wall - floor.wall) / n:>12.4f}   {label}, alternated x{len(runs)}, "
+                  f"CPU {statistics.median(r.cpu for r in runs):.1f} s (all processes)")
+        print(f"{'':>7} -n 2 vs serial: x{serial_median / xdist_median:.2f} speed-up (medians; peak = largest single "
+              f"process; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     if bootstrap_run is not None:
         n, plain = largest, results[largest].best
         print(f"{n:>7} {results[n].frames:>10,} {bootstrap_run.passed + bootstrap_run.failed:>6} "
