@@ -30,7 +30,8 @@ start-up, imports, collection, scoring, report writing). Peak memory is the chil
 ``ru_maxrss`` from ``os.wait4`` on that one child, so earlier runs never pollute it (unlike
 ``getrusage(RUSAGE_CHILDREN)`` in this process, which is a maximum over every child
 so far). Under xdist it is the largest single process (controller or a worker), not
-their sum.
+their sum. The child is started by a small launcher process (see ``_LAUNCHER``): a child
+of this process would start its ru_maxrss at this process's size.
 
 Side by side with the team's script (``--script PATH``): the evaluation script the gate
 replaces, ``ai/scripts/eval_loso_mlp_small.py`` of lusoris/vmaf, is not part of this
@@ -237,16 +238,33 @@ def pytest_args(root: Path, autoload: bool, xdist: int = 0, gate: bool = True) -
     return args
 
 
+# The measured command is started by this small launcher, not by the benchmark itself: on
+# Linux a child's ru_maxrss starts at its parent's resident size (exec records the old address
+# space's high-water mark, and fork/vfork hand the child the parent's), so a benchmark holding
+# a table's columns (bench_table.py) or a trained model would inflate every figure it measured.
+# A fresh Python that imports only what it needs here is ~12 MB, below any measured process.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+result, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "wb") as out:
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+with open(result, "w") as file:
+    json.dump({"wall": wall, "maxrss": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime,
+               "returncode": os.waitstatus_to_exitcode(status)}, file)
+"""
+
+
 def measure(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
-    """Run ``cmd`` in a fresh child; wall time around it, peak RSS from ``wait4`` on that child."""
-    with open(log, "wb") as out:
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
+    """Run ``cmd`` in a fresh child of a small launcher: wall time around it, peak RSS and CPU
+    seconds (its own and those of every process it waited for) from ``wait4`` on that child."""
+    result = log.with_suffix(".rusage.json")
+    subprocess.run([sys.executable, "-c", _LAUNCHER, str(result), str(log), *cmd], cwd=cwd, env=env, check=True)
+    usage = json.loads(result.read_text())
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    run = Run(wall, usage.ru_maxrss * scale / 2**20, usage.ru_utime + usage.ru_stime, child.returncode, log)
+    run = Run(usage["wall"], usage["maxrss"] * scale / 2**20, usage["cpu"], usage["returncode"], log)
     text = log.read_text(errors="replace")
     for count, word in re.findall(r"(\d+) (passed|failed|errors?)\b", text[-4000:]):
         if word == "passed":
