@@ -18,7 +18,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,7 @@ class _Columns:
     names: list[str]  # every column the table has
     values: dict[str, list]
     row_label: str  # "line" (JSONL) or "row" (parquet)
-    row_numbers: list[int] = field(default_factory=list)
+    row_numbers: Sequence[int] = field(default_factory=list)
 
 
 def _read_jsonl(path: Path, digest: hashlib._Hash) -> _Columns:
@@ -89,7 +90,8 @@ def _file_sha256(path: Path) -> str:
 def _parse_jsonl(path: Path, lines: Iterable[bytes]) -> _Columns:
     names: dict[str, None] = {}
     values: dict[str, list] = {}
-    numbers: list[int] = []
+    numbers = array("q")  # line numbers, for messages: 8 bytes a row, not a Python int each
+    strings: dict[str, str] = {}  # one object per distinct text (a source's name repeats on every frame)
     count = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -106,7 +108,8 @@ def _parse_jsonl(path: Path, lines: Iterable[bytes]) -> _Columns:
                 names[key] = None
                 values[key] = [None] * count  # rows before this one lack the column
         for key, column in values.items():
-            column.append(row.get(key))
+            value = row.get(key)
+            column.append(strings.setdefault(value, value) if type(value) is str else value)
         numbers.append(number)
         count += 1
     return _Columns(list(names), values, "line", numbers)
@@ -122,8 +125,15 @@ def _read_parquet(path: Path) -> _Columns:
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise LosoInputError(path, f"unreadable parquet ({type(exc).__name__}: {exc})",
                              "regenerate the table, or point --loso-table at a .parquet or .jsonl file") from None
-    values = {name: table.column(name).to_pylist() for name in table.column_names}
-    return _Columns(list(table.column_names), values, "row", list(range(1, table.num_rows + 1)))
+    values = {name: _shared_strings(table.column(name).to_pylist()) for name in table.column_names}
+    return _Columns(list(table.column_names), values, "row", range(1, table.num_rows + 1))
+
+
+def _shared_strings(column: list) -> list:
+    """``column`` with equal texts as one object: a source's or clip's name repeats on each of
+    its frames, and 1.2M copies of it cost ~75 MB a column."""
+    strings: dict[str, str] = {}
+    return [strings.setdefault(v, v) if type(v) is str else v for v in column]
 
 
 class TableCorpus:
