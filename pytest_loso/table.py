@@ -121,12 +121,15 @@ def _read_parquet(path: Path) -> _Columns:
     except ImportError:  # options.py refuses this earlier; kept for direct use
         raise LosoInputError(path, "reading a parquet table needs pyarrow", TABLE_EXTRA_HINT) from None
     try:
-        table = pq.read_table(path)
+        # A column at a time: only one column's Arrow buffers live beside the Python values.
+        file = pq.ParquetFile(path)
+        names = list(file.schema_arrow.names)
+        values = {name: _shared_strings(file.read(columns=[name]).column(0).to_pylist()) for name in names}
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise LosoInputError(path, f"unreadable parquet ({type(exc).__name__}: {exc})",
                              "regenerate the table, or point --loso-table at a .parquet or .jsonl file") from None
-    values = {name: _shared_strings(table.column(name).to_pylist()) for name in table.column_names}
-    return _Columns(list(table.column_names), values, "row", range(1, table.num_rows + 1))
+    rows = file.metadata.num_rows
+    return _Columns(names, values, "row", range(1, rows + 1))
 
 
 def _shared_strings(column: list) -> list:
