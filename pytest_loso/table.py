@@ -15,11 +15,12 @@ so a table holding a cache's data gives the same numbers to the last digit.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ SOURCE_COLUMNS = ("source", "src")
 CLIP_COLUMN = "dis_basename"
 FRAME_COLUMN = "frame_index"
 # Per-frame metadata handed to codec-aware models through SourceData.columns.
-METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset", CLIP_COLUMN)
+METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset")
 _FPS_SUFFIX = re.compile(r"_\d+fps$")
 TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
 
@@ -58,19 +59,22 @@ def parse_where(items: list[str]) -> dict[str, tuple[str, ...]]:
 
 @dataclass
 class _Columns:
-    """The table's columns the gate needs, as Python lists, plus where each row came from."""
+    """The table's columns, plus where each row came from. Columns the gate reads as numbers
+    (features, target) are doubles while every value is a number (8 bytes a value instead of a
+    Python float's 32); any other value turns such a column back into a list, whose bad value
+    the source's test then names."""
 
     names: list[str]  # every column the table has
-    values: dict[str, list]
+    values: dict[str, Sequence]
     row_label: str  # "line" (JSONL) or "row" (parquet)
     row_numbers: Sequence[int] = field(default_factory=list)
 
 
-def _read_jsonl(path: Path, digest: hashlib._Hash) -> _Columns:
+def _read_jsonl(path: Path, digest: hashlib._Hash, numeric: Callable[[str], bool]) -> _Columns:
     """The rows, read a line at a time (and hashed into ``digest`` as they go): holding the
     file's bytes and a list of its lines besides the parsed values more than doubled the peak."""
     with open(path, "rb") as file:
-        return _parse_jsonl(path, _hashed(file, digest))
+        return _parse_jsonl(path, _hashed(file, digest), numeric)
 
 
 def _hashed(lines: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
@@ -87,9 +91,9 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _parse_jsonl(path: Path, lines: Iterable[bytes]) -> _Columns:
+def _parse_jsonl(path: Path, lines: Iterable[bytes], numeric: Callable[[str], bool]) -> _Columns:
     names: dict[str, None] = {}
-    values: dict[str, list] = {}
+    values: dict[str, array | list] = {}
     numbers = array("q")  # line numbers, for messages: 8 bytes a row, not a Python int each
     strings: dict[str, str] = {}  # one object per distinct text (a source's name repeats on every frame)
     count = 0
@@ -106,30 +110,58 @@ def _parse_jsonl(path: Path, lines: Iterable[bytes]) -> _Columns:
         for key in row:
             if key not in names:
                 names[key] = None
-                values[key] = [None] * count  # rows before this one lack the column
+                # rows before this one lack the column
+                values[key] = array("d") if numeric(key) and not count else [None] * count
         for key, column in values.items():
             value = row.get(key)
+            if type(column) is array:
+                if type(value) is float or type(value) is int:  # not bool: it is no number here
+                    column.append(value)
+                    continue
+                values[key] = column = column.tolist()
             column.append(strings.setdefault(value, value) if type(value) is str else value)
         numbers.append(number)
         count += 1
     return _Columns(list(names), values, "line", numbers)
 
 
-def _read_parquet(path: Path) -> _Columns:
+def _read_parquet(path: Path, numeric: Callable[[str], bool]) -> _Columns:
     try:
         import pyarrow.parquet as pq
     except ImportError:  # options.py refuses this earlier; kept for direct use
         raise LosoInputError(path, "reading a parquet table needs pyarrow", TABLE_EXTRA_HINT) from None
     try:
         # A column at a time: only one column's Arrow buffers live beside the Python values.
-        file = pq.ParquetFile(path)
+        import pyarrow as pa
+
+        schema = pq.read_schema(path)
+        texts = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        # Text columns read as dictionaries: each distinct text once, not a string per row.
+        file = pq.ParquetFile(path, read_dictionary=texts)
         names = list(file.schema_arrow.names)
-        values = {name: _shared_strings(file.read(columns=[name]).column(0).to_pylist()) for name in names}
+        values = {name: _parquet_column(file.read(columns=[name]).column(0), numeric(name)) for name in names}
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise LosoInputError(path, f"unreadable parquet ({type(exc).__name__}: {exc})",
                              "regenerate the table, or point --loso-table at a .parquet or .jsonl file") from None
     rows = file.metadata.num_rows
     return _Columns(names, values, "row", range(1, rows + 1))
+
+
+def _parquet_column(column: object, numeric: bool) -> Sequence:
+    """A column of numbers without nulls as float64 (as JSON numbers are read), else as Python values."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = column.type  # type: ignore[attr-defined]
+    if numeric and column.null_count == 0 and (pa.types.is_floating(kind) or pa.types.is_integer(kind)):  # type: ignore[attr-defined]
+        return column.to_numpy().astype(np.float64, copy=False)  # type: ignore[attr-defined]
+    if pa.types.is_dictionary(kind):  # each distinct text made once (to_pylist makes a str per row)
+        values: list = []
+        for chunk in column.chunks:  # type: ignore[attr-defined]
+            texts = chunk.dictionary.to_pylist()
+            values += [None if i is None else texts[i] for i in chunk.indices.to_pylist()]
+        return values
+    return _shared_strings(column.to_pylist())  # type: ignore[attr-defined]
 
 
 def _shared_strings(column: list) -> list:
@@ -150,13 +182,16 @@ class TableCorpus:
         self.path = path
         self.target = target
         self.where = dict(where or {})
+        def numeric(column: str) -> bool:  # read as numbers: the target and the features
+            return column == target or canonical(column) in FEATURE_NAMES
+
         try:
             if path.suffix == ".parquet":
                 self.sha256 = _file_sha256(path)
-                table = _read_parquet(path)
+                table = _read_parquet(path, numeric)
             else:
                 digest = hashlib.sha256()
-                table = _read_jsonl(path, digest)
+                table = _read_jsonl(path, digest, numeric)
                 self.sha256 = digest.hexdigest()
         except OSError as exc:
             raise LosoInputError(path, f"cannot read the table ({exc.strerror})") from None
@@ -193,13 +228,18 @@ class TableCorpus:
                                  if self.where else "the table has no rows",
                                  "check the --loso-where values against the table" if self.where
                                  else "point --loso-table at a filled table")
-        self._rows: dict[str, list[int]] = {}
+        self._rows: dict[str, array] = {}  # a source's row indices, 8 bytes each (not a Python int's 36)
         sources = table.values[source_column]
-        for i in np.flatnonzero(keep).tolist():
-            if sources[i] is None or str(sources[i]).strip() == "":
-                raise LosoInputError(path, f"{table.row_label} {table.row_numbers[i]} has no {source_column}",
-                                     f"give every row its {source_column}, or filter it out with --loso-where")
-            self._rows.setdefault(source_name(sources[i]), []).append(i)
+        of_text: dict[str, array] = {}  # a source column's text -> its source's rows (named once per text)
+        for i in itertools.compress(range(self.rows_read), keep.tolist()):
+            text = "" if sources[i] is None else str(sources[i])
+            rows = of_text.get(text)
+            if rows is None:
+                if not text.strip():
+                    raise LosoInputError(path, f"{table.row_label} {table.row_numbers[i]} has no {source_column}",
+                                         f"give every row its {source_column}, or filter it out with --loso-where")
+                rows = of_text[text] = self._rows.setdefault(source_name(text), array("q"))
+            rows.append(i)
         self._source_column = source_column
 
     @property
@@ -222,7 +262,7 @@ class TableCorpus:
                 "rows_filtered_out": self.rows_filtered, "target": self.target,
                 "where": {c: list(v) for c, v in self.where.items()}}
 
-    def _clip_order(self, rows: list[int]) -> list[list[int]]:
+    def _clip_order(self, rows: Iterable[int]) -> list[list[int]]:
         """The source's rows grouped by clip, clips in sorted-name order, frames by frame_index."""
         values = self._table.values
         clips: dict[tuple, list[int]] = {}
@@ -260,7 +300,7 @@ class TableCorpus:
         for k, column in enumerate(self.feature_columns):
             features[:, k] = self._numeric(column, order, source)
         scores = self._numeric(self.target, order, source)
-        columns = {name: np.asarray([values[name][i] for i in order]) for name in METADATA_COLUMNS if name in values}
+        columns = {name: _metadata([values[name][i] for i in order]) for name in METADATA_COLUMNS if name in values}
         digest = hashlib.sha256(f"{self.sha256}\0{source}\0".encode())
         digest.update(np.asarray(order, dtype=np.int64).tobytes())
         return SourceData(
@@ -279,6 +319,15 @@ class TableCorpus:
         import numpy as np
 
         raw = self._table.values[column]
+        if not isinstance(raw, list):  # every value a number: doubles, checked at once
+            picked_numbers = np.asarray(raw, dtype=np.float64)[np.asarray(order, dtype=np.int64)]
+            bad = np.flatnonzero(~np.isfinite(picked_numbers))
+            if bad.size:
+                i = order[int(bad[0])]
+                where = f"{self._table.row_label} {self._table.row_numbers[i]}"
+                raise LosoInputError(self.path, f"source {source}: non-finite {column} value {float(raw[i])!r} at {where}",
+                                     "fix or drop that source's bad rows (or filter them with --loso-where)")
+            return picked_numbers.astype(np.float32)
         picked = [raw[i] for i in order]
         for i, value in zip(order, picked):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -287,6 +336,15 @@ class TableCorpus:
                 raise LosoInputError(self.path, f"source {source}: {problem} {column} value {value!r} at {where}",
                                      "fix or drop that source's bad rows (or filter them with --loso-where)")
         return np.asarray(picked, dtype=np.float32)
+
+
+def _metadata(values: list) -> np.ndarray:
+    """A per-frame metadata column: numbers as numbers, texts as the shared str objects (a fixed-width
+    unicode array would copy every frame's text into each source's data, all held by the store)."""
+    import numpy as np
+
+    array_ = np.asarray(values)
+    return np.array(values, dtype=object) if array_.dtype.kind == "U" else array_
 
 
 def _sortable(value: object) -> tuple[int, float | str]:
