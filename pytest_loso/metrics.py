@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -329,11 +330,11 @@ class _RankSums:
         """SROCC (rows) of the multisets with clip counts ``counts`` (rows, n_clips) of ``n`` frames each."""
         import numpy as np
 
-        rxy = np.empty(len(counts))
+        rxy, rxx, ryy = np.empty(len(counts)), np.empty(len(counts)), np.empty(len(counts))
         for start in range(0, len(counts), self.batch):
-            rows = counts[start:start + self.batch]
+            rows, sizes = counts[start:start + self.batch], n[start:start + self.batch]
             # 2 * rank * rank * weight stays an integer; int32 when the largest rank product cannot overflow
-            largest = 2 * float(n[start:start + self.batch].max()) + 1
+            largest = 2 * float(sizes.max()) + 1
             dtype = np.int32 if largest * max(float(rows.max()), 1.0) < 2**31 else np.int64
             rx, _ = self.x.double_ranks(rows, dtype)
             ry, wy = self.y.double_ranks(rows, dtype)
@@ -341,7 +342,8 @@ class _RankSums:
             weighted_rx *= wy
             rxy[start:start + self.batch] = np.einsum("bi,bi->b", weighted_rx.astype(np.float64),
                                                       ry.astype(np.float64)) / 4
-        rxx, ryy = self.x.sum_of_squared_ranks(counts, n), self.y.sum_of_squared_ranks(counts, n)
+            rxx[start:start + self.batch] = self.x.sum_of_squared_ranks(rows, sizes)
+            ryy[start:start + self.batch] = self.y.sum_of_squared_ranks(rows, sizes)
         rank_sum = n * (n + 1) / 2  # average ranks always sum to this
         with np.errstate(invalid="ignore", divide="ignore"):
             return (n * rxy - rank_sum**2) / np.sqrt((n * rxx - rank_sum**2) * (n * ryy - rank_sum**2))
@@ -366,9 +368,9 @@ class ClipStatistic:
         offset = float(target.astype(np.float64).mean())
         x = pred.astype(np.float64) - offset
         y = target.astype(np.float64) - offset
-        columns = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y, (x - y) ** 2], axis=1)
-        self.sums = np.zeros((self.n_clips, 7))
-        np.add.at(self.sums, self.clip_of_frame, columns)
+        columns = (np.ones_like(x), x, y, x * x, y * y, x * y, (x - y) ** 2)
+        self.sums = np.stack([np.bincount(self.clip_of_frame, weights=c, minlength=self.n_clips) for c in columns],
+                             axis=1)
         if self.n_clips <= RANK_FORM_MAX_CLIPS:
             self.rank_forms = self._rank_forms(x, y, clip_frames)
         else:
@@ -506,6 +508,78 @@ def _covering_interval(estimate: float, bca: tuple[float, float], percentile: tu
     return [min(low, estimate), max(high, estimate)], f"percentile extended to the estimate ({reason}; few clips)"
 
 
+class PairedStatistic:
+    """``new − accepted`` of the same clips: each resample's clip counts applied to both prediction vectors.
+
+    Both models scored the same frames, so most of the resampling noise is common to both and
+    cancels in the difference: the paired interval is much narrower than either run's own.
+    """
+
+    def __init__(self, new: ClipStatistic, accepted: ClipStatistic) -> None:
+        self.new, self.accepted = new, accepted
+        self.n_clips = new.n_clips
+
+    def __call__(self, clips: np.ndarray, axis: int = -1) -> np.ndarray:
+        return self.new(clips, axis) - self.accepted(clips, axis)
+
+    def of_counts(self, counts: np.ndarray) -> np.ndarray:
+        return self.new.of_counts(counts) - self.accepted.of_counts(counts)
+
+    def jackknife(self, max_groups: int) -> np.ndarray:
+        return self.new.jackknife(max_groups) - self.accepted.jackknife(max_groups)
+
+
+@dataclass
+class Bootstrap:
+    """One statistic's bootstrap: its estimate, resampled values and covering 95% intervals (with their method)."""
+
+    estimate: np.ndarray  # (3,) plcc, srocc, rmse
+    distribution: np.ndarray  # (3, resamples)
+    intervals: dict[str, list[float] | None]
+    methods: dict[str, str]
+
+
+def bootstrap(statistic: ClipStatistic | PairedStatistic, *, n_resamples: int, seed: int) -> Bootstrap:
+    """Resample ``statistic``'s clips (``scipy.stats.bootstrap`` draws them), BCa intervals with named fallbacks.
+
+    The same ``seed`` and clip count draw the same resamples, so a run's own intervals and
+    its paired difference with the accepted run use one counts matrix.
+    """
+    import numpy as np
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a perfect predictor's distribution is degenerate; handled below
+        # scipy draws the resamples; BCa is computed here so that its jackknife can be grouped
+        result = scipy_bootstrap(
+            (np.arange(statistic.n_clips),), statistic, vectorized=True, n_resamples=n_resamples,
+            confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=n_resamples,
+        )
+        estimate = statistic.of_counts(np.ones((1, statistic.n_clips)))[:, 0]
+        jackknife = statistic.jackknife(JACKKNIFE_GROUPS)
+    bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
+        f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
+    intervals, methods = covering_intervals(estimate, result.bootstrap_distribution, jackknife, bca_name)
+    return Bootstrap(estimate, result.bootstrap_distribution, intervals, methods)
+
+
+def covering_intervals(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray,
+                       bca_name: str = CI_METHOD) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Per metric (rows of ``METRICS``), the BCa interval of ``distribution`` or its named fallback."""
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        low, high = _bca(estimate, distribution, jackknife)
+        fallback_low, fallback_high = np.percentile(distribution, [2.5, 97.5], axis=-1)
+    intervals, methods = {}, {}
+    for i, name in enumerate(METRICS):
+        intervals[name], methods[name] = _covering_interval(
+            float(estimate[i]), (float(low[i]), float(high[i])), (float(fallback_low[i]), float(fallback_high[i])),
+            bca_name)
+    return intervals, methods
+
+
 def bootstrap_intervals(
     pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...], *, n_resamples: int, seed: int
 ) -> tuple[dict[str, list[float] | None], dict[str, str]]:
@@ -519,31 +593,31 @@ def bootstrap_intervals(
     :func:`_covering_interval`), the percentile interval of the same resamples is used and named. Seeded: the
     same inputs give the same intervals. ``None`` intervals with < 2 pairs.
     """
-    import numpy as np
-    from scipy.stats import bootstrap
-
     if len(pair_frames) < 2 or n_resamples <= 0:
         return {name: None for name in METRICS}, {}
-    statistic = ClipStatistic(pred, target, pair_frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a perfect predictor's distribution is degenerate; handled below
-        # scipy draws the resamples; BCa is computed here so that its jackknife can be grouped
-        result = bootstrap(
-            (np.arange(len(pair_frames)),), statistic, vectorized=True, n_resamples=n_resamples,
-            confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=n_resamples,
-        )
-        distribution = result.bootstrap_distribution
-        estimate = statistic.of_counts(np.ones((1, statistic.n_clips)))[:, 0]
-        low, high = _bca(estimate, distribution, statistic.jackknife(JACKKNIFE_GROUPS))
-        fallback_low, fallback_high = np.percentile(distribution, [2.5, 97.5], axis=-1)
-    bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
-        f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
-    intervals, methods = {}, {}
-    for i, name in enumerate(METRICS):
-        interval, method = _covering_interval(float(estimate[i]), (float(low[i]), float(high[i])),
-                                              (float(fallback_low[i]), float(fallback_high[i])), bca_name)
-        intervals[name], methods[name] = interval, method
-    return intervals, methods
+    result = bootstrap(ClipStatistic(pred, target, pair_frames), n_resamples=n_resamples, seed=seed)
+    return result.intervals, result.methods
+
+
+def two_stage_intervals(estimates: np.ndarray, distributions: np.ndarray, *, seed: int
+                        ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """95% intervals of the mean over folds: resample the folds' sources, then clips within each.
+
+    ``estimates`` (folds, 3) are the folds' metrics, ``distributions`` (folds, 3, resamples)
+    their own clip bootstraps. A two-stage resample draws the folds with replacement and, for
+    each drawn fold, one of its clip resamples at random (a draw of that source's clips), and
+    takes the mean. BCa's acceleration comes from leaving out one fold at a time.
+    """
+    import numpy as np
+
+    folds, _, resamples = distributions.shape
+    rng = np.random.default_rng([seed, folds])
+    chosen = rng.integers(0, folds, (resamples, folds))
+    draws = rng.integers(0, resamples, (resamples, folds))
+    distribution = distributions[chosen, :, draws].mean(axis=1).T  # (3, resamples)
+    estimate = estimates.mean(axis=0)
+    jackknife = ((estimates.sum(axis=0) - estimates) / max(folds - 1, 1)).T  # (3, folds)
+    return covering_intervals(estimate, distribution, jackknife, f"{CI_METHOD} (two-stage: sources, then clips)")
 
 
 def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | None] | None:
