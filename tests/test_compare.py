@@ -460,15 +460,20 @@ def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
     assert failed(run) == {"loso::fold[mlp_small-Src0001]"}, run.output
     assert run.report["comparison"]["mode"] == "noise"
     found = rows(run.report)
+    # the edited accepted values are not those of the accepted predictions: the unpaired rule, which says why
+    edited_note = "not paired: the accepted report's {} of fold[mlp_small-{}] is not that of its predictions " \
+                  "(the report was edited?)"
     assert found[("fold[mlp_small-Src0000]", "plcc")]["verdict"] == "worse (noise)"
-    assert found[("fold[mlp_small-Src0000]", "plcc")]["rule"] is None
+    assert found[("fold[mlp_small-Src0000]", "plcc")]["rule"] == (
+        "unpaired: the accepted value inside this run's 95% bootstrap interval; "
+        + edited_note.format("plcc", "Src0000"))
     regressed = found[("fold[mlp_small-Src0001]", "rmse")]
     assert regressed["verdict"] == "REGRESSED"
     assert "bootstrap interval" in regressed["rule"]
     interval = fold(run.report, "mlp_small", "Src0001")["ci"]["rmse"]
     assert interval == [rmse_low, rmse_high]  # same data, same seed
-    rule = (f"drop beyond the allowance and the accepted value outside this run's 95% bootstrap interval "
-            f"[{rmse_low:.4g}, {rmse_high:.4g}]")
+    rule = (f"unpaired: drop beyond the allowance and the accepted value outside this run's 95% bootstrap interval "
+            f"[{rmse_low:.4g}, {rmse_high:.4g}]; " + edited_note.format("rmse", "Src0001"))
     text = run.failure_text("loso::fold[mlp_small-Src0001]")
     assert sentence("Src0001 (mlp_small)", "RMSE", old_rmse, outside["rmse"], "+0.5", rule) in text.splitlines(), text
 
