@@ -316,10 +316,17 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         new_opt = report["run_provenance"]["options"].get(key)
         if old_opt != new_opt:
             warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")
+    pairing = None
+    if mode == "noise":  # which rule decided each test: paired (new − accepted) or unpaired, and why
+        compared = sorted(before_tests.keys() & after_tests.keys())
+        unpaired = {test: (after_tests[test].get("paired") or {}).get("reason") or "no bootstrap of the difference (--loso-bootstrap is 0, or under 2 clips or folds)"
+                    for test in compared if (after_tests[test].get("paired") or {}).get("rule") != "paired"}
+        pairing = {"paired": len(compared) - len(unpaired), "compared": len(compared), "unpaired": unpaired}
     return {
         "accepted": str(path),
         "accepted_generated": accepted.get("generated"),
         "mode": mode,
+        "pairing": pairing,
         "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in allowances.items()},
         "fingerprint_match": old_fp == new_fp,
         "warnings": warnings,

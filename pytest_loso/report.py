@@ -750,6 +750,12 @@ def comparison_notes(comparison: dict) -> list[str]:
     if comparison.get("failed"):
         notes.append(f"failed in this run, not compared: {', '.join(comparison['failed'])}")
     notes += [f"{test} not compared: {reason}" for test, reason in (comparison.get("not_compared") or {}).items()]
+    pairing = comparison.get("pairing")
+    if pairing:
+        notes.append(f"noise rule: paired (bootstrap of new − accepted over the same clips) for {pairing['paired']} of "
+                     f"{pairing['compared']} tests")
+        notes += [f"{test}: unpaired rule (this run's interval vs the accepted value): {reason}"
+                  for test, reason in pairing["unpaired"].items()]
     return notes
 
 

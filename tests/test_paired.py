@@ -94,6 +94,8 @@ def test_paired_noise_mode_flags_a_worse_model_with_the_difference_and_its_inter
     line = (f"Src0001 (linear): PLCC {before:.4f} -> {metrics['plcc']:.4f} ({row['delta']:+.4f}, allowed -0.005) "
             f"[{rule}]")
     assert line in run.failure_text("loso::fold[linear-Src0001]").splitlines(), run.output
+    assert run.report["comparison"]["pairing"] == {"paired": 9, "compared": 9, "unpaired": {}}  # folds, baseline, means
+    assert "noise rule: paired (bootstrap of new − accepted over the same clips) for 9 of 9 tests" in run.output
     # the untouched folds are paired too, with a zero difference
     assert fold(run.report, "linear", "Src0000")["paired"]["ci"]["plcc"] == [0.0, 0.0]
 
@@ -147,6 +149,9 @@ def test_without_a_trustworthy_sidecar_the_rule_is_unpaired_and_says_why(gate, d
     if row["verdict"] == "REGRESSED":
         assert f"[{low:.4g}, {high:.4g}]" in row["rule"]
     assert f"not paired: {reason}" in run.output  # the terminal says it
+    pairing = run.report["comparison"]["pairing"]
+    assert pairing["paired"] == 0 and pairing["unpaired"]["fold[linear-Src0001]"] == reason
+    assert f"fold[linear-Src0001]: unpaired rule (this run's interval vs the accepted value): {reason}" in run.output
     assert f"not paired: {reason}" in run.markdown
 
 
