@@ -280,7 +280,9 @@ class _SortedFrames:
         group = (np.cumsum(new_group) - 1)[tied]
         self.tied = np.flatnonzero(tied)
         self.tied_last = (starts + sizes - 1)[group]
-        self.tied_before = (starts - 1)[group]  # -1: no frame before (reads the appended 0)
+        before = (starts - 1)[group]
+        self.tied_before = np.maximum(before, 0)
+        self.tied_at_start = np.flatnonzero(before < 0)  # the first group has no frame before it
         self.tied_group_starts = np.searchsorted(self.tied, starts[sizes > 1])
         self.untied_per_clip = np.bincount(self.clip[~tied], minlength=n_clips).astype(np.float64)
 
@@ -293,8 +295,9 @@ class _SortedFrames:
         ranks = cumulative + 1
         ranks[:, 1:] += cumulative[:, :-1]
         if len(self.tied):
-            padded = np.concatenate([cumulative, np.zeros((len(counts), 1), dtype)], axis=-1)
-            ranks[:, self.tied] = padded[:, self.tied_last] + padded[:, self.tied_before] + 1
+            tied = cumulative[:, self.tied_last] + cumulative[:, self.tied_before] + 1
+            tied[:, self.tied_at_start] -= cumulative[:, self.tied_before[self.tied_at_start]]
+            ranks[:, self.tied] = tied
         return ranks, weights
 
     def sum_of_squared_ranks(self, counts: np.ndarray, n: np.ndarray) -> np.ndarray:
