@@ -215,3 +215,17 @@ def test_aggregates_have_two_stage_intervals_and_a_paired_comparison(gate):
     assert row["verdict"] == "REGRESSED" and row["rule"].startswith("paired: drop beyond the allowance"), row
     assert compared.outcomes["loso::aggregate[linear]"] == "FAILED"
     assert "paired: drop beyond the allowance" in compared.failure_text("loso::aggregate[linear]")
+
+
+def test_paired_and_aggregate_intervals_under_xdist(gate):
+    pytest.importorskip("xdist")
+    accept(gate)
+    degrade_linear_fold(gate, "Src0001")
+    serial = compare_with(gate, None, *NOISE)
+    parallel = compare_with(gate, None, *NOISE, "-n", "2", subprocess=True)
+    assert parallel.outcomes == serial.outcomes, parallel.output
+    # the distributions and predictions travel from the workers: the same intervals, the same sidecar
+    for arch in ("linear", "mlp_small"):
+        assert parallel.report["archs"][arch] == serial.report["archs"][arch]
+    assert parallel.report["comparison"]["rows"] == serial.report["comparison"]["rows"]
+    assert parallel.report["predictions"]["sha256"] == serial.report["predictions"]["sha256"]
