@@ -193,12 +193,15 @@ class SessionResults:
                                    f"paired ({'; '.join(sorted(reasons))[:300]})"}
             else:
                 accepted = (self.gate.accepted.get("archs", {}).get(run) or {}).get("per_fold", {})
-                deltas = np.array([[r["metrics"][name] - accepted[source][name] for name in METRICS]
+                # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
+                deltas = np.array([[r["metrics"][name] - before if isinstance(before := (accepted.get(source) or {})
+                                    .get(name), (int, float)) else np.nan for name in METRICS]
                                    for source, r in scored.items()])
                 ci, methods = two_stage_intervals(deltas, distributions("paired_distribution"),
                                                   seed=options.bootstrap_seed)
-                if options.srocc_ranks != "average":
-                    ci["srocc"] = None
+                for i, name in enumerate(METRICS):
+                    if options.srocc_ranks != "average" and name == "srocc" or np.isnan(deltas[:, i]).any():
+                        ci[name] = None
                 found["paired"] = {"rule": "paired", "ci": ci, "ci_method": methods}
         return found
 
