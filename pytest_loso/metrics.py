@@ -393,12 +393,21 @@ class ClipStatistic:
         bounds = np.cumsum([0, *clip_frames])
 
         def below(values: np.ndarray) -> np.ndarray:
-            rows = [np.ones(len(values)) / 2]
-            for c in range(self.n_clips):
-                clip = np.sort(values[bounds[c]:bounds[c + 1]])
-                less = np.searchsorted(clip, values, "left")
-                rows.insert(c, less + (np.searchsorted(clip, values, "right") - less) / 2)
-            return np.stack(rows)
+            # one sort: per clip, a cumulative count of its frames along the sorted values, read at each
+            # frame's tie group (those before the group, plus half of those in it)
+            order = np.argsort(values, kind="stable")
+            ordered = values[order]
+            new_group = np.r_[True, ordered[1:] != ordered[:-1]]
+            starts = np.flatnonzero(new_group)
+            group = np.cumsum(new_group) - 1
+            last = np.r_[starts[1:], len(values)][group] - 1
+            cumulative = np.cumsum(np.eye(self.n_clips)[self.clip_of_frame[order]], axis=0)
+            upto = cumulative[last]
+            before = np.where((starts[group] > 0)[:, None], cumulative[starts[group] - 1], 0.0)
+            m = np.empty((self.n_clips + 1, len(values)))
+            m[:-1, order] = ((before + upto) / 2).T
+            m[-1] = 0.5
+            return m
 
         mx, my = below(x), below(y)
 
