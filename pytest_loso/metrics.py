@@ -552,27 +552,27 @@ class Bootstrap:
 
 
 def bootstrap(statistic: ClipStatistic | PairedStatistic, *, n_resamples: int, seed: int) -> Bootstrap:
-    """Resample ``statistic``'s clips (``scipy.stats.bootstrap`` draws them), BCa intervals with named fallbacks.
+    """Resample ``statistic``'s clips with replacement; BCa intervals with named fallbacks.
 
-    The same ``seed`` and clip count draw the same resamples, so a run's own intervals and
-    its paired difference with the accepted run use one counts matrix.
+    The resamples are the draws ``scipy.stats.bootstrap`` makes (``rng.integers(0, clips,
+    (resamples, clips))`` in one batch, ``rng = default_rng(seed)``), taken directly: its
+    per-call machinery costs more than a fold's whole statistic. ``tests/test_compare.py``
+    holds the intervals equal to ``scipy.stats.bootstrap`` on explicitly concatenated frames.
+    The same ``seed`` and clip count draw the same resamples, so a run's own intervals and its
+    paired difference with the accepted run use one counts matrix.
     """
     import numpy as np
-    from scipy.stats import bootstrap as scipy_bootstrap
 
+    clips = np.random.default_rng(seed).integers(0, statistic.n_clips, (n_resamples, statistic.n_clips))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a perfect predictor's distribution is degenerate; handled below
-        # scipy draws the resamples; BCa is computed here so that its jackknife can be grouped
-        result = scipy_bootstrap(
-            (np.arange(statistic.n_clips),), statistic, vectorized=True, n_resamples=n_resamples,
-            confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed), batch=n_resamples,
-        )
+        distribution = statistic(clips)
         estimate = statistic.of_counts(np.ones((1, statistic.n_clips)))[:, 0]
         jackknife = statistic.jackknife(JACKKNIFE_GROUPS)
     bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
         f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
-    intervals, methods = covering_intervals(estimate, result.bootstrap_distribution, jackknife, bca_name)
-    return Bootstrap(estimate, result.bootstrap_distribution, intervals, methods)
+    intervals, methods = covering_intervals(estimate, distribution, jackknife, bca_name)
+    return Bootstrap(estimate, distribution, intervals, methods)
 
 
 def covering_intervals(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray,
