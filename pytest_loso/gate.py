@@ -18,7 +18,7 @@ from .compare import accepted_metrics, compare, load_accepted
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
 from .errors import LosoDataWarning, LosoInputError, data_warning  # noqa: F401  (LosoDataWarning: public here too)
 from .extract import CacheFiller, resolve_extractor
-from .metrics import METRICS, ClipStatistic, PairedStatistic, bootstrap, logistic_metrics, score
+from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
 from .predictions import AcceptedPredictions, entry
@@ -310,15 +310,14 @@ class Gate:
         metrics["ci"], metrics["ci_method"] = own.intervals, own.methods
         result["distribution"] = own.distribution.astype(np.float64).tobytes()
         if options.compare_mode == "noise" and self.accepted is not None:
-            metrics["paired"] = self._paired(statistic, scores, pair_frames, metrics, result)
+            metrics["paired"] = self._paired(own, scores, pair_frames, result)
         if options.srocc_ranks != "average":  # the resampled SROCC averages ties: not this estimate's interval
             metrics["ci"]["srocc"] = None
             metrics["ci_method"]["srocc"] = f"none (no bootstrap for {options.srocc_ranks} ranks)"
             if "ci" in metrics.get("paired", {}):
                 metrics["paired"]["ci"]["srocc"] = None
 
-    def _paired(self, statistic: ClipStatistic, scores: np.ndarray, pair_frames: tuple[int, ...], metrics: dict,
-                result: dict) -> dict:
+    def _paired(self, own: Bootstrap, scores: np.ndarray, pair_frames: tuple[int, ...], result: dict) -> dict:
         """The bootstrap of new − accepted over the same resampled clips, or why it cannot be made."""
         import numpy as np
 
@@ -335,8 +334,7 @@ class Gate:
             if not isinstance(recorded.get(name), (int, float)) or abs(recorded[name] - value) > 1e-6:
                 return {"rule": "unpaired", "reason": f"the accepted report's {name} of {result['name']} is not "
                         "that of its predictions (the report was edited?)"}
-        paired = bootstrap(PairedStatistic(statistic, accepted), n_resamples=self.options.bootstrap,
-                           seed=self.options.bootstrap_seed)
+        paired = own.minus(bootstrap(accepted, n_resamples=self.options.bootstrap, seed=self.options.bootstrap_seed))
         result["paired_distribution"] = paired.distribution.astype(np.float64).tobytes()
         return {"rule": "paired", "ci": paired.intervals, "ci_method": paired.methods}
 

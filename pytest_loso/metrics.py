@@ -519,46 +519,36 @@ def _covering_interval(estimate: float, bca: tuple[float, float], percentile: tu
     return [min(low, estimate), max(high, estimate)], f"percentile extended to the estimate ({reason}; few clips)"
 
 
-class PairedStatistic:
-    """``new − accepted`` of the same clips: each resample's clip counts applied to both prediction vectors.
-
-    Both models scored the same frames, so most of the resampling noise is common to both and
-    cancels in the difference: the paired interval is much narrower than either run's own.
-    """
-
-    def __init__(self, new: ClipStatistic, accepted: ClipStatistic) -> None:
-        self.new, self.accepted = new, accepted
-        self.n_clips = new.n_clips
-
-    def __call__(self, clips: np.ndarray, axis: int = -1) -> np.ndarray:
-        return self.new(clips, axis) - self.accepted(clips, axis)
-
-    def of_counts(self, counts: np.ndarray) -> np.ndarray:
-        return self.new.of_counts(counts) - self.accepted.of_counts(counts)
-
-    def jackknife(self, max_groups: int) -> np.ndarray:
-        return self.new.jackknife(max_groups) - self.accepted.jackknife(max_groups)
-
-
 @dataclass
 class Bootstrap:
     """One statistic's bootstrap: its estimate, resampled values and covering 95% intervals (with their method)."""
 
     estimate: np.ndarray  # (3,) plcc, srocc, rmse
     distribution: np.ndarray  # (3, resamples)
+    jackknife: np.ndarray  # (3, groups)
     intervals: dict[str, list[float] | None]
     methods: dict[str, str]
+    bca_name: str = CI_METHOD
+
+    def minus(self, accepted: Bootstrap) -> Bootstrap:
+        """The paired bootstrap of ``self − accepted``: both drawn with one seed over the same clips, so
+        resample j of each is the same multiset of clips (one counts matrix applied to both models'
+        predictions), and the differences are the bootstrap distribution of the difference."""
+        estimate = self.estimate - accepted.estimate
+        distribution = self.distribution - accepted.distribution
+        jackknife = self.jackknife - accepted.jackknife
+        intervals, methods = covering_intervals(estimate, distribution, jackknife, self.bca_name)
+        return Bootstrap(estimate, distribution, jackknife, intervals, methods, self.bca_name)
 
 
-def bootstrap(statistic: ClipStatistic | PairedStatistic, *, n_resamples: int, seed: int) -> Bootstrap:
+def bootstrap(statistic: ClipStatistic, *, n_resamples: int, seed: int) -> Bootstrap:
     """Resample ``statistic``'s clips with replacement; BCa intervals with named fallbacks.
 
     The resamples are the draws ``scipy.stats.bootstrap`` makes (``rng.integers(0, clips,
     (resamples, clips))`` in one batch, ``rng = default_rng(seed)``), taken directly: its
     per-call machinery costs more than a fold's whole statistic. ``tests/test_compare.py``
     holds the intervals equal to ``scipy.stats.bootstrap`` on explicitly concatenated frames.
-    The same ``seed`` and clip count draw the same resamples, so a run's own intervals and its
-    paired difference with the accepted run use one counts matrix.
+    The same ``seed`` and clip count draw the same resamples (see :meth:`Bootstrap.minus`).
     """
     import numpy as np
 
@@ -571,7 +561,7 @@ def bootstrap(statistic: ClipStatistic | PairedStatistic, *, n_resamples: int, s
     bca_name = CI_METHOD if statistic.n_clips <= JACKKNIFE_GROUPS else \
         f"{CI_METHOD} (jackknife over {JACKKNIFE_GROUPS} groups of clips)"
     intervals, methods = covering_intervals(estimate, distribution, jackknife, bca_name)
-    return Bootstrap(estimate, distribution, intervals, methods)
+    return Bootstrap(estimate, distribution, jackknife, intervals, methods, bca_name)
 
 
 def covering_intervals(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray,
