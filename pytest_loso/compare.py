@@ -93,9 +93,16 @@ class Change:
 
 def compare(
     before: dict, after: dict, allowances: dict[str, Allowance], *, mode: str = "bound",
-    intervals: dict | None = None, prefix: str = "",
+    intervals: dict | None = None, prefix: str = "", paired: dict | None = None,
 ) -> list[Change]:
-    """Compare the metrics present in both dicts (keys ``prefix + metric``)."""
+    """Compare the metrics present in both dicts (keys ``prefix + metric``).
+
+    In ``noise`` mode a drop beyond the allowance is a regression only when it is beyond the
+    resampling noise: with ``paired`` (the bootstrap of new − accepted over the same resampled
+    clips, see ``Gate._metrics_of``) when the difference's interval lies wholly on the worse
+    side of zero; else (unpaired, ``paired["reason"]`` says why) when the accepted value
+    lies outside this run's interval.
+    """
     changes = []
     for metric, allowance in allowances.items():
         old, new = before.get(prefix + metric), after.get(prefix + metric)
@@ -108,30 +115,49 @@ def compare(
             verdict = "same" if worsening == 0 else "better"
         elif worsening <= allowed + EPSILON:
             verdict = "worse (allowed)"
+        elif mode == "noise" and ((paired or {}).get("ci") or {}).get(metric):
+            low, high = paired["ci"][metric]
+            beyond_noise = high < 0 if HIGHER_IS_BETTER[metric] else low > 0
+            side = "below" if HIGHER_IS_BETTER[metric] else "above"
+            n = digits(metric)
+            difference = (f"the 95% interval of the difference new − accepted over the same resampled clips, "
+                          f"{new - old:+.{n}f} [{low:+.{n}f}, {high:+.{n}f}],")
+            if beyond_noise:
+                verdict, rule = "REGRESSED", f"paired: drop beyond the allowance and {difference} wholly {side} zero"
+            else:
+                verdict, rule = "worse (noise)", f"paired: {difference} includes zero"
         else:
             interval = (intervals or {}).get(metric)
+            # why the paired rule could not be used (no accepted predictions, other frames...)
+            unpaired = f"not paired: {paired['reason']}" if paired and paired.get("reason") else None
             if mode == "noise" and interval and interval[0] <= old <= interval[1]:
                 verdict = "worse (noise)"
+                rule = f"unpaired: the accepted value inside this run's 95% bootstrap interval" \
+                       + (f"; {unpaired}" if unpaired else "")
             else:
                 verdict = "REGRESSED"
                 rule = "drop beyond the allowance"
                 if mode == "noise":
                     if interval:
-                        rule += (f" and the accepted value outside this run's 95% bootstrap interval "
-                                 f"[{interval[0]:.4g}, {interval[1]:.4g}]")
+                        rule = (f"unpaired: drop beyond the allowance and the accepted value outside this run's "
+                                f"95% bootstrap interval [{interval[0]:.4g}, {interval[1]:.4g}]")
                     elif intervals is None:
                         rule += " (no bootstrap intervals: --loso-bootstrap is 0)"
                     elif metric not in intervals:
                         rule += f" (no bootstrap interval is computed for {label(metric)})"
                     else:
                         rule += " (no bootstrap interval: fewer than 2 clips)"
+                    if unpaired and interval:
+                        rule += f"; {unpaired}"
         changes.append(Change(metric, float(old), float(new), allowed, verdict, rule))
     return changes
 
 
-def aggregate_changes(before: dict, after: dict, allowances: dict[str, Allowance]) -> list[Change]:
-    """An architecture's mean over folds against the accepted one (the bare allowance: no interval)."""
-    return compare(before, after, allowances, prefix="mean_")
+def aggregate_changes(before: dict, after: dict, allowances: dict[str, Allowance], mode: str = "bound") -> list[Change]:
+    """An architecture's mean over folds against the accepted one; in ``noise`` mode with the
+    mean's two-stage interval, paired when every fold was (``after["paired"]``)."""
+    return compare(before, after, allowances, prefix="mean_", mode=mode, intervals=after.get("ci"),
+                   paired=after.get("paired"))
 
 
 def _whole(aggregate: dict) -> bool:
@@ -271,9 +297,9 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
     for test in sorted(before_tests.keys() & after_tests.keys()):
         old, new = before_tests[test], after_tests[test]
         if test.startswith(("aggregate[", "seeds[")):
-            add(test, aggregate_changes(old, new, allowances))
+            add(test, aggregate_changes(old, new, allowances, mode))
         else:
-            add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci")))
+            add(test, compare(old, new, allowances, mode=mode, intervals=new.get("ci"), paired=new.get("paired")))
     warnings = []
     provenance = accepted.get("run_provenance") or {}
     old_fp = (provenance.get("cache_fingerprint") or {}).get("sha256")
@@ -290,10 +316,17 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         new_opt = report["run_provenance"]["options"].get(key)
         if old_opt != new_opt:
             warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")
+    pairing = None
+    if mode == "noise":  # which rule decided each test: paired (new − accepted) or unpaired, and why
+        compared = sorted(before_tests.keys() & after_tests.keys())
+        unpaired = {test: (after_tests[test].get("paired") or {}).get("reason") or "no bootstrap of the difference (--loso-bootstrap is 0, or under 2 clips or folds)"
+                    for test in compared if (after_tests[test].get("paired") or {}).get("rule") != "paired"}
+        pairing = {"paired": len(compared) - len(unpaired), "compared": len(compared), "unpaired": unpaired}
     return {
         "accepted": str(path),
         "accepted_generated": accepted.get("generated"),
         "mode": mode,
+        "pairing": pairing,
         "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in allowances.items()},
         "fingerprint_match": old_fp == new_fp,
         "warnings": warnings,

@@ -18,9 +18,10 @@ from .compare import accepted_metrics, compare, load_accepted
 from .corpus import Corpus, SourceData, SourceStore, discover_corpus, load_source
 from .errors import LosoDataWarning, LosoInputError, data_warning  # noqa: F401  (LosoDataWarning: public here too)
 from .extract import CacheFiller, resolve_extractor
-from .metrics import bootstrap_intervals, logistic_metrics, score
+from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, logistic_metrics, score
 from .models import OnnxModel, find_fold_models, load_model
 from .options import GateOptions
+from .predictions import AcceptedPredictions, entry
 from .sidecar import describe_feed
 from .table import TableCorpus
 from .thresholds import Bounds, check
@@ -218,6 +219,12 @@ class Gate:
         path = self.options.compare
         return load_accepted(path) if path is not None and path.is_file() else None
 
+    @cached_property
+    def accepted_predictions(self) -> AcceptedPredictions:
+        """The accepted run's per-frame predictions (its sidecar, sha256 checked), for the paired comparison."""
+        assert self.options.compare is not None and self.accepted is not None
+        return AcceptedPredictions.load(self.options.compare, self.accepted)
+
     def _score(self, check_: Check, result: dict) -> None:
         if check_.kind == "ensemble":
             models = [load_model(path) for path in check_.members]
@@ -262,7 +269,7 @@ class Gate:
         if self.accepted is not None:
             before = accepted_metrics(self.accepted, check_.kind, check_.run, check_.label, check_.source)
             changes = compare(before or {}, metrics, self.options.max_drop, mode=self.options.compare_mode,
-                              intervals=metrics.get("ci"))
+                              intervals=metrics.get("ci"), paired=metrics.get("paired"))
             who = f"{check_.source} ({check_.run})" if check_.kind == "fold" else f"{check_.kind} {check_.label}"
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
@@ -277,16 +284,59 @@ class Gate:
         options = self.options
         if options.logistic:
             metrics.update(logistic_metrics(pred, scores))
+        result["predictions"] = entry(pred, scores, pair_frames)  # for the sidecar: a later run pairs with them
         if options.bootstrap > 0:
-            metrics["ci"], metrics["ci_method"] = bootstrap_intervals(
-                pred, scores, pair_frames, n_resamples=options.bootstrap, seed=options.bootstrap_seed)
-            if options.srocc_ranks != "average":  # the resampled SROCC averages ties: not this estimate's interval
-                metrics["ci"]["srocc"] = None
-                metrics["ci_method"]["srocc"] = f"none (no bootstrap for {options.srocc_ranks} ranks)"
+            self._bootstrap(pred, scores, pair_frames, metrics, result)
         if options.plot_dir is not None:
             keep = np.linspace(0, len(pred) - 1, min(len(pred), 2000)).astype(int)  # enough for a scatter
             result["points"] = {"pred": pred[keep].tolist(), "target": scores[keep].tolist()}
         return metrics
+
+    def _bootstrap(self, pred: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...], metrics: dict,
+                   result: dict) -> None:
+        """This run's intervals over clips and, in ``noise`` mode, the paired difference with the accepted run.
+
+        The resampled metrics (the distribution) go with the result: an aggregate's two-stage
+        interval draws from its folds' distributions.
+        """
+        import numpy as np
+
+        options = self.options
+        if len(pair_frames) < 2:
+            metrics["ci"], metrics["ci_method"] = dict.fromkeys(METRICS), {}
+            return
+        statistic = ClipStatistic(pred, scores, pair_frames)
+        own = bootstrap(statistic, n_resamples=options.bootstrap, seed=options.bootstrap_seed)
+        metrics["ci"], metrics["ci_method"] = own.intervals, own.methods
+        result["distribution"] = own.distribution.astype(np.float64).tobytes()
+        if options.compare_mode == "noise" and self.accepted is not None:
+            metrics["paired"] = self._paired(own, scores, pair_frames, result)
+        if options.srocc_ranks != "average":  # the resampled SROCC averages ties: not this estimate's interval
+            metrics["ci"]["srocc"] = None
+            metrics["ci_method"]["srocc"] = f"none (no bootstrap for {options.srocc_ranks} ranks)"
+            if "ci" in metrics.get("paired", {}):
+                metrics["paired"]["ci"]["srocc"] = None
+
+    def _paired(self, own: Bootstrap, scores: np.ndarray, pair_frames: tuple[int, ...], result: dict) -> dict:
+        """The bootstrap of new − accepted over the same resampled clips, or why it cannot be made."""
+        import numpy as np
+
+        accepted_pred, reason = self.accepted_predictions.lookup(result["name"], scores, pair_frames)
+        if accepted_pred is None:
+            return {"rule": "unpaired", "reason": reason}
+        accepted = ClipStatistic(accepted_pred, scores, pair_frames)
+        reproduced = accepted.of_counts(np.ones((1, accepted.n_clips)))[:, 0]
+        kind, _, label = result["name"][:-1].partition("[")
+        recorded = accepted_metrics(self.accepted, kind, result["arch"], label, result["source"]) or {}
+        for name, value in zip(METRICS, reproduced):
+            if name == "srocc":
+                continue  # its ranks may be ordinal; PLCC and RMSE prove the predictions are the report's
+            if not isinstance(recorded.get(name), (int, float)) or abs(recorded[name] - value) > 1e-6:
+                return {"rule": "unpaired", "reason": f"the accepted report's {name} of {result['name']} is not "
+                        "that of its predictions (the report was edited?)"}
+        paired = own.minus(bootstrap(accepted, n_resamples=self.options.bootstrap, seed=self.options.bootstrap_seed))
+        result["paired_distribution"] = paired.distribution.astype(np.float64).tobytes()
+        return {"rule": "paired", "ci": paired.intervals, "ci_method": paired.methods}
 
     def _source(self, source: str, result: dict) -> SourceData:
         data = self.store.get(source)

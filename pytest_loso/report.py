@@ -24,6 +24,7 @@ from .atomic import write_atomically
 from .compare import aggregate_changes, session_comparison
 from .errors import LosoInputError
 from .metrics import CI_METHOD, across_seeds, aggregate, digits, finite_or_none, label
+from .predictions import sidecar_path, write_sidecar
 from .thresholds import check_aggregate, check_seeds, for_seed
 
 if TYPE_CHECKING:
@@ -159,7 +160,50 @@ class SessionResults:
         block = aggregate(m for m in per_fold.values() if "plcc" in m)
         if block is not None:
             block["n_folds_planned"] = len(self._fold_results(run)[0]) or block["n_folds"]
+            scored = {s: r for s, r in self._fold_results(run)[1].items() if "plcc" in (per_fold.get(s) or {})}
+            block.update(self._aggregate_intervals(run, scored))
         return block
+
+    def _aggregate_intervals(self, run: str, scored: dict[str, dict]) -> dict:
+        """The mean over folds' two-stage intervals (sources, then clips) and, in ``noise`` mode,
+        those of the mean difference from the accepted run when every fold was paired."""
+        import numpy as np
+
+        from .metrics import METRICS, two_stage_intervals
+
+        options = self.options
+        if len(scored) < 2 or any("distribution" not in r for r in scored.values()):
+            return {}  # no --loso-bootstrap, or a fold with fewer than 2 clips
+
+        def distributions(key: str) -> np.ndarray:
+            return np.stack([np.frombuffer(r[key], dtype=np.float64).reshape(len(METRICS), -1)
+                             for r in scored.values()])
+
+        estimates = np.array([[r["metrics"][name] for name in METRICS] for r in scored.values()])
+        found: dict = {}
+        found["ci"], found["ci_method"] = two_stage_intervals(estimates, distributions("distribution"),
+                                                              seed=options.bootstrap_seed)
+        if options.srocc_ranks != "average":
+            found["ci"]["srocc"] = None
+        if options.compare_mode == "noise" and self.gate.accepted is not None:
+            unpaired = sorted(r["name"] for r in scored.values() if "paired_distribution" not in r)
+            if unpaired:
+                reasons = {((r["metrics"].get("paired") or {}).get("reason")) for r in scored.values()} - {None}
+                found["paired"] = {"rule": "unpaired", "reason": f"{len(unpaired)} of {len(scored)} folds were not "
+                                   f"paired ({'; '.join(sorted(reasons))[:300]})"}
+            else:
+                accepted = (self.gate.accepted.get("archs", {}).get(run) or {}).get("per_fold", {})
+                # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
+                deltas = np.array([[r["metrics"][name] - before if isinstance(before := (accepted.get(source) or {})
+                                    .get(name), (int, float)) else np.nan for name in METRICS]
+                                   for source, r in scored.items()])
+                ci, methods = two_stage_intervals(deltas, distributions("paired_distribution"),
+                                                  seed=options.bootstrap_seed)
+                for i, name in enumerate(METRICS):
+                    if options.srocc_ranks != "average" and name == "srocc" or np.isnan(deltas[:, i]).any():
+                        ci[name] = None
+                found["paired"] = {"rule": "paired", "ci": ci, "ci_method": methods}
+        return found
 
     def _not_whole(self, test: str, run: str) -> AggregateVerdict | None:
         """A skip when some fold of ``run`` did not run or could not be scored: a mean over the
@@ -181,8 +225,8 @@ class SessionResults:
         """``after``'s mean metrics that slid beyond the allowance from the accepted ``before``."""
         if not isinstance(before, dict):
             return []
-        return [f"{who}: mean {c.sentence()}" for c in aggregate_changes(before, after, self.options.max_drop)
-                if c.verdict == "REGRESSED"]
+        changes = aggregate_changes(before, after, self.options.max_drop, self.options.compare_mode)
+        return [f"{who}: mean {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
 
     def aggregate_verdict(self, run: str) -> AggregateVerdict:
         """Whether ``run``'s mean over folds holds: its bounds and its comparison with the accepted report."""
@@ -361,6 +405,11 @@ class SessionResults:
         out.mkdir(parents=True, exist_ok=True)
         paths = report_paths(out, partial=bool(self.report["partial"]))
         json_path, md_path = paths["json"], paths["markdown"]
+        entries = {name: r["predictions"] for name, r in sorted(self.results.items()) if r.get("predictions")}
+        sidecar = sidecar_path(json_path)
+        # each test's predictions, for a later paired comparison; the report records the file's sha256
+        self.report["predictions"] = {"file": sidecar.name, "sha256": write_sidecar(sidecar, entries),
+                                      "tests": len(entries)}
         write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
         write_atomically(md_path, render_markdown(self.report))
         self.notes.append(f"report: {json_path} (and {md_path.name})")
@@ -401,6 +450,9 @@ class SessionResults:
                 self.notes.append(f"plot: {path}")
         if self.accepting:
             if self.accept_refusal is None:
+                # the predictions first: a report never names a sidecar that is not there yet
+                written = sidecar_path(report_paths(options.report_dir, partial=False)["json"])
+                write_atomically(sidecar_path(options.compare), written.read_bytes())
                 write_atomically(options.compare, json.dumps(self.report, indent=2) + "\n")
                 self.notes.append(f"accepted: this run's report is now {options.compare}")
             else:
@@ -500,7 +552,9 @@ def _mean_row(agg: dict | None) -> list[str]:
         return ["mean ± std", "—", "—", "—", "—", "—", ""]
 
     def pm(name: str, digits: int) -> str:
-        return f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
+        text = f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
+        interval = (agg.get("ci") or {}).get(name)  # the mean's two-stage bootstrap interval
+        return text + (f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "")
 
     krcc = pm("krcc", 4) if "mean_krcc" in agg else "—"
     return [f"mean ± std ({_fold_count(agg)})", "—", pm("plcc", 4), pm("srocc", 4), krcc, pm("rmse", 3), ""]
@@ -699,6 +753,12 @@ def comparison_notes(comparison: dict) -> list[str]:
     if comparison.get("failed"):
         notes.append(f"failed in this run, not compared: {', '.join(comparison['failed'])}")
     notes += [f"{test} not compared: {reason}" for test, reason in (comparison.get("not_compared") or {}).items()]
+    pairing = comparison.get("pairing")
+    if pairing:
+        notes.append(f"noise rule: paired (bootstrap of new − accepted over the same clips) for {pairing['paired']} of "
+                     f"{pairing['compared']} tests")
+        notes += [f"{test}: unpaired rule (this run's interval vs the accepted value): {reason}"
+                  for test, reason in pairing["unpaired"].items()]
     return notes
 
 

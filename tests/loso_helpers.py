@@ -112,7 +112,8 @@ class GateEnv:
         args = list(extra) if plain else self.args(*extra, baseline=baseline)
         report_json, report_md = self.report_dir / "loso_eval.json", self.report_dir / "loso_eval.md"
         partial_json, partial_md = self.report_dir / "loso_eval.partial.json", self.report_dir / "loso_eval.partial.md"
-        for stale in (report_json, report_md, partial_json, partial_md):
+        sidecars = [self.report_dir / f"{stem}.predictions.npz" for stem in ("loso_eval", "loso_eval.partial")]
+        for stale in (report_json, report_md, partial_json, partial_md, *sidecars):
             stale.unlink(missing_ok=True)
         if subprocess:
             result = self.pytester.runpytest_subprocess(*args, timeout=120)

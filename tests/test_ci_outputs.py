@@ -82,8 +82,12 @@ def test_github_step_summary_is_appended(gate, monkeypatch):
     assert "| arch | folds | PLCC | SROCC | RMSE | status |" in added
     for arch in ARCHS:
         agg = run.report["archs"][arch]["aggregate"]
-        row = (f"| {arch} | {len(SOURCES)} folds | {agg['mean_plcc']:.4f} ± {agg['std_plcc']:.4f} | "
-               f"{agg['mean_srocc']:.4f} ± {agg['std_srocc']:.4f} | {agg['mean_rmse']:.3f} ± {agg['std_rmse']:.3f} | ok |")
+        def cell(name: str, digits: int) -> str:  # mean ± std [the mean's bootstrap interval]
+            low, high = agg["ci"][name]
+            return (f"{agg['mean_' + name]:.{digits}f} ± {agg['std_' + name]:.{digits}f} "
+                    f"[{low:.{digits}f}, {high:.{digits}f}]")
+
+        row = f"| {arch} | {len(SOURCES)} folds | {cell('plcc', 4)} | {cell('srocc', 4)} | {cell('rmse', 3)} | ok |"
         assert row in added.splitlines()
     assert "## Comparison with the accepted report" not in added  # nothing accepted yet
     assert "## Provenance" not in added  # the summary leaves provenance to the report file

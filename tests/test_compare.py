@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.optimize import curve_fit
-from scipy.stats import bootstrap, kendalltau, pearsonr, rankdata, spearmanr
+from scipy.stats import bootstrap, kendalltau, pearsonr, spearmanr
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
 from pytest_loso import metrics as loso_metrics
@@ -460,15 +460,20 @@ def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
     assert failed(run) == {"loso::fold[mlp_small-Src0001]"}, run.output
     assert run.report["comparison"]["mode"] == "noise"
     found = rows(run.report)
+    # the edited accepted values are not those of the accepted predictions: the unpaired rule, which says why
+    edited_note = "not paired: the accepted report's {} of fold[mlp_small-{}] is not that of its predictions " \
+                  "(the report was edited?)"
     assert found[("fold[mlp_small-Src0000]", "plcc")]["verdict"] == "worse (noise)"
-    assert found[("fold[mlp_small-Src0000]", "plcc")]["rule"] is None
+    assert found[("fold[mlp_small-Src0000]", "plcc")]["rule"] == (
+        "unpaired: the accepted value inside this run's 95% bootstrap interval; "
+        + edited_note.format("plcc", "Src0000"))
     regressed = found[("fold[mlp_small-Src0001]", "rmse")]
     assert regressed["verdict"] == "REGRESSED"
     assert "bootstrap interval" in regressed["rule"]
     interval = fold(run.report, "mlp_small", "Src0001")["ci"]["rmse"]
     assert interval == [rmse_low, rmse_high]  # same data, same seed
-    rule = (f"drop beyond the allowance and the accepted value outside this run's 95% bootstrap interval "
-            f"[{rmse_low:.4g}, {rmse_high:.4g}]")
+    rule = (f"unpaired: drop beyond the allowance and the accepted value outside this run's 95% bootstrap interval "
+            f"[{rmse_low:.4g}, {rmse_high:.4g}]; " + edited_note.format("rmse", "Src0001"))
     text = run.failure_text("loso::fold[mlp_small-Src0001]")
     assert sentence("Src0001 (mlp_small)", "RMSE", old_rmse, outside["rmse"], "+0.5", rule) in text.splitlines(), text
 
@@ -564,43 +569,34 @@ def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
     assert high - low > 1e-3
 
 
-def test_weighted_statistic_equals_explicit_concatenation():
-    rng = np.random.default_rng(42)
-    pair_frames = (5, 7, 4, 6)
+@pytest.mark.parametrize("n_clips", [4, 40, 300])  # cubic rank forms (<= 32 clips), sorted cumulative sums beyond
+def test_clip_statistic_equals_explicit_concatenation(n_clips):
+    """The per-clip-sums statistic equals pearsonr / spearmanr / RMSE of the explicitly concatenated resample."""
+    assert (n_clips <= loso_metrics.RANK_FORM_MAX_CLIPS) == (n_clips == 4)
+    rng = np.random.default_rng(42 + n_clips)
+    pair_frames = tuple(int(f) for f in rng.integers(3, 9, n_clips))
     n = sum(pair_frames)
-    target = np.round(rng.uniform(0, 100, n) / 5) * 5  # coarse: many ties
+    target = np.round(rng.uniform(0, 100, n) / 5) * 5  # coarse: many ties, in both variables
+    target[rng.random(n) < 0.1] = 100.0  # and one large tied group, as saturated VMAF frames
     pred = np.round(target + rng.normal(0, 12, n))
-    pair_of_frame = np.repeat(np.arange(len(pair_frames)), pair_frames)
-    resamples = np.array([[0, 1, 2, 3], [1, 1, 3, 0], [2, 2, 2, 1], [3, 0, 0, 3], [1, 2, 1, 2]])
+    pred[::7] = pred[0]  # ties spanning clips
+    pred, target = pred.astype(np.float32), target.astype(np.float32)
+    resamples = rng.integers(0, n_clips, (25, n_clips))
+    resamples[0] = 0  # a resample of one clip repeated
+    jackknife = np.array([[c for c in range(n_clips) if c != left] for left in range(min(n_clips, 10))])
 
-    # the helpers on their own
-    for chosen in resamples:
-        counts = np.bincount(chosen, minlength=len(pair_frames))
-        w = counts[pair_of_frame].astype(np.float64)
-        repeated = np.repeat(np.arange(n), w.astype(int))
-        ranks_p = loso_metrics._weighted_ranks(pred, w)
-        assert np.allclose(ranks_p[repeated], rankdata(pred[repeated]))
-        plcc, srocc, rmse = explicit_resample_metrics(pred, target, pair_frames, chosen)
-        assert loso_metrics._weighted_corr(pred, target, w) == pytest.approx(plcc, abs=1e-12)
-        weighted_srocc = loso_metrics._weighted_corr(ranks_p, loso_metrics._weighted_ranks(target, w), w)
-        assert weighted_srocc == pytest.approx(srocc, abs=1e-12)
-    # vectorised over rows, as the bootstrap calls them
-    counts = np.stack([np.bincount(c, minlength=len(pair_frames)) for c in resamples])
-    w = counts[:, pair_of_frame].astype(np.float64)
-    expected = np.array([explicit_resample_metrics(pred, target, pair_frames, c) for c in resamples])
-    assert np.allclose(loso_metrics._weighted_corr(pred, target, w), expected[:, 0], atol=1e-12)
-    srocc = loso_metrics._weighted_corr(loso_metrics._weighted_ranks(pred, w), loso_metrics._weighted_ranks(target, w), w)
-    assert np.allclose(srocc, expected[:, 1], atol=1e-12)
-
-    # the per-clip-sums statistic bootstrap_intervals hands to scipy, on resamples and on jackknife samples
-    statistic = loso_metrics.ClipStatistic(pred.astype(np.float32), target.astype(np.float32), pair_frames)
-    jackknife = np.array([[c for c in range(len(pair_frames)) if c != left] for left in range(len(pair_frames))])
+    statistic = loso_metrics.ClipStatistic(pred, target, pair_frames)
     for chosen in (resamples, jackknife):
         values = statistic(chosen, axis=-1)
         assert values.shape == (3, len(chosen))
-        expected = np.array([explicit_resample_metrics(pred.astype(np.float32), target.astype(np.float32),
-                                                       pair_frames, c) for c in chosen])
-        assert np.allclose(values.T, expected, atol=1e-9)
+        expected = np.array([explicit_resample_metrics(pred, target, pair_frames, c) for c in chosen])
+        assert np.allclose(values.T, expected, atol=1e-9, equal_nan=True)
+    # the delete-a-group jackknife, from per-clip sums too
+    groups = statistic.jackknife(7)
+    group_of_clip = np.arange(n_clips) * min(n_clips, 7) // n_clips
+    for g in range(groups.shape[1]):
+        kept = np.flatnonzero(group_of_clip != g)
+        assert np.allclose(groups[:, g], explicit_resample_metrics(pred, target, pair_frames, kept), atol=1e-9)
 
 
 def check_krcc_and_logistic(metrics: dict, pred: np.ndarray, y: np.ndarray) -> None:

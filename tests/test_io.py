@@ -56,6 +56,8 @@ def test_report_replaced_atomically(gate):
     old_json, old_md = gate.root / "old.json", gate.root / "old.md"
     old_json.hardlink_to(json_path)
     old_md.hardlink_to(md_path)
+    sidecar, old_sidecar = gate.report_dir / "loso_eval.predictions.npz", gate.root / "old.npz"
+    old_sidecar.hardlink_to(sidecar)
     before = json_path.read_text()
 
     second = gate.pytester.runpytest(*gate.args("--loso-arch=mlp_small"))
@@ -64,8 +66,10 @@ def test_report_replaced_atomically(gate):
     assert json.loads(old_json.read_text())["archs"].keys() == {"linear"}
     assert json_path.stat().st_ino != old_json.stat().st_ino
     assert md_path.stat().st_ino != old_md.stat().st_ino
+    assert sidecar.stat().st_ino != old_sidecar.stat().st_ino  # the predictions sidecar too
     assert json.loads(json_path.read_text())["archs"].keys() == {"mlp_small"}
-    assert sorted(p.name for p in gate.report_dir.iterdir()) == ["loso_eval.json", "loso_eval.md"]
+    assert sorted(p.name for p in gate.report_dir.iterdir()) == ["loso_eval.json", "loso_eval.md",
+                                                                 "loso_eval.predictions.npz"]
 
 
 def test_report_written_when_items_fail_and_with_exitfirst(gate):
