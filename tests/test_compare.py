@@ -569,10 +569,16 @@ def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
     assert high - low > 1e-3
 
 
-@pytest.mark.parametrize("n_clips", [4, 40, 300])  # cubic rank forms (<= 32 clips), sorted cumulative sums beyond
-def test_clip_statistic_equals_explicit_concatenation(n_clips):
+@pytest.mark.parametrize("n_clips, threads", [(4, 1), (40, 1), (300, 1), (300, 3)],
+                         ids=["4-clips", "40-clips", "300-clips", "300-clips-3-threads"])
+# cubic rank forms (<= 32 clips), sorted cumulative sums beyond; a baseline's concatenation splits its
+# resamples over threads (forced here on a small one)
+def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, monkeypatch):
     """The per-clip-sums statistic equals pearsonr / spearmanr / RMSE of the explicitly concatenated resample."""
     assert (n_clips <= loso_metrics.RANK_FORM_MAX_CLIPS) == (n_clips == 4)
+    if threads > 1:
+        monkeypatch.setattr(loso_metrics, "PARALLEL_RANK_WORK", 0)
+        monkeypatch.setattr(loso_metrics, "_cores", lambda: threads)
     rng = np.random.default_rng(42 + n_clips)
     pair_frames = tuple(int(f) for f in rng.integers(3, 9, n_clips))
     n = sum(pair_frames)
