@@ -282,14 +282,20 @@ def fail(run: Run, what: str) -> None:
     sys.exit(1)
 
 
+def measured(cmd: list[str], cwd: Path, env: dict[str, str], log: Path, what: str) -> Run:
+    """``measure``, and stop the benchmark with the log's tail when the command failed."""
+    run = measure(cmd, cwd, env, log)
+    if run.returncode != 0:
+        fail(run, what)
+    return run
+
+
 def profile(root: Path, env: dict[str, str], autoload: bool, out: Path) -> None:
     """cProfile of the gate in one process (imports, collection, scoring, report): top 25."""
     import pstats
 
     cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pytest", *pytest_args(root, autoload)]
-    run = measure(cmd, root / "run", env, root / "profile.log")
-    if run.returncode != 0:
-        fail(run, "profiled run")
+    run = measured(cmd, root / "run", env, root / "profile.log", "profiled run")
     print(f"\ncProfile of the in-process gate, {root.name} ({run.wall:.2f} s under the profiler): {out}")
     stats = pstats.Stats(str(out))
     stats.sort_stats("cumulative").print_stats(25)
@@ -373,12 +379,10 @@ def side_by_side(root: Path, sources: list[str], script: Path, fork: Path, repea
     gate_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, autoload)]
     result = SideBySide(len(sources), [], [], "")
     for i in range(repeat):
-        gate = measure(gate_cmd, root / "run", env, root / f"side_gate{i}.log")
-        if gate.returncode != 0:
-            fail(gate, f"gate beside the script, {len(sources)} sources")
-        ran = measure(script_cmd, root / "run", script_env, root / f"side_script{i}.log")
-        if ran.returncode != 0:
-            fail(ran, f"{SCRIPT_NAME}, {len(sources)} sources")
+        gate = measured(gate_cmd, root / "run", env, root / f"side_gate{i}.log",
+                        f"gate beside the script, {len(sources)} sources")
+        ran = measured(script_cmd, root / "run", script_env, root / f"side_script{i}.log",
+                       f"{SCRIPT_NAME}, {len(sources)} sources")
         result.gate.append(gate)
         result.script.append(ran)
     result.numbers = same_numbers(root)
@@ -498,9 +502,7 @@ def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], 
         result = SizeResult(n, n * args.pairs * args.frames, generate_s=generated)
         cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload)]
         for i in range(repeat[n]):
-            run = measure(cmd, root / "run", env, root / f"run{i}.log")
-            if run.returncode != 0:
-                fail(run, f"{n} sources, run {i + 1}")
+            run = measured(cmd, root / "run", env, root / f"run{i}.log", f"{n} sources, run {i + 1}")
             result.runs.append(run)
         results[n] = result
         note = f"generated in {generated:.1f} s" if generated else "corpus reused"
@@ -516,21 +518,18 @@ def run_all(args: argparse.Namespace, sizes: list[int], repeat: dict[int, int], 
             serial_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload)]
             xdist_cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload, xdist=2)]
             for i in range(args.xdist_repeat):
-                serial = measure(serial_cmd, root / "run", env, root / f"run_serial{i}.log")
-                if serial.returncode != 0:
-                    fail(serial, f"{largest} sources beside -n 2")
-                xdist_run = measure(xdist_cmd, root / "run", env, root / f"run_xdist{i}.log")
-                if xdist_run.returncode != 0:
-                    fail(xdist_run, f"{largest} sources with -n 2")
+                serial = measured(serial_cmd, root / "run", env, root / f"run_serial{i}.log",
+                                  f"{largest} sources beside -n 2")
+                xdist_run = measured(xdist_cmd, root / "run", env, root / f"run_xdist{i}.log",
+                                     f"{largest} sources with -n 2")
                 xdist_pairs.append((serial, xdist_run))
 
     bootstrap_run = None
     if largest and args.bootstrap:
         root = workdir / f"n{largest}"
         cmd = [sys.executable, "-m", "pytest", *pytest_args(root, args.autoload), f"--loso-bootstrap={args.bootstrap}"]
-        bootstrap_run = measure(cmd, root / "run", env, root / "run_bootstrap.log")
-        if bootstrap_run.returncode != 0:
-            fail(bootstrap_run, f"{largest} sources with --loso-bootstrap={args.bootstrap}")
+        bootstrap_run = measured(cmd, root / "run", env, root / "run_bootstrap.log",
+                                 f"{largest} sources with --loso-bootstrap={args.bootstrap}")
 
     # ------------------------------------------------------------------ report
     print()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_gate import child_env, fail, generate, measure, pytest_args, train_models  # noqa: E402
+from bench_gate import child_env, generate, measured, pytest_args, train_models  # noqa: E402
 
 
 def export_tables(root: Path, sources: int) -> tuple[Path, Path | None]:
@@ -74,9 +74,7 @@ def main() -> None:
     print(f"{args.sources} sources, {frames:,} frames, 2 baselines")
     print(f"{'corpus':<15} {'size':>10} {'wall':>8} {'peak':>9} {'items':>6}")
     for name, gate_args in corpora:
-        run = measure([sys.executable, "-m", "pytest", *gate_args], root / "run", env, root / f"{name[:5]}.log")
-        if run.returncode != 0:
-            fail(run, name)
+        run = measured([sys.executable, "-m", "pytest", *gate_args], root / "run", env, root / f"{name[:5]}.log", name)
         size = {"JSONL table": jsonl, "parquet table": parquet}.get(name)
         size_text = f"{size.stat().st_size / 2**20:.0f} MB" if size else "-"
         print(f"{name:<15} {size_text:>10} {run.wall:>7.1f}s {run.peak_mb:>6.0f} MB {run.passed + run.failed:>6}")

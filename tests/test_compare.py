@@ -107,17 +107,24 @@ def explicit_resample_metrics(pred: np.ndarray, target: np.ndarray, pair_frames,
                 float(np.sqrt(np.mean((p - t) ** 2))))
 
 
-def explicit_bootstrap(pred, target, pair_frames, *, n_resamples: int, seed: int) -> dict[str, dict[str, list]]:
-    """scipy's BCa (and the percentile) bootstrap over pairs, the statistic computed by concatenating frames.
+def explicit_bootstrap(pred, target, pair_frames, *, n_resamples: int, seed: int,
+                       accepted=None) -> dict[str, dict[str, list]]:
+    """scipy's BCa (and the percentile) bootstrap over pairs, the statistic computed by concatenating frames
+    (with ``accepted`` predictions: of the paired difference, new − accepted, on the same resamples).
 
     Same resampling stream as the plugin (same rng seed, resample count and batch size), so
     the intervals must agree with its per-clip-sums computation to rounding.
     """
+    def metrics(row):
+        values = explicit_resample_metrics(pred, target, pair_frames, row)
+        return values if accepted is None else np.subtract(
+            values, explicit_resample_metrics(accepted, target, pair_frames, row))
+
     def statistic(pairs, axis=-1):
         # clips in a canonical order: a resample that holds every clip once is then bit-identical to the
         # estimate, as in the plugin (BCa's bias correction counts the resamples below the estimate)
         rows = np.sort(np.atleast_2d(pairs), axis=-1)
-        values = np.array([explicit_resample_metrics(pred, target, pair_frames, row) for row in rows]).T
+        values = np.array([metrics(row) for row in rows]).T
         return values[:, 0] if np.ndim(pairs) == 1 else values
 
     with warnings.catch_warnings():

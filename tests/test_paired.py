@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 
 import numpy as np
 import pytest
-from scipy.stats import bootstrap
 
 from loso_helpers import FRAMES, PAIRS_PER_SOURCE, SOURCES, STEPS
 from pytest_loso.training import export_onnx, train
-from test_compare import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_resample_metrics, fold,
+from test_compare import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, fold,
                           ort_predict, rows)
 
 PAIR_FRAMES = (FRAMES,) * PAIRS_PER_SOURCE
@@ -26,24 +24,6 @@ NOISE = ("--loso-compare-mode=noise",)
 
 def sidecar(gate):
     return accepted_file(gate).with_name("accepted.predictions.npz")
-
-
-def explicit_paired_bootstrap(new, old, target, pair_frames, *, n_resamples: int, seed: int) -> dict:
-    """scipy's bootstrap of (new − old) metrics over pairs, each resample's frames concatenated explicitly."""
-    def statistic(pairs, axis=-1):
-        chosen = np.sort(np.atleast_2d(pairs), axis=-1)
-        values = np.array([np.subtract(explicit_resample_metrics(new, target, pair_frames, row),
-                                       explicit_resample_metrics(old, target, pair_frames, row)) for row in chosen]).T
-        return values[:, 0] if np.ndim(pairs) == 1 else values
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = bootstrap((np.arange(len(pair_frames)),), statistic, vectorized=True, n_resamples=n_resamples,
-                           confidence_level=0.95, method="BCa", rng=np.random.default_rng(seed), batch=n_resamples)
-    low, high = result.confidence_interval
-    p_low, p_high = np.percentile(result.bootstrap_distribution, [2.5, 97.5], axis=-1)
-    return {name: {"BCa": [float(low[i]), float(high[i])], "percentile": [float(p_low[i]), float(p_high[i])]}
-            for i, name in enumerate(("plcc", "srocc", "rmse"))}
 
 
 def test_the_sidecar_holds_each_tests_predictions_and_the_accept_copies_it(gate):
@@ -76,7 +56,7 @@ def test_paired_noise_mode_flags_a_worse_model_with_the_difference_and_its_inter
     assert run.outcomes["loso::fold[linear-Src0001]"] == "FAILED", run.output
     metrics = fold(run.report, "linear", "Src0001")
     assert metrics["paired"]["rule"] == "paired"
-    expected = explicit_paired_bootstrap(new, old, y, PAIR_FRAMES, n_resamples=1000, seed=0)
+    expected = explicit_bootstrap(new, y, PAIR_FRAMES, n_resamples=1000, seed=0, accepted=old)
     row = rows(run.report)[("fold[linear-Src0001]", "plcc")]
     assert row["verdict"] == "REGRESSED"
     low, high = metrics["paired"]["ci"]["plcc"]
