@@ -161,42 +161,55 @@ class SessionResults:
         if block is not None:
             block["n_folds_planned"] = len(self._fold_results(run)[0]) or block["n_folds"]
             scored = {s: r for s, r in self._fold_results(run)[1].items() if "plcc" in (per_fold.get(s) or {})}
-            block.update(self._aggregate_intervals(run, scored))
+            block.update(self._aggregate_intervals({run: scored}))
         return block
 
-    def _aggregate_intervals(self, run: str, scored: dict[str, dict]) -> dict:
+    def _aggregate_intervals(self, runs: dict[str, dict[str, dict]]) -> dict:
         """The mean over folds' two-stage intervals (sources, then clips) and, in ``noise`` mode,
-        those of the mean difference from the accepted run when every fold was paired."""
+        those of the mean difference from the accepted run when every fold was paired.
+
+        ``runs`` is ``{run: {source: fold result}}``: one run (an aggregate), or one per seed (the
+        mean across seeds): per source the mean over seeds, whose folds drew the same clips for each
+        resample (same bootstrap seed, same clips), so their distributions average draw by draw.
+        """
         import numpy as np
 
         from .metrics import METRICS, two_stage_intervals
 
         options = self.options
-        if len(scored) < 2 or any("distribution" not in r for r in scored.values()):
+        sources = sorted(set.intersection(*(set(scored) for scored in runs.values())))
+        results = [scored[source] for scored in runs.values() for source in sources]
+        if len(sources) < 2 or any("distribution" not in r for r in results):
             return {}  # no --loso-bootstrap, or a fold with fewer than 2 clips
 
         def distributions(key: str) -> np.ndarray:
-            return np.stack([np.frombuffer(r[key], dtype=np.float64).reshape(len(METRICS), -1)
-                             for r in scored.values()])
+            return np.stack([np.mean([np.frombuffer(scored[source][key], dtype=np.float64).reshape(len(METRICS), -1)
+                                      for scored in runs.values()], axis=0) for source in sources])
 
-        estimates = np.array([[r["metrics"][name] for name in METRICS] for r in scored.values()])
+        estimates = np.array([[np.mean([scored[source]["metrics"][name] for scored in runs.values()])
+                               for name in METRICS] for source in sources])
         found: dict = {}
         found["ci"], found["ci_method"] = two_stage_intervals(estimates, distributions("distribution"),
                                                               seed=options.bootstrap_seed)
         if options.srocc_ranks != "average":
             found["ci"]["srocc"] = None
         if options.compare_mode == "noise" and self.gate.accepted is not None:
-            unpaired = sorted(r["name"] for r in scored.values() if "paired_distribution" not in r)
+            unpaired = sorted(r["name"] for r in results if "paired_distribution" not in r)
             if unpaired:
-                reasons = {((r["metrics"].get("paired") or {}).get("reason")) for r in scored.values()} - {None}
-                found["paired"] = {"rule": "unpaired", "reason": f"{len(unpaired)} of {len(scored)} folds were not "
+                reasons = {((r["metrics"].get("paired") or {}).get("reason")) for r in results} - {None}
+                found["paired"] = {"rule": "unpaired", "reason": f"{len(unpaired)} of {len(results)} folds were not "
                                    f"paired ({'; '.join(sorted(reasons))[:300]})"}
             else:
-                accepted = (self.gate.accepted.get("archs", {}).get(run) or {}).get("per_fold", {})
-                # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
-                deltas = np.array([[r["metrics"][name] - before if isinstance(before := (accepted.get(source) or {})
-                                    .get(name), (int, float)) else np.nan for name in METRICS]
-                                   for source, r in scored.items()])
+                archs = self.gate.accepted.get("archs", {})
+
+                def delta(run: str, source: str, name: str) -> float:
+                    # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
+                    before = ((archs.get(run) or {}).get("per_fold", {}).get(source) or {}).get(name)
+                    now = runs[run][source]["metrics"][name]
+                    return now - before if isinstance(before, (int, float)) else np.nan
+
+                deltas = np.array([[np.mean([delta(run, source, name) for run in runs]) for name in METRICS]
+                                   for source in sources])
                 ci, methods = two_stage_intervals(deltas, distributions("paired_distribution"),
                                                   seed=options.bootstrap_seed)
                 for i, name in enumerate(METRICS):
@@ -252,7 +265,14 @@ class SessionResults:
         per_seed = {seed: {source: r["metrics"] for source, r in self._fold_results(run)[1].items() if r["metrics"]}
                     for seed, run in self.seed_runs(arch).items()}
         per_seed = {seed: folds for seed, folds in per_seed.items() if folds}
-        return across_seeds(per_seed) if per_seed else None
+        if not per_seed:
+            return None
+        summary = across_seeds(per_seed)
+        # the mean across seeds gets its interval too (and, in noise mode, its paired difference)
+        scored = {run: {s: r for s, r in self._fold_results(run)[1].items() if r["metrics"]}
+                  for seed, run in self.seed_runs(arch).items() if seed in per_seed}
+        summary.update(self._aggregate_intervals(scored))
+        return summary
 
     def seed_verdict(self, arch: str) -> AggregateVerdict:
         """The promotion rule over seeds (ADR-0303), and the across-seed comparison; whole runs only."""

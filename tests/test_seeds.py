@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loso_helpers import SOURCES, STEPS, script_metrics
-from pytest_loso.training import train_folds
+from pytest_loso.training import Regressor, export_onnx, train_folds
 
 SEEDS = (0, 1, 2)
 ARCH = "mlp_small"
@@ -16,9 +16,10 @@ ARCH = "mlp_small"
 def seeded(gate):
     """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_')."""
     sweep = gate.root / "sweep"
+    gate.seed_models = {}
     for seed in SEEDS:
         folder = sweep / f"loso_{ARCH}" / (f"seed_{seed}" if seed == 2 else f"seed{seed}")
-        train_folds(folder, gate.truth, ARCH, steps=STEPS, seed=seed + 10)
+        gate.seed_models[seed] = train_folds(folder, gate.truth, ARCH, steps=STEPS, seed=seed + 10)
     gate.sweep = sweep
     return gate
 
@@ -128,6 +129,40 @@ def test_comparison_works_per_seed_and_across_seeds(seeded):
     assert verdicts[(f"seeds[{ARCH}]", "plcc")] == "REGRESSED"
     assert verdicts[(f"fold[{ARCH}-seed1-{SOURCES[0]}]", "plcc")] == "REGRESSED"
     assert verdicts[(f"fold[{ARCH}-seed0-{SOURCES[0]}]", "plcc")] == "same"
+
+
+def test_the_mean_across_seeds_has_an_interval_and_a_paired_comparison(seeded):
+    """Issue 10 item 3 over seeds: the across-seed mean gets the two-stage interval, and in noise mode
+    its comparison is decided on the paired difference, not on the bare allowance."""
+    import json
+
+    from test_compare import NOISE_FEATURE
+
+    accepted_path = seeded.root / "accepted.json"
+    accepted = _run(seeded, "--loso-bootstrap=200", f"--loso-compare={accepted_path}", "--loso-accept")
+    assert accepted.result.ret == 0, accepted.output
+    summary = accepted.report["seeds"][ARCH]
+    for name in ("plcc", "srocc", "rmse"):
+        low, high = summary["ci"][name]
+        assert low <= summary[f"mean_{name}"] <= high and low < high, name
+        assert summary["ci_method"][name].startswith(("BCa (two-stage", "percentile"))
+    assert json.loads(accepted_path.read_text())["seeds"] == accepted.report["seeds"]
+
+    # every fold of every seed leans on the noise feature: the mean across seeds drops with an interval below 0
+    for seed, models in seeded.seed_models.items():
+        for source, model in models.items():
+            layers = [(w.copy(), b) for w, b in model.layers]
+            layers[0][0][NOISE_FEATURE] += 3.0
+            export_onnx(Regressor(layers), _fold_path(seeded, seed, source))
+    run = _run(seeded, "--loso-bootstrap=200", f"--loso-compare={accepted_path}", "--loso-compare-mode=noise")
+    summary = run.report["seeds"][ARCH]
+    assert summary["paired"]["rule"] == "paired", summary["paired"]
+    row = {(r["test"], r["metric"]): r for r in run.report["comparison"]["rows"]}[(f"seeds[{ARCH}]", "plcc")]
+    low, high = summary["paired"]["ci"]["plcc"]
+    assert low <= row["delta"] <= high < 0, (row, low, high)
+    assert row["verdict"] == "REGRESSED" and row["rule"].startswith("paired: drop beyond the allowance"), row
+    assert run.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
+    assert "paired: drop beyond the allowance" in run.failure_text(f"loso::seeds[{ARCH}]")
 
 
 # -- the verdict ---------------------------------------------------------------------------------
