@@ -132,7 +132,7 @@ def compare(
             unpaired = f"not paired: {paired['reason']}" if paired and paired.get("reason") else None
             if mode == "noise" and interval and interval[0] <= old <= interval[1]:
                 verdict = "worse (noise)"
-                rule = f"unpaired: the accepted value inside this run's 95% bootstrap interval" \
+                rule = "unpaired: the accepted value inside this run's 95% bootstrap interval" \
                        + (f"; {unpaired}" if unpaired else "")
             else:
                 verdict = "REGRESSED"

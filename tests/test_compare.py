@@ -22,7 +22,7 @@ from scipy.optimize import curve_fit
 from scipy.stats import bootstrap, kendalltau, pearsonr, spearmanr
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
-from pytest_loso import metrics as loso_metrics
+from pytest_loso.metrics import clip_statistic
 from pytest_loso.training import Regressor, cache_payload, export_onnx, write_cache
 
 COMPARED = ("plcc", "srocc", "rmse")  # the metrics of the default --loso-max-drop
@@ -582,10 +582,10 @@ def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
 # resamples over threads (forced here on a small one)
 def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, monkeypatch):
     """The per-clip-sums statistic equals pearsonr / spearmanr / RMSE of the explicitly concatenated resample."""
-    assert (n_clips <= loso_metrics.RANK_FORM_MAX_CLIPS) == (n_clips == 4)
+    assert (n_clips <= clip_statistic.RANK_FORM_MAX_CLIPS) == (n_clips == 4)
     if threads > 1:
-        monkeypatch.setattr(loso_metrics, "PARALLEL_RANK_WORK", 0)
-        monkeypatch.setattr(loso_metrics, "_cores", lambda: threads)
+        monkeypatch.setattr(clip_statistic, "PARALLEL_RANK_WORK", 0)
+        monkeypatch.setattr(clip_statistic, "_cores", lambda: threads)
     rng = np.random.default_rng(42 + n_clips)
     pair_frames = tuple(int(f) for f in rng.integers(3, 9, n_clips))
     n = sum(pair_frames)
@@ -598,7 +598,7 @@ def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, monkeypa
     resamples[0] = 0  # a resample of one clip repeated
     jackknife = np.array([[c for c in range(n_clips) if c != left] for left in range(min(n_clips, 10))])
 
-    statistic = loso_metrics.ClipStatistic(pred, target, pair_frames)
+    statistic = clip_statistic.ClipStatistic(pred, target, pair_frames)
     for chosen in (resamples, jackknife):
         values = statistic(chosen, axis=-1)
         assert values.shape == (3, len(chosen))

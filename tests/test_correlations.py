@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, pearsonr, rankdata, spearmanr
 
-from pytest_loso.metrics import average_ranks, kendall_tau_b, pearson, spearman
+from pytest_loso.metrics.correlations import average_ranks, kendall_tau_b, pearson, spearman
 
 
 def _cases():

@@ -3,7 +3,6 @@ and not at all when the gate is not selected (issue 8, item 2). Real libvmaf."""
 
 from __future__ import annotations
 
-import pytest
 
 from test_extract import Env, _no_ambient_cache_or_vmaf, small  # noqa: F401  # the cold-cache fixtures
 

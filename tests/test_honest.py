@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from loso_helpers import ARCHS, SOURCES, aggregate_ids, scored_ids
+from loso_helpers import ARCHS, aggregate_ids, scored_ids
 
 
 def _junit(path) -> tuple[ET.Element, dict[str, ET.Element]]:

@@ -58,7 +58,7 @@ def test_every_interval_covers_its_estimate_with_tied_vmaf_100_frames(seed):
 
 
 def test_many_clips_use_a_grouped_jackknife_and_still_cover():
-    from pytest_loso.metrics import JACKKNIFE_GROUPS
+    from pytest_loso.metrics.intervals import JACKKNIFE_GROUPS
 
     rng = np.random.default_rng(5)
     pred, vmaf, clip_frames = simulated_corpus(rng, clips=JACKKNIFE_GROUPS + 50, frames=3, saturated=0.2)

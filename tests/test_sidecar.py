@@ -384,7 +384,7 @@ def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
     _v3_sidecar(v3)
     run = gate.run("-p", "no:cacheprovider", "-rA", f"--loso-dir={runs}", f"--loso-table={table}",
                    f"--loso-report={gate.report_dir}", f"--loso-baseline=v3={v3}",
-                   f"--loso-ensemble=fr=ens/fr_v2_seed*.onnx", *LOOSE, plain=True)
+                   "--loso-ensemble=fr=ens/fr_v2_seed*.onnx", *LOOSE, plain=True)
     assert run.outcomes == {**{f"loso::fold[fr-{s}]": "PASSED" for s in SOURCES}, "loso::aggregate[fr]": "PASSED",
                             "loso::baseline[v3]": "PASSED", "loso::ensemble[fr]": "PASSED"}, run.output
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids, fold_ids
+from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids
 
 
 def _rows(gate, *, fps_suffix: bool = True) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Writing reports: the session's results aggregated into JSON, Markdown and terminal tables.
+"""The session's results: every gate test's outcome, aggregated into the report and written out.
 
 Runs in the one process that sees every item's result (the xdist controller, or the only
 process), so mean ± std over folds is the same with and without ``-n``. The JSON keeps
@@ -12,27 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import write_atomically
-from .compare import aggregate_changes, session_comparison
-from .errors import LosoInputError
-from .metrics import CI_METHOD, across_seeds, aggregate, digits, finite_or_none, label
-from .predictions import sidecar_path, write_sidecar
-from .thresholds import check_aggregate, check_seeds, for_seed
+from ..atomic import write_atomically
+from ..compare import aggregate_changes, session_comparison
+from ..errors import LosoInputError
+from ..metrics import across_seeds, aggregate, finite_or_none
+from ..predictions import sidecar_path, write_sidecar
+from ..thresholds import check_aggregate, check_seeds, for_seed
+from .provenance import extraction_provenance, git_state, iso_time, sha256, table_provenance, versions
+from .render import SROCC_METHODS, render_markdown
 
 if TYPE_CHECKING:
-    from .gate import Gate
+    from ..gate import Gate
 
 PRIMARY_ARCH = "mlp_small"  # what the single-arch keys describe when it was scored
-SROCC_METHODS = {"average": "average ranks (scipy.stats.spearmanr)",
-                 "ordinal": "ordinal ranks argsort(argsort(x)), ties not averaged"}
 
 
 def _clean(value: object) -> object:
@@ -52,38 +49,6 @@ def _entry(result: dict) -> dict:
     if result["error"]:
         entry["error"] = result["error"]
     return entry
-
-
-def _sha256(path: Path) -> str | None:
-    """The file's sha256; ``None`` when it is not a regular file (a FIFO would never end)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    except OSError:
-        return None
-
-
-def _git(cwd: Path) -> dict | None:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(dirty)}
-
-
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("pytest-loso", "pytest", "numpy", "scipy", "onnx", "onnxruntime"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 @dataclass(frozen=True)
@@ -134,7 +99,7 @@ class SessionResults:
     def _not_run(self) -> list[str]:
         """Planned tests that did not run (``-k``, ``--deselect``, ``--lf``, ``-x``...), aggregate
         tests included: a bound no test held must not show as held, nor as failed."""
-        from .items import aggregate_tests
+        from ..items import aggregate_tests
 
         planned = self._planned()
         return sorted(({check.name for check in planned} - set(self.results))
@@ -174,7 +139,7 @@ class SessionResults:
         """
         import numpy as np
 
-        from .metrics import METRICS, two_stage_intervals
+        from ..metrics import METRICS, two_stage_intervals
 
         options = self.options
         sources = sorted(set.intersection(*(set(scored) for scored in runs.values())))
@@ -352,7 +317,7 @@ class SessionResults:
             computed.update(r.get("extraction", {}).get("computed", []))
             recomputed.update(r.get("extraction", {}).get("recomputed", {}))
         for r in results:  # models that failed to load still get their file's hash
-            models.setdefault(r["model_path"], {"sha256": _sha256(Path(r["model_path"]))})
+            models.setdefault(r["model_path"], {"sha256": sha256(Path(r["model_path"]))})
         fingerprint = hashlib.sha256(
             "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
         ).hexdigest()
@@ -380,16 +345,16 @@ class SessionResults:
             if not_run else None,
             "run_provenance": {
                 "entry_point": "pytest11: loso = pytest_loso.plugin",
-                "plugin_version": _versions()["pytest-loso"],
+                "plugin_version": versions()["pytest-loso"],
                 "argv": argv,
                 "cwd": str(cwd),
                 "options": self.options.to_json(),
                 "data_root": str(self.options.data_root) if self.options.data_root else None,
-                "table": _table_provenance(gate),
+                "table": table_provenance(gate),
                 "cache_dir": str(self.options.cache_dir),
                 "loso_dirs": [str(p) for p in self.options.loso_dirs],
                 "archs": sorted(archs),
-                "baselines": {str(p): _sha256(p) for p in self.options.baselines},
+                "baselines": {str(p): sha256(p) for p in self.options.baselines},
                 "models": dict(sorted(models.items())),
                 "outputs": {kind: str(path) for kind, path in report_paths(report_dir, partial=bool(not_run)).items()},
                 "cache_fingerprint": {
@@ -397,13 +362,13 @@ class SessionResults:
                     "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
                     "files": sum(v["cache_files"] for v in sources.values()),
                 },
-                "extraction": _extraction_provenance(extraction["extractor"], computed, recomputed, sources,
+                "extraction": extraction_provenance(extraction["extractor"], computed, recomputed, sources,
                                                      extraction.get("kept_on_recompute", [])),
-                "git": _git(cwd),
-                "versions": _versions(),
+                "git": git_state(cwd),
+                "versions": versions(),
                 "items_run": len(results),
-                "started": _iso(self.started),
-                "finished": _iso(time.time()),
+                "started": iso_time(self.started),
+                "finished": iso_time(time.time()),
             },
         })
         if not_run:
@@ -440,7 +405,7 @@ class SessionResults:
 
     def publish(self, *, passed: bool) -> None:
         """The optional outputs: OpenMetrics, GitHub step summary, plots, and accepting the report."""
-        from .ci import append_step_summary, write_openmetrics
+        from ..ci import append_step_summary, write_openmetrics
 
         assert self.report is not None
         options = self.options
@@ -458,13 +423,13 @@ class SessionResults:
             except OSError as exc:
                 self.notes.append(f"step summary NOT written: $GITHUB_STEP_SUMMARY={target}: {exc.strerror or exc}")
         if options.verdict_path is not None:
-            from .verdict import write_verdict
+            from ..verdict import write_verdict
 
             verdict = write_verdict(options.verdict_path, self.report, passed=passed)
             self.notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
                               + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""))
         if options.plot_dir is not None:
-            from .plots import write_plots
+            from ..plots import write_plots
 
             for path in write_plots(options.plot_dir, self.report, self.results, options.thresholds):
                 self.notes.append(f"plot: {path}")
@@ -501,320 +466,3 @@ def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
     """``loso_eval.json`` / ``.md``, or ``loso_eval.partial.json`` / ``.md`` for a partial run."""
     stem = "loso_eval.partial" if partial else "loso_eval"
     return {"json": report_dir / f"{stem}.json", "markdown": report_dir / f"{stem}.md"}
-
-
-def _extraction_provenance(extractor: dict | None, computed: set, recomputed: dict, sources: dict,
-                           kept: list[str]) -> dict:
-    """Which libvmaf filled the cache, and how many pairs it computed versus read."""
-    from .extract import Extractor
-
-    files = sum(v["cache_files"] for v in sources.values())
-    done = len(computed | set(recomputed))
-    described = None
-    if extractor is not None:
-        described = dict(extractor, version=Extractor(extractor["kind"], Path(extractor["path"])).version())
-    return {
-        "extractor": described,
-        "pairs_computed": done,
-        "pairs_read_from_cache": max(files - done, 0),
-        "corrupt_recomputed": sorted(p for p, why in recomputed.items() if why == "corrupt"),
-        # made differently from this run (another frame size, clip or extractor), or --loso-recompute
-        "stale_recomputed": sorted(p for p, why in recomputed.items() if why == "stale"),
-        "forced_recomputed": sorted(p for p, why in recomputed.items() if why == "forced"),
-        "kept_on_recompute": sorted(kept),  # --loso-recompute left them: another tool wrote them
-    }
-
-
-_MD_ESCAPES = {"|": "\\|", "\\": "\\\\", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " "}
-
-
-def _md(text: object) -> str:
-    """``text`` as literal Markdown: folder names and messages may hold ``|``, newlines or HTML."""
-    return "".join(_MD_ESCAPES.get(char, char) for char in str(text))
-
-
-def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
-
-
-def _num(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _with_ci(m: dict, name: str, digits: int) -> str:
-    text = _num(m[name], digits)
-    interval = (m.get("ci") or {}).get(name)
-    if not interval:
-        return text
-    method = (m.get("ci_method") or {}).get(name, "")
-    shown = "" if method == CI_METHOD else f" ({method})"  # the table's note names BCa; fallbacks are named here
-    return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]{shown}"
-
-
-def _with_logistic(m: dict, name: str, digits: int) -> str:
-    """The metric with its interval, and after the logistic mapping when ``--loso-logistic`` computed it."""
-    text = _with_ci(m, name, digits)
-    key = f"{name}_logistic"
-    return f"{text}; logistic {_num(m[key], digits)}" if key in m else text
-
-
-def _row(label: str, m: dict, *, checked: bool = True) -> list[str]:
-    """One scored set of frames; ``checked=False`` for rows no bound applies to (status "—")."""
-    if "plcc" not in m:
-        return [label, "—", "—", "—", "—", "—", "FAILED"]
-    status = ("FAILED" if "error" in m else "ok") if checked else "—"
-    return [label, str(m["n"]), _with_logistic(m, "plcc", 4), _with_ci(m, "srocc", 4), _num(m.get("krcc"), 4),
-            _with_logistic(m, "rmse", 3), status]
-
-
-def _mean_row(agg: dict | None) -> list[str]:
-    if agg is None:
-        return ["mean ± std", "—", "—", "—", "—", "—", ""]
-
-    def pm(name: str, digits: int) -> str:
-        text = f"{_num(agg['mean_' + name], digits)} ± {_num(agg['std_' + name], digits)}"
-        interval = (agg.get("ci") or {}).get(name)  # the mean's two-stage bootstrap interval
-        return text + (f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "")
-
-    krcc = pm("krcc", 4) if "mean_krcc" in agg else "—"
-    return [f"mean ± std ({_fold_count(agg)})", "—", pm("plcc", 4), pm("srocc", 4), krcc, pm("rmse", 3), ""]
-
-
-def _fold_count(agg: dict) -> str:
-    """``9 folds``, or ``7 of 9 folds`` when some planned folds are missing from the mean."""
-    n, planned = agg["n_folds"], agg.get("n_folds_planned", agg["n_folds"])
-    return f"{n} folds" if n == planned else f"{n} of {planned} folds"
-
-
-AGGREGATE_STATUS = {"passed": "ok", "failed": "FAILED", "skipped": "not checked", "not run": "not run"}
-
-
-def _aggregate_status(report: dict, arch: str) -> str:
-    check = (report.get("aggregate_checks") or {}).get(arch)
-    return AGGREGATE_STATUS[check["outcome"]] if check else "—"
-
-
-def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[list[str]]]]:
-    """(title, rows) for every table of the report; shared by Markdown and the terminal."""
-    out = []
-    for arch, block in report["archs"].items():
-        rows = [_row(source, m) for source, m in block["per_fold"].items()]
-        rows.append(_mean_row(block["aggregate"])[:-1] + [_aggregate_status(report, arch)])
-        out.append((f"{arch}: each fold on its held-out source", rows))
-    for arch, summary in (report.get("seeds") or {}).items():
-        out += _seed_tables(arch, summary, concat_only)
-    for tag, block in report["baselines"].items():
-        # per-source rows are context: only the concatenation is held to the bounds
-        rows = [] if concat_only else [_row(source, m, checked=False) for source, m in block["per_clip"].items()]
-        rows.append(_row("all sources concatenated", block["all_clips_concat"]))
-        out.append((f"baseline {tag} ({block['model_path']})", rows))
-    for name, block in (report.get("ensembles") or {}).items():
-        rows = [] if concat_only else [_row(source, m, checked=False) + [_coverage(m)]
-                                       for source, m in block["per_clip"].items()]
-        rows.append(_row("all sources concatenated (mean μ)", block["all_clips_concat"]) +
-                    [_coverage(block["all_clips_concat"])])
-        rows += [_row(f"member {Path(path).name}", m["all_clips_concat"], checked=False) + [""]
-                 for path, m in block["members"].items() if "all_clips_concat" in m]
-        out.append((f"ensemble {name} ({len(block['members'])} members)", rows))
-    return out
-
-
-def _coverage(m: dict) -> str:
-    """The ensemble's spread: mean σ, and the share of frames inside μ ± 1.96σ."""
-    if "coverage_95" not in m:
-        return "—"
-    return f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
-
-
-def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[list[str]]]]:
-    """Each seed's mean over folds, the mean over seeds with its spread, and each fold across seeds."""
-    def pm(block: dict, name: str, digits: int) -> str:
-        return f"{_num(block['mean_' + name], digits)} ± {_num(block['std_' + name], digits)}"
-
-    def spread(name: str, digits: int) -> str:
-        return _num(summary[f"spread_{name}"], digits)
-
-    rows = [[f"seed {seed}", f"{agg['n_folds']} folds", pm(agg, "plcc", 4), pm(agg, "srocc", 4), "—",
-             pm(agg, "rmse", 3), ""] for seed, agg in summary["per_seed"].items()]
-    rows.append([f"mean ± std over {summary['n_seeds']} seeds", "—", pm(summary, "plcc", 4), pm(summary, "srocc", 4),
-                 "—", pm(summary, "rmse", 3), AGGREGATE_STATUS[summary["check"]["outcome"]]])
-    rows.append(["spread (max − min)", "—", spread("plcc", 4), spread("srocc", 4), "—", spread("rmse", 3), ""])
-    rows.append([f"lowest seed: {summary['lowest_seed']}", "—", _num(summary["lowest_seed_mean_plcc"], 4),
-                 "—", "—", "—", ""])
-    out = [(f"{arch} over seeds: each seed's mean over folds", rows)]
-    if not short:
-        folds = [[source, f"{agg['n_seeds']} seeds", pm(agg, "plcc", 4), pm(agg, "srocc", 4), "—",
-                  pm(agg, "rmse", 3), ""] for source, agg in summary["per_fold"].items()]
-        out.append((f"{arch} over seeds: each fold's mean ± std across seeds", folds))
-    return out
-
-
-HEADER = ["split", "n", "PLCC", "SROCC", "KRCC", "RMSE", "status"]
-
-
-def _header(rows: list[list[str]]) -> list[str]:
-    """The columns of a table: an ensemble's rows add its spread."""
-    return HEADER + ["spread"] if rows and len(rows[0]) > len(HEADER) else HEADER
-
-
-def render_markdown(report: dict, *, summary: bool = False) -> str:
-    """The report as Markdown; ``summary`` leaves out baselines' per-source rows and provenance."""
-    lines = ["# LOSO evaluation", "", f"Generated: {report['generated']}  ", f"Corpus: `{report['corpus']}`", ""]
-    partial = report.get("partial")
-    if partial:
-        ran = partial.get("tests_ran") or []
-        lines += [f"**Partial run:** {partial['ran']} of {partial['ran'] + len(partial['not_run'])} gate tests ran "
-                  f"({_md(', '.join(ran)) or 'none'}); not run: {_md(', '.join(partial['not_run']))}. "
-                  "Means below cover only the folds that ran: they are not the aggregate, and no aggregate "
-                  "bound or comparison was applied.", ""]
-    if report["archs"]:
-        title = "Mean over the folds that ran (partial run: not the aggregate)" if partial else \
-            "Aggregate (mean ± std across folds)"
-        lines += [f"## {title}", "", "| arch | folds | PLCC | SROCC | RMSE | status |",
-                  "|---|---:|---:|---:|---:|---|"]
-        for arch, block in report["archs"].items():
-            row = _mean_row(block["aggregate"])
-            folds = _fold_count(block["aggregate"]) if block["aggregate"] else "0 folds"
-            lines.append(f"| {_md(arch)} | {folds} | {row[2]} | {row[3]} | {row[5]} | {_aggregate_status(report, arch)} |")
-        lines.append("")
-        notes = [f"- **aggregate[{_md(arch)}]** not checked: {_md(check['message'])}"
-                 for arch, check in (report.get("aggregate_checks") or {}).items()
-                 if check["outcome"] in ("skipped", "not run")]
-        lines += notes + ([""] if notes else [])
-    for title, rows in tables(report, concat_only=summary):
-        header = _header(rows)
-        lines += [f"## {_md(title)}", "", "| " + " | ".join(header) + " |",
-                  "|---|" + "---:|" * 5 + "---|" * (len(header) - 6)]
-        lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-        lines.append("")
-    resamples = report.get("run_provenance", {}).get("options", {}).get("bootstrap", {}).get("resamples")
-    if resamples:
-        lines += [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({resamples} resamples); "
-                  "an interval made otherwise names its method.", ""]
-    lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
-    lines += thresholds_markdown(report["thresholds"])
-    lines += comparison_markdown(report.get("comparison"))
-    if report["failures"]:
-        lines += ["## Failures", ""]
-        for failure in report["failures"]:
-            lines.append(f"- **{_md(failure['test'])}**: {_md(failure['message'])}")
-        lines.append("")
-    if report["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {_md(w)}" for w in report["warnings"]] + [""]
-    if report["dropped_frames"]:
-        lines += ["## Frames dropped to align features and scores", ""]
-        for source, pairs in report["dropped_frames"].items():
-            for stem, c in pairs.items():
-                lines.append(
-                    f"- {_md(source)}/{_md(stem)}: {c['feature_frames']} feature vs {c['score_frames']} score frames, "
-                    f"{c['dropped']} dropped"
-                )
-        lines.append("")
-    if summary:
-        return "\n".join(lines)
-    provenance = report["run_provenance"]
-    lines += [
-        "## Provenance",
-        "",
-        f"- plugin {provenance['plugin_version']}, {provenance['entry_point']}",
-        f"- command: {_md(' '.join(provenance['argv']))}",
-        f"- cache fingerprint: `{provenance['cache_fingerprint']['sha256']}` "
-        f"({provenance['cache_fingerprint']['files']} files)",
-        f"- git: {provenance['git']}",
-        f"- versions: {', '.join(f'{k} {v}' for k, v in provenance['versions'].items())}",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def thresholds_markdown(thresholds: dict) -> list[str]:
-    """The bounds this run held its tests to ("off" where a bound is disabled)."""
-    def bounds(values: dict) -> str:
-        return ", ".join(f"{label(key.split('_', 1)[1])} {'≥' if key.startswith('min') else '≤'} "
-                         + ("off" if value is None else f"{value:g}") for key, value in values.items())
-
-    lines = ["## Thresholds", "", f"- each fold, and each baseline on all sources: {bounds(thresholds['fold'])}"]
-    lines += [f"- fold {_md(source)}: {bounds(b)}" for source, b in thresholds["per_source"].items()]
-    lines += [f"- each architecture's mean over folds: {bounds(thresholds['aggregate'])}",
-              "- baselines' per-source rows: not held to a bound (status —)", ""]
-    return lines
-
-
-def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
-    rows = []
-    for row in comparison["rows"]:
-        if changed_only and row["verdict"] == "same":
-            continue
-        n = digits(row["metric"])
-        rows.append([row["test"], row["metric"], f"{row['before']:.{n}f}", f"{row['after']:.{n}f}",
-                     f"{row['delta']:+.{n}f}", row["verdict"] + (f" ({row['rule']})" if row["rule"] else "")])
-    return rows
-
-
-def comparison_markdown(comparison: dict | None) -> list[str]:
-    if not comparison:
-        return []
-    lines = ["## Comparison with the accepted report", "",
-             f"Accepted: `{comparison['accepted']}` ({comparison['accepted_generated']}), rule: {comparison['mode']}", ""]
-    lines += [f"> **Warning:** {_md(w)}" for w in comparison["warnings"]]
-    if comparison["warnings"]:
-        lines.append("")
-    lines += ["| test | metric | before | after | delta | verdict |", "|---|---|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(_md(cell) for cell in r) + " |" for r in comparison_rows(comparison, changed_only=False)]
-    lines += [f"\n{_md(text)}" for text in comparison_notes(comparison)]
-    lines.append("")
-    return lines
-
-
-def comparison_notes(comparison: dict) -> list[str]:
-    """Tests that were not compared, and why: added, removed, failed, or an incomplete aggregate."""
-    notes = [f"{key} since the accepted report: {', '.join(comparison[key])}"
-             for key in ("added", "removed") if comparison[key]]
-    if comparison.get("failed"):
-        notes.append(f"failed in this run, not compared: {', '.join(comparison['failed'])}")
-    notes += [f"{test} not compared: {reason}" for test, reason in (comparison.get("not_compared") or {}).items()]
-    pairing = comparison.get("pairing")
-    if pairing:
-        notes.append(f"noise rule: paired (bootstrap of new − accepted over the same clips) for {pairing['paired']} of "
-                     f"{pairing['compared']} tests")
-        notes += [f"{test}: unpaired rule (this run's interval vs the accepted value): {reason}"
-                  for test, reason in pairing["unpaired"].items()]
-    return notes
-
-
-def render_terminal(report: dict) -> list[str]:
-    """Aligned plain-text tables for the terminal summary."""
-    lines = []
-    for title, rows in tables(report):
-        lines.append(title)
-        table = [_header(rows)] + rows
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
-            lines.append("  " + "  ".join(cells).rstrip())
-        lines.append("")
-    comparison = report.get("comparison")
-    if comparison:
-        changed = comparison_rows(comparison, changed_only=True)
-        lines.append(f"compared with {comparison['accepted']} (rule: {comparison['mode']}): "
-                     + (f"{len(changed)} metrics changed" if changed else "no metric changed"))
-        if changed:
-            table = [["test", "metric", "before", "after", "delta", "verdict"]] + changed
-            widths = [max(len(row[i]) for row in table) for i in range(6)]
-            lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-        lines += comparison_notes(comparison)
-        lines.append("")
-    return lines
-
-
-def _table_provenance(gate: Gate) -> dict | None:
-    """The per-frame table's path, sha256 and row counts, when the corpus is one (and was readable)."""
-    from .table import TableCorpus
-
-    if gate.options.table is None:
-        return None
-    try:
-        corpus = gate.corpus
-    except LosoInputError:
-        return {"path": str(gate.options.table), "sha256": _sha256(gate.options.table)}
-    return corpus.provenance() if isinstance(corpus, TableCorpus) else None

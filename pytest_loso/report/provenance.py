@@ -1,0 +1,90 @@
+"""Provenance: what a report was made from (files' hashes, git, versions, how the cache was filled)."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import LosoInputError
+
+if TYPE_CHECKING:
+    from ..gate import Gate
+
+
+def sha256(path: Path) -> str | None:
+    """The file's sha256; ``None`` when it is not a regular file (a FIFO would never end)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    except OSError:
+        return None
+
+
+def git_state(cwd: Path) -> dict | None:
+    """The commit checked out at ``cwd`` and whether tracked files differ from it; ``None`` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def versions() -> dict[str, str | None]:
+    """Python's version and the installed versions of the packages a run's numbers depend on."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("pytest-loso", "pytest", "numpy", "scipy", "onnx", "onnxruntime"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def extraction_provenance(extractor: dict | None, computed: set, recomputed: dict, sources: dict,
+                           kept: list[str]) -> dict:
+    """Which libvmaf filled the cache, and how many pairs it computed versus read."""
+    from ..extract import Extractor
+
+    files = sum(v["cache_files"] for v in sources.values())
+    done = len(computed | set(recomputed))
+    described = None
+    if extractor is not None:
+        described = dict(extractor, version=Extractor(extractor["kind"], Path(extractor["path"])).version())
+    return {
+        "extractor": described,
+        "pairs_computed": done,
+        "pairs_read_from_cache": max(files - done, 0),
+        "corrupt_recomputed": sorted(p for p, why in recomputed.items() if why == "corrupt"),
+        # made differently from this run (another frame size, clip or extractor), or --loso-recompute
+        "stale_recomputed": sorted(p for p, why in recomputed.items() if why == "stale"),
+        "forced_recomputed": sorted(p for p, why in recomputed.items() if why == "forced"),
+        "kept_on_recompute": sorted(kept),  # --loso-recompute left them: another tool wrote them
+    }
+
+
+def iso_time(timestamp: float) -> str:
+    """A POSIX timestamp as local ISO 8601 with its UTC offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
+
+
+def table_provenance(gate: Gate) -> dict | None:
+    """The per-frame table's path, sha256 and row counts, when the corpus is one (and was readable)."""
+    from ..table import TableCorpus
+
+    if gate.options.table is None:
+        return None
+    try:
+        corpus = gate.corpus
+    except LosoInputError:
+        return {"path": str(gate.options.table), "sha256": sha256(gate.options.table)}
+    return corpus.provenance() if isinstance(corpus, TableCorpus) else None
