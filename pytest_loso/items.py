@@ -107,17 +107,8 @@ class LosoItem(pytest.Item):
             self._record_properties()
 
     def _record_properties(self) -> None:
-        """Metrics as test properties, so ``--junitxml`` carries them."""
-        for key, value in (self.loso_result["metrics"] or {}).items():
-            if key == "ci":
-                for metric, interval in value.items():
-                    if interval:
-                        self.user_properties += [(f"loso_{metric}_ci_low", interval[0]),
-                                                 (f"loso_{metric}_ci_high", interval[1])]
-            elif key == "ci_method":
-                self.user_properties += [(f"loso_{metric}_ci_method", method) for metric, method in value.items()]
-            else:
-                self.user_properties.append((f"loso_{key}", value))
+        """Metrics as test properties, so ``--junitxml`` carries them (flat: one number or word each)."""
+        self.user_properties += list(_flat_properties(self.loso_result["metrics"] or {}, "loso_"))
         self.user_properties.append(("loso_model", self.loso_result["model_path"]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
@@ -270,3 +261,21 @@ def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
         # a fold needs its held-out source; a baseline or an ensemble, every source
         needed |= {check.source} & set(corpus_sources) if check.kind == "fold" else set(corpus_sources)
     return needed
+
+
+def _flat_properties(metrics: dict, prefix: str) -> Iterator[tuple[str, object]]:
+    """``{"plcc": .., "ci": {"plcc": [lo, hi]}, "paired": {"rule": .., "ci": ..}}`` as JUnit properties:
+    ``loso_plcc``, ``loso_plcc_ci_low`` / ``_high`` / ``_method``, ``loso_paired_rule``,
+    ``loso_paired_plcc_ci_low``, ...: a dashboard reads numbers, not a printed dict."""
+    for key, value in metrics.items():
+        if key == "ci":
+            for metric, interval in value.items():
+                if interval:
+                    yield f"{prefix}{metric}_ci_low", interval[0]
+                    yield f"{prefix}{metric}_ci_high", interval[1]
+        elif key == "ci_method":
+            yield from ((f"{prefix}{metric}_ci_method", method) for metric, method in value.items())
+        elif isinstance(value, dict):
+            yield from _flat_properties(value, f"{prefix}{key}_")
+        else:
+            yield f"{prefix}{key}", value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -52,10 +53,19 @@ def test_paired_noise_mode_flags_a_worse_model_with_the_difference_and_its_inter
     degrade_linear_fold(gate, "Src0001")
     new = ort_predict(gate.fold_path("linear", "Src0001"), x)
 
-    run = compare_with(gate, None, *NOISE)
+    run = compare_with(gate, None, *NOISE, "--junitxml=out.xml")
     assert run.outcomes["loso::fold[linear-Src0001]"] == "FAILED", run.output
     metrics = fold(run.report, "linear", "Src0001")
     assert metrics["paired"]["rule"] == "paired"
+    # JUnit carries the paired difference as flat properties, one value each (not a printed dict)
+    case = ET.parse(gate.root / "out.xml").find(".//testcase[@name='fold[linear-Src0001]']")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["loso_paired_rule"] == "paired"
+    for name in ("plcc", "srocc", "rmse"):
+        assert [float(props[f"loso_paired_{name}_ci_{end}"]) for end in ("low", "high")] == \
+            metrics["paired"]["ci"][name]
+        assert props[f"loso_paired_{name}_ci_method"] == metrics["paired"]["ci_method"][name]
+    assert not any(value.startswith("{") for value in props.values())
     expected = explicit_bootstrap(new, y, PAIR_FRAMES, n_resamples=1000, seed=0, accepted=old)
     row = rows(run.report)[("fold[linear-Src0001]", "plcc")]
     assert row["verdict"] == "REGRESSED"
