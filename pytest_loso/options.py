@@ -113,8 +113,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--loso-example",
         action="store_true",
         default=False,
-        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, --loso-baseline, "
-        "the frame size, and --loso-cache unless given)",
+        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, its baseline, "
+        "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
     )
 
 
@@ -354,10 +354,17 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     if not loso_dirs:
         return None
     if example:
+        for option in ("--loso-dir", "--data-root", "--loso-table"):
+            if config.getoption(ini_key(option)):  # silently gating another corpus than asked would lie
+                raise pytest.UsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
+                                        f"{option}, or drop --loso-example to gate your own")
         data_root = EXAMPLE_DIR / "corpus"
         cache_dir = _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"  # another cache: see it filled
         baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
         baseline_names = [p.stem for p in baselines]
+        if config.getoption("loso_baseline"):  # your model beside the example's (ini ones are your corpus's)
+            names, paths = _named_baselines(config)
+            baseline_names, baselines = baseline_names + names, baselines + paths
     else:
         data_root = _path(config, "--data-root")
         cache_dir = _path(config, "--loso-cache") or default_cache_dir()
@@ -428,7 +435,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         cache_dir=cache_dir,
         baselines=tuple(baselines),
         baseline_names=tuple(baseline_names),
-        ensembles=() if example else _ensembles(config),
+        ensembles=_ensembles(config) if not example or config.getoption("loso_ensemble") else (),
         archs=tuple(archs),
         report_dir=report_dir,
         thresholds=thresholds,

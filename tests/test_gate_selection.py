@@ -3,6 +3,7 @@ for the gate tests that will run (issue 8, item 2)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,27 @@ def test_the_readme_quick_start_runs_the_example_gate(pytester):
     assert result.ret == 0, result.stdout.str()
     folds = len(list((example / "folds").glob("fold_*/*_final.onnx")))  # 2 archs x 4 sources
     result.assert_outcomes(passed=folds + 1 + 2)  # and a baseline, and each arch's aggregate
+
+
+def test_the_example_gate_scores_your_baseline_beside_its_own_and_refuses_another_corpus(pytester):
+    """Trying a model on the bundled corpus: ``--loso-baseline`` adds it (it was silently dropped);
+    ``--data-root`` with ``--loso-example`` would gate a corpus other than the one asked for."""
+    import shutil
+
+    import pytest_loso
+
+    example = Path(pytest_loso.__file__).parent / "example"
+    for suffix in (".onnx", ".onnx.data"):  # the example's baseline under another name: a model of yours
+        shutil.copy(example / "baselines" / f"vmaf_tiny_example{suffix}", pytester.path / f"mine{suffix}")
+    common = ("--loso-example", str(example), f"--loso-report={pytester.path / 'r'}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*common, "--loso-baseline", "yours=mine.onnx", timeout=300)
+    assert result.ret == 0, result.stdout.str()
+    report = json.loads((pytester.path / "r" / "loso_eval.json").read_text())
+    assert sorted(report["baselines"]) == ["vmaf_tiny_example", "yours"]
+    ours, yours = (report["baselines"][name]["all_clips_concat"] for name in ("vmaf_tiny_example", "yours"))
+    assert yours == ours  # the same weights, scored the same way
+    assert f"baseline yours ({pytester.path / 'mine.onnx'})" in result.stdout.str()
+
+    refused = pytester.runpytest_subprocess(*common, f"--data-root={pytester.path}", timeout=300)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--loso-example gates the bundled example corpus and its folds: drop --data-root" in refused.stderr.str()
