@@ -382,11 +382,9 @@ class Gate:
                 pair_frames.extend(data.pair_frames)
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
-                errors.append(str(exc))
+                errors.append((source, str(exc)))
         if errors:
-            raise LosoInputError(
-                model.path, f"cannot score on all sources; {len(errors)} failed:\n  " + "\n  ".join(errors)
-            )
+            raise _sources_failed(model.path, "cannot score on all sources", errors)
         result["metrics"] = self._metrics_of(np.concatenate(preds), np.concatenate(targets), tuple(pair_frames),
                                              "all sources concatenated", result, model.path)
 
@@ -421,11 +419,9 @@ class Gate:
                 parts.append((data, preds))
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
-                errors.append(str(exc))
+                errors.append((source, str(exc)))
         if errors:
-            raise LosoInputError(
-                models[0].path, f"cannot score the ensemble on all sources; {len(errors)} failed:\n  "
-                + "\n  ".join(errors))
+            raise _sources_failed(models[0].path, "cannot score the ensemble on all sources", errors)
         preds = np.concatenate([p for _, p in parts], axis=1)
         scores = np.concatenate([d.scores for d, _ in parts])
         pair_frames = tuple(n for d, _ in parts for n in d.pair_frames)
@@ -437,6 +433,27 @@ class Gate:
         result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
                                              result, models[0].path)
         result["metrics"].update(_spread(mu, sigma, scores))
+
+
+SOURCES_NAMED = 10  # sources listed by name under a failure shared by more of them
+
+
+def _sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> LosoInputError:
+    """One error for the sources a baseline or ensemble could not be scored on: a problem every
+    source shares (e.g. a codec-aware model on a corpus without an encoder column) is said once,
+    with the other sources it hit named, not repeated a thousand times."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for source, message in errors:
+        groups.setdefault(message.replace(source, "\0"), []).append((source, message))
+    lines = []
+    for failed in groups.values():
+        lines.append(failed[0][1])
+        others = [source for source, _ in failed[1:]]
+        if others:
+            named = ", ".join(others[:SOURCES_NAMED]) + (f" and {len(others) - SOURCES_NAMED} more"
+                                                       if len(others) > SOURCES_NAMED else "")
+            lines.append(f"the same for {len(others)} more source{'s' if len(others) > 1 else ''}: {named}")
+    return LosoInputError(path, f"{what}; {len(errors)} failed:\n  " + "\n  ".join(lines))
 
 
 def _spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> dict:

@@ -261,6 +261,10 @@ def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
     assert run.outcomes[NODE] == "FAILED"
     text = run.failure_text(NODE)
     assert str(sidecar) in text and "has no encoder or codec column" in text
+    # said once for the first source, the others named; the fix names both columns the model needs
+    assert text.count("has no encoder or codec column") == 1 and text.count("fix:") == 1
+    assert f"the same for {len(SOURCES) - 1} more sources: {', '.join(sorted(SOURCES)[1:])}" in text
+    assert "score it on a per-frame table with encoder and cq columns" in text
     assert "Traceback" not in text
     assert run.outcomes["loso::fold[linear-Src0000]"] == "PASSED"  # only the affected test fails
     assert run.report is not None
