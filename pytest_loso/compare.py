@@ -203,7 +203,20 @@ def _from_mlp_small_script(report: dict, path: Path) -> dict:
     if isinstance(aggregate, dict) and aggregate and "n_folds" not in aggregate:
         aggregate = dict(aggregate, n_folds=len(per_fold))
     return dict(report, archs={SCRIPT_ARCH: {"per_fold": per_fold, "aggregate": aggregate or None}},
-                baselines=report.get("baselines") or {})
+                baselines=_baselines_by_stem(report.get("baselines") or {}))
+
+
+def _baselines_by_stem(baselines: object) -> object:
+    """The script's baselines under their model file's stem (``mlp_small_v1`` -> ``vmaf_tiny_v1``), the
+    name a bare ``--loso-baseline PATH`` gets, so they are compared with the same file's scores; its
+    tag where the entry names no file or two share a stem. A malformed entry is left to the shape check."""
+    if not isinstance(baselines, dict):
+        return baselines
+    stems = {tag: Path(entry["model_path"]).stem for tag, entry in baselines.items()
+             if isinstance(entry, dict) and isinstance(entry.get("model_path"), str) and entry["model_path"]}
+    shared = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
+    return {stems[tag] if tag in stems and stems[tag] not in shared else tag: entry
+            for tag, entry in baselines.items()}
 
 
 def _shape_error(path: Path, where: str, expected: str, found: object) -> LosoInputError:

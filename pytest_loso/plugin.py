@@ -6,14 +6,20 @@ Heavy modules (numpy, scipy, onnxruntime) are imported only once the gate is on.
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .options import add_ini, add_options, read_options
 
-GATE = pytest.StashKey["object"]()
-RESULTS = pytest.StashKey["object"]()
-SELECTION = pytest.StashKey["object"]()  # items.GateSelection: which of the gate's tests the command line names
+if TYPE_CHECKING:
+    from .gate import Gate
+    from .items import GateSelection
+    from .report import SessionResults
+
+GATE = pytest.StashKey["Gate"]()
+RESULTS = pytest.StashKey["SessionResults"]()
+SELECTION = pytest.StashKey["GateSelection"]()  # which of the gate's tests the command line names
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,22 +104,22 @@ class _AggregateScheduling:
         worker = hasattr(config, "workerinput")
         deferred = order_aggregates_last(items, keep=not worker)
         if worker:
-            config.workeroutput["loso_aggregates"] = deferred  # type: ignore[attr-defined]
+            config.workeroutput["loso_aggregates"] = deferred
 
 
 class _ResultListener:
     """Hands each item's result to the session's results, wherever the item ran."""
 
-    def __init__(self, results: object) -> None:
+    def __init__(self, results: SessionResults) -> None:
         self.results = results
         self.deferred: set[str] = set()  # aggregate tests the xdist workers left to this process
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "loso", None)
         if result is not None:
-            self.results.add(result)  # type: ignore[attr-defined]
+            self.results.add(result)
         if report.when == "call" and report.nodeid.startswith("loso::"):
-            self.results.reported.add(report.nodeid[len("loso::"):])  # type: ignore[attr-defined]
+            self.results.reported.add(report.nodeid[len("loso::"):])
 
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
     def pytest_testnodedown(self, node: object, error: object) -> None:
@@ -128,12 +134,12 @@ class _ResultListener:
 
         session.testscollected += len(self.deferred)  # the workers did not count them
         for name in sorted(self.deferred):
-            verdict = self.results.verdict(name)  # type: ignore[attr-defined]
+            verdict = self.results.verdict(name)
             report_deferred(session.config, name, verdict.outcome, verdict.message)
-        if self.results.nothing_ran or session.config.option.collectonly:  # type: ignore[attr-defined]
+        if self.results.nothing_ran or session.config.option.collectonly:
             return result
         passed = not session.testsfailed
-        refusal = self.results.decide_accept(passed=passed)  # type: ignore[attr-defined]
+        refusal = self.results.decide_accept(passed=passed)
         if refusal and passed:
             # Asked to accept, and could not, though every test passed (a partial run): a failed test,
             # counted and in JUnit like any. When tests failed, they already say why the run is red.
@@ -143,7 +149,7 @@ class _ResultListener:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and report.nodeid == "loso":  # the gate could not plan: the report must say so
-            self.results.add_collection_error(str(report.longrepr))  # type: ignore[attr-defined]
+            self.results.add_collection_error(str(report.longrepr))
 
 
 @pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file and the terminal its summary

@@ -32,8 +32,12 @@ def mlp_small_script_report(gate) -> dict:
         "corpus": str(gate.data_root),
         "loso_per_fold": folds["per_fold"],
         "loso_aggregate": folds["aggregate"],
-        "baselines": {BASELINE_TAG: {"model_path": str(gate.baseline), "per_clip": per_clip,
-                                     "all_clips_concat": script_metrics(gate.baseline, *gate.all_xy())}},
+        # the script's tags, whatever its files are called; the medium baseline is not scored in this run
+        "baselines": {"mlp_small_v1": {"model_path": str(gate.baseline), "per_clip": per_clip,
+                                       "all_clips_concat": script_metrics(gate.baseline, *gate.all_xy())},
+                      "mlp_medium_v1": {"model_path": "/repo/model/tiny/vmaf_tiny_v1_medium.onnx",
+                                        "per_clip": per_clip,
+                                        "all_clips_concat": script_metrics(gate.baseline, *gate.all_xy())}},
     }
 
 
@@ -64,6 +68,14 @@ def test_the_mlp_small_scripts_report_is_compared_test_by_test(gate):
     assert comparison["added"] == sorted(f"{kind}[linear{rest}]" for kind, rest in
                                          [("aggregate", "")] + [("fold", f"-{s}") for s in SOURCES])
     assert any("no provenance" in w for w in comparison["warnings"])
+    assert comparison["removed"] == ["baseline[vmaf_tiny_v1_medium]"]  # matched by file stem, not by tag
+    assert BASELINE_TAG == gate.baseline.stem
+
+    # the baseline is held to the script's numbers: a concatenation the script scored better fails it
+    script["baselines"]["mlp_small_v1"]["all_clips_concat"]["plcc"] += 0.05
+    _, run = run_against(gate, script)
+    assert run.outcomes[f"loso::baseline[{BASELINE_TAG}]"] == "FAILED", run.output
+    script["baselines"]["mlp_small_v1"]["all_clips_concat"]["plcc"] -= 0.05
 
     # a fold the script scored higher than this run does fails that fold alone
     script["loso_per_fold"]["Src0001"]["plcc"] += 0.05
