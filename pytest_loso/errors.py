@@ -36,3 +36,9 @@ def data_warning(message: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("always", LosoDataWarning)
         warnings.warn(LosoDataWarning(message), stacklevel=2)
+
+
+def not_a_regular_file(path: Path) -> bool:
+    """Something other than a regular file is at ``path``: a folder, FIFO, device or broken link.
+    Such an entry is never read (a FIFO hangs, a device never ends) nor replaced (it is not ours)."""
+    return (path.exists() or path.is_symlink()) and not path.is_file()

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import made_by
 from .atomic import write_atomically
 from .corpus import FEATURE_NAMES, Pair, read_pair
-from .errors import LosoInputError
+from .errors import LosoInputError, not_a_regular_file
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
 
@@ -350,7 +350,9 @@ class CacheFiller:
 
         Failures are remembered: the tests that need such a pair fail with libvmaf's message.
         """
-        missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()]
+        # a folder, FIFO or link where a file belongs is not missing: its test says so, and it stays
+        missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()
+                   and not not_a_regular_file(p.cache_path(self.cache_dir))]
         again = self._to_recompute(pairs, progress) if recompute else []
         if not missing and not again:
             return 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LosoInputError
+from .errors import LosoInputError, not_a_regular_file
 from .features import FEATURE_NAMES, select
 from .sidecar import Sidecar, build_inputs, load_sidecar
 
@@ -190,6 +190,8 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
                 f"re-export the model with its weights in {model_path.name}.data beside it",
             )
     sibling = model_path.with_name(model_path.name + ".data")
+    if not_a_regular_file(sibling):  # say what is there, not "not found"
+        _regular_file(sibling, "external data file")
     # The renamed-model defect: when the sibling exists, it is the real weights file.
     chosen = sibling if sibling.is_file() else None
     if chosen is None and len(locations) == 1 and (model_path.parent / next(iter(locations))).is_file():
@@ -210,6 +212,8 @@ def _regular_file(path: Path, what: str) -> int:
     try:
         info = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise LosoInputError(path, f"the {what} is a broken link (to {os.readlink(path)})") from None
         raise LosoInputError(path, f"{what} not found") from None
     except OSError as exc:
         raise LosoInputError(path, f"cannot read the {what}: {exc.strerror or exc}") from None

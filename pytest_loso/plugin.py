@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from .items import GateSelection
     from .report import SessionResults
 
-GATE = pytest.StashKey["Gate"]()
-RESULTS = pytest.StashKey["SessionResults"]()
-SELECTION = pytest.StashKey["GateSelection"]()  # which of the gate's tests the command line names
+GATE: pytest.StashKey[Gate] = pytest.StashKey()
+RESULTS: pytest.StashKey[SessionResults] = pytest.StashKey()
+SELECTION: pytest.StashKey[GateSelection] = pytest.StashKey()  # which of the gate's tests the command line names
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,7 +104,7 @@ class _AggregateScheduling:
         worker = hasattr(config, "workerinput")
         deferred = order_aggregates_last(items, keep=not worker)
         if worker:
-            config.workeroutput["loso_aggregates"] = deferred
+            config.workeroutput["loso_aggregates"] = deferred  # type: ignore[attr-defined]  # xdist sets it
 
 
 class _ResultListener:

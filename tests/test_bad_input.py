@@ -619,14 +619,27 @@ def test_a_cache_entry_that_is_not_a_file_is_neither_read_nor_replaced(gate, kin
     assert victim.is_dir() if kind == "folder" else victim.is_fifo()
 
 
-def test_a_fifo_as_model_is_refused_not_read(gate):
+@pytest.mark.parametrize("where", ["model", "external data"])
+def test_a_fifo_as_model_is_refused_not_read(gate, where):
     import os
 
     model = gate.fold_path("mlp_small", "Src0001")
-    model.unlink()
-    os.mkfifo(model)
+    victim = model if where == "model" else model.with_name(model.name + ".data")
+    victim.unlink()
+    os.mkfifo(victim)
     run = gate.run(subprocess=True)  # reading a FIFO would hang until the timeout
-    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=model, says="is not a regular file")
+    # named as what it is (the external data's FIFO was "not found")
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=victim, says="is not a regular file")
+
+
+def test_a_broken_link_as_external_data_is_named_as_one(gate):
+    model = gate.fold_path("mlp_small", "Src0001")
+    data = model.with_name(model.name + ".data")
+    data.unlink()
+    moved = data.with_name("weights-moved-away.bin")
+    data.symlink_to(moved)
+    assert_isolated_failure(gate.run(), {"loso::fold[mlp_small-Src0001]"}, names=data,
+                            says=f"the external data file is a broken link (to {moved})")
 
 
 def test_a_huge_external_data_file_is_read_only_as_far_as_the_model_needs(gate):

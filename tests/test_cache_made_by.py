@@ -235,6 +235,26 @@ def test_a_read_only_cache_with_a_missing_file_fails_that_source_clearly(pyteste
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
 
 
+@pytest.mark.parametrize("kind", ["fifo", "link-to-a-device", "broken-link"])
+def test_an_entry_that_is_not_a_file_is_neither_read_nor_replaced_by_libvmaf(pytester, small, kind):  # noqa: F811
+    """With clips libvmaf can read, a FIFO or link where a cache file belongs was counted as missing
+    and replaced; it is not the gate's to replace: that source fails saying what is there."""
+    env = Env(pytester, small)
+    all_passed(env.run(), small.corpus.sources)
+    victim = small.cache_paths(env.cache, "Mandelbrot")[0]
+    victim.unlink()
+    target = {"fifo": None, "link-to-a-device": Path("/dev/zero"), "broken-link": victim.with_name("gone.json")}[kind]
+    os.mkfifo(victim) if target is None else victim.symlink_to(target)
+    run = env.run_subprocess()  # a FIFO read would hang: the timeout would say
+    assert run.outcomes == {f"loso::fold[{ARCH}-Life]": "PASSED", f"loso::fold[{ARCH}-Mandelbrot]": "FAILED",
+                            f"loso::fold[{ARCH}-TestCard]": "PASSED"}, run.output
+    assert f"{victim}: is not a regular file (a folder, FIFO, device or broken link); refusing to read or replace " \
+           "it" in run.failure_text(f"loso::fold[{ARCH}-Mandelbrot]")
+    assert run.extraction["pairs_computed"] == 0 and run.extraction["corrupt_recomputed"] == []
+    assert victim.is_fifo() if target is None else os.readlink(victim) == str(target)
+    assert "Traceback" not in run.output
+
+
 @pytest.mark.parametrize("edit, says", [
     (lambda p: p["features"].update(per_frame=[], n_frames=0), "holds no frames"),
     (lambda p: p["scores"].update(per_frame=[]), "holds no frames"),
