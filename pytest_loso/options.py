@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,10 @@ _THRESHOLD_OPTIONS = [
 
 def ini_key(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
+
+
+_NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {"loso_jobs", "loso_bootstrap",
+                                                                             "loso_bootstrap_seed"}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -116,6 +121,20 @@ def add_options(parser: pytest.Parser) -> None:
         help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, its baseline, "
         "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
     )
+
+
+def _ini(config: pytest.Config, key: str) -> Any:
+    """An ini value. One of a type pytest refuses (``[tool.pytest]`` keeps TOML types: a number
+    where only text is taken) is a usage error naming the key, not pytest's INTERNALERROR."""
+    try:
+        return config.getini(key)
+    except (TypeError, ValueError) as exc:
+        hint = ""
+        if "expects a string" in str(exc):
+            hint = "; write the value in quotes, as a TOML string"
+            if _number(float) is None and key in _NUMBER_KEYS:
+                hint += f" (pytest {pytest.__version__} takes plugins' values as text; 9.2 and later take numbers)"
+        raise pytest.UsageError(f"{key}: {exc}{hint}") from None
 
 
 def _number(kind: type) -> object:
@@ -252,13 +271,13 @@ def _paths(config: pytest.Config, option: str) -> list[Path]:
     cli = config.getoption(ini_key(option))
     if cli:
         return [config.invocation_params.dir / p for p in cli]
-    return [Path(p) for p in config.getini(ini_key(option))]  # "paths" ini values are already absolute
+    return [Path(p) for p in _ini(config, ini_key(option))]  # "paths" ini values are already absolute
 
 
 def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
     """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem); ini lines alike, relative to the ini file."""
     cli = config.getoption("loso_baseline")
-    specs, base = (cli, config.invocation_params.dir) if cli else (config.getini("loso_baseline"), _ini_base(config))
+    specs, base = (cli, config.invocation_params.dir) if cli else (_ini(config, "loso_baseline"), _ini_base(config))
     names, paths = [], []
     for spec in specs:
         name, sep, rest = (part.strip() for part in spec.partition("="))
@@ -275,13 +294,13 @@ def _path(config: pytest.Config, option: str) -> Path | None:
     cli = config.getoption(ini_key(option))
     if cli:
         return config.invocation_params.dir / cli
-    ini = config.getini(ini_key(option))
+    ini = _ini(config, ini_key(option))
     return _ini_base(config) / ini if ini else None
 
 
 def _value(config: pytest.Config, option: str) -> str | None:
     cli = config.getoption(ini_key(option))
-    return cli if cli is not None else config.getini(ini_key(option))
+    return cli if cli is not None else _ini(config, ini_key(option))
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
@@ -330,7 +349,7 @@ def _frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
 def _ensembles(config: pytest.Config) -> tuple[tuple[str, str, tuple[Path, ...]], ...]:
     """``--loso-ensemble NAME=GLOB`` (or ini lines): each name with the model files its glob matches."""
     cli = config.getoption("loso_ensemble")
-    specs, base = (cli, config.invocation_params.dir) if cli else (config.getini("loso_ensemble"), _ini_base(config))
+    specs, base = (cli, config.invocation_params.dir) if cli else (_ini(config, "loso_ensemble"), _ini_base(config))
     found: dict[str, tuple[str, tuple[Path, ...]]] = {}
     for spec in (s.strip() for s in specs if s.strip()):
         name, sep, pattern = spec.partition("=")
@@ -379,14 +398,14 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     for path in baselines:
         if not path.is_file():
             raise pytest.UsageError(f"--loso-baseline {path}: file not found (or not a file)")
-    archs = config.getoption("loso_arch") or config.getini("loso_arch")
+    archs = config.getoption("loso_arch") or _ini(config, "loso_arch")
     try:
         bounds = {}
         for option, key, _ in _THRESHOLD_OPTIONS:
             given = _value(config, option)
             bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
         fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
-        overrides = config.getoption("loso_source_threshold") or config.getini("loso_source_thresholds")
+        overrides = config.getoption("loso_source_threshold") or _ini(config, "loso_source_thresholds")
         thresholds = Thresholds(
             fold=fold,
             per_source=parse_source_overrides(list(overrides), fold),
@@ -446,7 +465,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         ffmpeg=_path(config, "--loso-ffmpeg"),
         frame_size=EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
         else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
-        frame_sizes=_frame_sizes(config.getini("loso_frame_sizes")),
+        frame_sizes=_frame_sizes(_ini(config, "loso_frame_sizes")),
         jobs=_integer(config, "--loso-jobs", minimum=1) or os.cpu_count() or 1,
         compare=compare,
         max_drop=max_drop,
@@ -455,7 +474,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         accept_force=bool(config.getoption("loso_accept_force")),
         bootstrap=bootstrap if bootstrap is not None else (1000 if compare else 0),
         bootstrap_seed=_integer(config, "--loso-bootstrap-seed", minimum=0) or 0,
-        logistic=bool(logistic if logistic is not None else config.getini("loso_logistic")),
+        logistic=bool(logistic if logistic is not None else _ini(config, "loso_logistic")),
         metrics_path=_writable_file(_path(config, "--loso-metrics"), "--loso-metrics"),
         plot_dir=plot_dir,
         verdict_path=_writable_file(_path(config, "--loso-verdict"), "--loso-verdict"),
@@ -485,7 +504,7 @@ def _table_options(config: pytest.Config, data_root: Path | None) -> tuple[Path 
     table = _path(config, "--loso-table")
     target = str(_value(config, "--loso-target") or "vmaf").strip()
     try:
-        where = parse_where(list(config.getoption("loso_where") or config.getini("loso_where")))
+        where = parse_where(list(config.getoption("loso_where") or _ini(config, "loso_where")))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     if table is None:
