@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 from .compare import DEFAULT_MAX_DROP, Allowance, load_accepted, parse_max_drop
 from .corpus import default_cache_dir
-from .errors import LosoInputError
+from .errors import LosoInputError, not_a_regular_file
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
 EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
@@ -246,11 +247,27 @@ def _ini_base_or_cwd(config: pytest.Config) -> Path:
 
 def _writable_folder(path: Path, option: str) -> None:
     """Refuse at start a folder the report cannot be written to, before anything is scored."""
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            raise pytest.UsageError(f"{option} {path}: {part} is a link to {os.readlink(part)}, which does not exist")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
         raise pytest.UsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"{option} {path}: {existing} is not writable")
+    try:  # a real write, not os.access: root passes that on a read-only mount or in /sys
+        os.rmdir(tempfile.mkdtemp(prefix=".loso-write-check-", dir=existing))
+    except OSError as exc:
+        raise pytest.UsageError(f"{option} {path}: cannot write in {existing}: {exc.strerror or exc}") from None
+
+
+def _report_folder(path: Path) -> None:
+    """The report folder, and no folder (or FIFO) where one of its files goes."""
+    from .report import report_files
+
+    _writable_folder(path, "--loso-report")
+    for file in report_files(path):
+        if not_a_regular_file(file):
+            raise pytest.UsageError(f"--loso-report {path}: {file} is not a regular file (a folder, FIFO, device or "
+                                    "broken link) and the report is written there: remove it, or give another folder")
 
 
 def _writable_file(path: Path | None, option: str) -> Path | None:
@@ -419,7 +436,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     # Not pytest's rootdir: its guess counts option values, so absolute --loso-dir / --data-root
     # could put the report in /tmp or in another project.
     report_dir = _path(config, "--loso-report") or _ini_base_or_cwd(config) / "runs" / "loso_eval"
-    _writable_folder(report_dir, "--loso-report")
+    _report_folder(report_dir)
     plot_dir = _path(config, "--loso-plot")
     if plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise pytest.UsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")

@@ -163,6 +163,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results.decide_accept(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
     results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     results.write()
+    if results.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
     results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -82,15 +84,56 @@ def test_fold_folder_names_are_escaped_in_markdown(gate, monkeypatch):
 # -- bad output paths and options: a usage error at start, or said at the end with the rest kept --------
 
 
-@pytest.mark.parametrize("where", ["a file", "under a file"])
+@pytest.mark.parametrize("where", ["a file", "under a file", "a broken link", "its report file a folder",
+                                   "read-only"])
 def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(gate, where):
-    blocker = gate.root / "blocker"
-    blocker.write_text("not a folder\n")
-    target = blocker if where == "a file" else blocker / "report"
-    run = gate.run(f"--loso-report={target}")
-    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"--loso-report {target}: {blocker} is not a folder" in run.output
+    from test_cache_made_by import read_only
+
+    blocker, target = gate.root / "blocker", gate.root / "elsewhere"
+    says = f"--loso-report {target}: "
+    if where in ("a file", "under a file"):
+        blocker.write_text("not a folder\n")
+        target = blocker if where == "a file" else blocker / "report"
+        says = f"--loso-report {target}: {blocker} is not a folder"
+    elif where == "a broken link":
+        target.symlink_to(blocker)
+        says += f"{target} is a link to {blocker}, which does not exist"
+    elif where == "its report file a folder":
+        (target / "loso_eval.json").mkdir(parents=True)
+        says += f"{target / 'loso_eval.json'} is not a regular file"
+    else:  # os.access says yes to root: a real write says no (these were tracebacks after every test ran)
+        blocker.mkdir()
+        target = blocker / "report"
+        says = f"--loso-report {target}: cannot write in {blocker}: "
+    with read_only(blocker) if where == "read-only" else contextlib.nullcontext():
+        run = gate.run(f"--loso-report={target}")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
+    assert says in run.output
     assert "Traceback" not in run.output and "passed" not in run.output  # nothing ran
+    assert not list(gate.root.glob("**/.loso-write-check-*"))  # the write check leaves nothing
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(gate):
+    """Writable at start, not at the end (here a plain test locks the folder; a full disk alike)."""
+    import os
+
+    if os.geteuid() == 0 and shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr +i: no way to make a folder read-only here")
+    late = gate.root / "late"
+    late.mkdir()
+    lock = ["chattr", "+i", str(late)] if os.geteuid() == 0 else ["chmod", "555", str(late)]
+    gate.pytester.makepyfile(test_lock=f"import subprocess\n\n\ndef test_lock():\n"
+                                       f"    subprocess.run({lock!r}, check=True)\n")
+    try:
+        run = gate.run(f"--loso-report={late}")
+    finally:
+        subprocess.run(["chattr", "-i", str(late)] if os.geteuid() == 0 else ["chmod", "755", str(late)],
+                       check=True)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    assert all(outcome == "PASSED" for outcome in run.outcomes.values()), run.outcomes
+    assert f"report NOT written: {late}" in run.output and "the run fails, as its report is lost" in run.output
+    assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
+    assert not any(late.iterdir())
 
 
 def test_metrics_path_that_is_a_folder_is_a_usage_error_and_a_lost_step_summary_is_said(gate, monkeypatch):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from .render import render_markdown, render_terminal
-from .session import AggregateVerdict, SessionResults, report_paths
+from .session import AggregateVerdict, SessionResults, report_files, report_paths
 
-__all__ = ["AggregateVerdict", "SessionResults", "render_markdown", "render_terminal", "report_paths"]
+__all__ = ["AggregateVerdict", "SessionResults", "render_markdown", "render_terminal", "report_files",
+           "report_paths"]

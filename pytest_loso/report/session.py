@@ -75,6 +75,7 @@ class SessionResults:
         self.collection_errors: list[str] = []  # the gate could not make its items
         self.notes: list[str] = []  # what was written where, for the terminal summary
         self.accept_refusal: str | None = None  # why --loso-accept was refused: the run must fail
+        self.write_error: str | None = None  # the report could not be written: the run must fail
         self.reported: set[str] = set()  # gate tests pytest reported an outcome for (aggregates included)
         self._accept_decided = False
 
@@ -387,16 +388,22 @@ class SessionResults:
         """
         assert self.report is not None
         out = self.options.report_dir
-        out.mkdir(parents=True, exist_ok=True)
         paths = report_paths(out, partial=bool(self.report["partial"]))
         json_path, md_path = paths["json"], paths["markdown"]
         entries = {name: r["predictions"] for name, r in sorted(self.results.items()) if r.get("predictions")}
         sidecar = sidecar_path(json_path)
-        # each test's predictions, for a later paired comparison; the report records the file's sha256
-        self.report["predictions"] = {"file": sidecar.name, "sha256": write_sidecar(sidecar, entries),
-                                      "tests": len(entries)}
-        write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
-        write_atomically(md_path, render_markdown(self.report))
+        try:  # checked at start; a disk that fills (or a folder changed) since is said, not a traceback
+            out.mkdir(parents=True, exist_ok=True)
+            # each test's predictions, for a later paired comparison; the report records the file's sha256
+            self.report["predictions"] = {"file": sidecar.name, "sha256": write_sidecar(sidecar, entries),
+                                          "tests": len(entries)}
+            write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
+            write_atomically(md_path, render_markdown(self.report))
+        except OSError as exc:
+            self.write_error = (f"report NOT written: {exc.filename or out}: {exc.strerror or exc}; "
+                                "the run fails, as its report is lost")
+            self.notes.append(self.write_error)
+            return []
         self.notes.append(f"report: {json_path} (and {md_path.name})")
         if self.report["partial"]:
             whole = report_paths(out, partial=False)["json"]
@@ -433,7 +440,9 @@ class SessionResults:
 
             for path in write_plots(options.plot_dir, self.report, self.results, options.thresholds):
                 self.notes.append(f"plot: {path}")
-        if self.accepting:
+        if self.accepting and self.write_error is not None:
+            self.notes.append(f"NOT accepted: this run's report was not written, {options.compare} is unchanged")
+        elif self.accepting:
             if self.accept_refusal is None:
                 # the predictions first: a report never names a sidecar that is not there yet
                 written = sidecar_path(report_paths(options.report_dir, partial=False)["json"])
@@ -466,3 +475,12 @@ def report_paths(report_dir: Path, *, partial: bool) -> dict[str, Path]:
     """``loso_eval.json`` / ``.md``, or ``loso_eval.partial.json`` / ``.md`` for a partial run."""
     stem = "loso_eval.partial" if partial else "loso_eval"
     return {"json": report_dir / f"{stem}.json", "markdown": report_dir / f"{stem}.md"}
+
+
+def report_files(report_dir: Path) -> list[Path]:
+    """Every file a run may write in ``report_dir``: a whole or partial run's report, Markdown and predictions."""
+    files = []
+    for partial in (False, True):
+        paths = report_paths(report_dir, partial=partial)
+        files += [paths["json"], paths["markdown"], sidecar_path(paths["json"])]
+    return files
