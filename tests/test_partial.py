@@ -31,6 +31,14 @@ def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(gat
     # the mean is still shown, for what it is
     assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 1
 
+    # the other way round, counted out of the same 9 (the aggregate tests that ran count as run)
+    rest = gate.run(MEAN_RMSE_TOO_TIGHT, "-k", "not Src0000")
+    assert "partial run: 2 of 9 gate tests did not run" in rest.output, rest.output
+    rest.result.assert_outcomes(passed=5, skipped=2, deselected=2)  # the aggregates skip: they are partial
+    assert rest.report["partial"]["ran"] == 7
+    assert rest.report["partial"]["tests_ran"] == sorted(
+        [n.split("::")[-1] for n in rest.outcomes] + ["aggregate[linear]", "aggregate[mlp_small]"])
+
 
 def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
     path = gate.root / "accepted" / "loso_eval.json"

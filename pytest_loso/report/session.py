@@ -106,6 +106,12 @@ class SessionResults:
         return sorted(({check.name for check in planned} - set(self.results))
                       | (set(aggregate_tests(planned)) - self.reported))
 
+    def _ran(self) -> list[str]:
+        """Planned tests that ran: those with a result, and the aggregate tests pytest reported."""
+        from ..items import aggregate_tests
+
+        return sorted(set(self.results) | (set(aggregate_tests(self._planned())) & self.reported))
+
     def _as_run(self, verdict: AggregateVerdict) -> AggregateVerdict:
         """The verdict as the session ran it: an aggregate test that was not run judged nothing."""
         if verdict.test in self.reported:
@@ -268,6 +274,7 @@ class SessionResults:
         gate, extraction = self.gate, self.gate.extraction()
         not_run = self._not_run()
         results = sorted(self.results.values(), key=lambda r: r["name"])
+        ran = self._ran()  # the aggregate tests that ran too: "N of M" counts every planned gate test
         archs: dict[str, dict] = {}
         for r in (r for r in results if r["kind"] == "fold"):
             archs.setdefault(r["arch"], {"per_fold": {}, "aggregate": None})["per_fold"][r["source"]] = _entry(r)
@@ -342,7 +349,7 @@ class SessionResults:
                            "refused": self.accept_refusal} if self.accepting else None,
             "dropped_frames": {s: v["dropped"] for s, v in sorted(sources.items()) if v["dropped"]},
             "warnings": gate.corpus_warnings(),
-            "partial": {"not_run": not_run, "ran": len(results), "tests_ran": [r["name"] for r in results]}
+            "partial": {"not_run": not_run, "ran": len(ran), "tests_ran": ran}
             if not_run else None,
             "run_provenance": {
                 "entry_point": "pytest11: loso = pytest_loso.plugin",
@@ -373,7 +380,7 @@ class SessionResults:
             },
         })
         if not_run:
-            self.notes.append(f"partial run: {len(not_run)} of {len(not_run) + len(results)} gate tests did not run; "
+            self.notes.append(f"partial run: {len(not_run)} of {len(not_run) + len(ran)} gate tests did not run; "
                               "the aggregate bounds and the aggregate comparison were not applied")
         if gate.accepted is not None and self.options.compare is not None:
             comparison = session_comparison(gate.accepted, self.report, self.options.max_drop,
