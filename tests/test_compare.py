@@ -576,16 +576,20 @@ def test_perfect_predictor_has_a_zero_width_plcc_interval(gate):
     assert high - low > 1e-3
 
 
-@pytest.mark.parametrize("n_clips, threads", [(4, 1), (40, 1), (300, 1), (300, 3)],
-                         ids=["4-clips", "40-clips", "300-clips", "300-clips-3-threads"])
+@pytest.mark.parametrize("n_clips, threads, chunk", [(4, 1, None), (40, 1, None), (300, 1, None), (300, 3, None),
+                                                     (300, 1, 5)],
+                         ids=["4-clips", "40-clips", "300-clips", "300-clips-3-threads", "300-clips-tiny-ranges"])
 # cubic rank forms (<= 32 clips), sorted cumulative sums beyond; a baseline's concatenation splits its
-# resamples over threads (forced here on a small one)
-def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, monkeypatch):
+# resamples over threads (forced here on a small one) and makes y's ranks a range of frames at a time
+# (here ranges of 5 frames: the tied groups, some far larger, must not be split)
+def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, chunk, monkeypatch):
     """The per-clip-sums statistic equals pearsonr / spearmanr / RMSE of the explicitly concatenated resample."""
     assert (n_clips <= clip_statistic.RANK_FORM_MAX_CLIPS) == (n_clips == 4)
     if threads > 1:
         monkeypatch.setattr(clip_statistic, "PARALLEL_RANK_WORK", 0)
         monkeypatch.setattr(clip_statistic, "_cores", lambda: threads)
+    if chunk is not None:
+        monkeypatch.setattr(clip_statistic, "RANGE_CELLS", chunk)
     rng = np.random.default_rng(42 + n_clips)
     pair_frames = tuple(int(f) for f in rng.integers(3, 9, n_clips))
     n = sum(pair_frames)
@@ -599,6 +603,9 @@ def test_clip_statistic_equals_explicit_concatenation(n_clips, threads, monkeypa
     jackknife = np.array([[c for c in range(n_clips) if c != left] for left in range(min(n_clips, 10))])
 
     statistic = clip_statistic.ClipStatistic(pred, target, pair_frames)
+    if chunk is not None:
+        ranges = statistic.rank_sums.y_ranges  # ranges of one frame, widened to whole tied groups
+        assert len(ranges) > 10 and any(end - start > 10 * chunk for start, end, *_ in ranges)
     for chosen in (resamples, jackknife):
         values = statistic(chosen, axis=-1)
         assert values.shape == (3, len(chosen))

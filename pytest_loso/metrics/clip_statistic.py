@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 BOOTSTRAP_BATCH_FRAMES = 100_000  # resamples x frames held at once: small enough to stay in cache
+RANGE_CELLS = 131_072  # resamples x frames of y's ranks made at a time (a baseline's 1.2M frames are split)
 PARALLEL_RANK_WORK = 20_000_000  # frames x resamples from which SROCC's resamples are split over threads
 RANK_FORM_MAX_CLIPS = 32  # up to this many clips, a resample's SROCC is a cubic form in clip counts (C³ terms)
 
@@ -71,7 +72,27 @@ class _SortedFrames:
         self.tied_before = np.maximum(before, 0)
         self.tied_at_start = np.flatnonzero(before < 0)  # the first group has no frame before it
         self.tied_group_starts = np.searchsorted(self.tied, starts[sizes > 1])
+        self.tied_first = starts[group]
+        self.group_starts = starts
         self.untied_per_clip = np.bincount(self.clip[~tied], minlength=n_clips).astype(np.float64)
+
+    def ranges(self, width: int) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Ranges ``[start, end)`` of about ``width`` frames that split no group of tied values, each
+        with its tied frames' positions in the range and, for each, where its group's last frame and
+        the frame before its group's first are in the range's cumulative sums prefixed by the sum
+        before the range (index 0), so a range's ranks need nothing from the others but that sum."""
+        import numpy as np
+
+        size = len(self.clip)
+        targets = np.arange(width, size, width)
+        snapped = np.r_[self.group_starts, size][np.searchsorted(self.group_starts, targets)]
+        bounds = np.unique(np.r_[0, snapped, size])
+        ranges = []
+        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            lo, hi = np.searchsorted(self.tied, [start, end])
+            ranges.append((start, end, self.tied[lo:hi] - start, self.tied_last[lo:hi] - start + 1,
+                           self.tied_first[lo:hi] - start))
+        return ranges
 
     def double_ranks(self, counts: np.ndarray, dtype: type, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray]:
         """Twice the average ranks (rows, frames in this order) and the frame weights, as ``dtype`` integers."""
@@ -117,6 +138,7 @@ class _RankSums:
         position_in_x[self.x.order] = np.arange(len(x))
         self.x_of_y = position_in_x[self.y.order]  # y-order -> where that frame is in x-order
         self.batch = max(1, BOOTSTRAP_BATCH_FRAMES // max(len(x), 1))
+        self.y_ranges = self.y.ranges(max(1, RANGE_CELLS // self.batch))
 
     def srocc(self, counts: np.ndarray, n: np.ndarray) -> np.ndarray:
         """SROCC (rows) of the multisets with clip counts ``counts`` (rows, n_clips) of ``n`` frames each.
@@ -136,6 +158,29 @@ class _RankSums:
         with ThreadPoolExecutor(workers) as pool:
             return np.concatenate(list(pool.map(lambda rows: self._srocc(counts[rows], n[rows]), parts)))
 
+    def _weighted_rank_products(self, rx: np.ndarray, counts: np.ndarray, dtype: type) -> np.ndarray:
+        """``Σ w·Rx·Ry`` (four times: twice-ranks) per row. y's ranks are made a range of frames at a time
+        and multiplied with x's there, never held whole: a baseline's 1.2M frames stay in cache (~1.3x faster)."""
+        import numpy as np
+
+        total = np.zeros(len(counts))
+        before = np.zeros((len(counts), 1), dtype=dtype)  # y's cumulative weight before the range
+        for start, end, tied, last, first in self.y_ranges:
+            weights = np.take(counts, self.y.clip[start:end], axis=-1, mode="clip")
+            cumulative = np.empty((len(counts), end - start + 1), dtype=dtype)
+            cumulative[:, :1] = before
+            np.cumsum(weights, axis=-1, dtype=dtype, out=cumulative[:, 1:])
+            cumulative[:, 1:] += before
+            ranks = cumulative[:, 1:] + 1
+            ranks += cumulative[:, :-1]  # C[i] + C[i - 1] + 1
+            if len(tied):
+                ranks[:, tied] = cumulative[:, last] + cumulative[:, first] + 1
+            before = cumulative[:, -1:].copy()
+            weighted_rx = np.take(rx, self.x_of_y[start:end], axis=-1, mode="clip")
+            weighted_rx *= weights
+            total += np.multiply(weighted_rx, ranks, dtype=np.float64).sum(axis=-1)
+        return total
+
     def _srocc(self, counts: np.ndarray, n: np.ndarray) -> np.ndarray:
         import numpy as np
 
@@ -147,12 +192,7 @@ class _RankSums:
             largest = 2 * float(sizes.max()) + 1
             dtype = np.int32 if largest * max(float(rows.max()), 1.0) < 2**31 else np.int64
             rx, _ = self.x.double_ranks(rows, dtype, buffers)
-            ry, wy = self.y.double_ranks(rows, dtype, buffers)
-            shape = ry.shape
-            weighted_rx = np.take(rx, self.x_of_y, axis=-1, out=buffers.get(self, "g", shape, dtype), mode="clip")
-            weighted_rx *= wy
-            product = np.multiply(weighted_rx, ry, out=buffers.get(self, "p", shape, np.float64), dtype=np.float64)
-            rxy[start:start + self.batch] = product.sum(axis=-1) / 4
+            rxy[start:start + self.batch] = self._weighted_rank_products(rx, rows.astype(dtype), dtype) / 4
             rxx[start:start + self.batch] = self.x.sum_of_squared_ranks(rows, sizes)
             ryy[start:start + self.batch] = self.y.sum_of_squared_ranks(rows, sizes)
         rank_sum = n * (n + 1) / 2  # average ranks always sum to this
