@@ -66,3 +66,22 @@ def test_many_clips_use_a_grouped_jackknife_and_still_cover():
     assert methods == dict.fromkeys(("plcc", "srocc", "rmse"), f"BCa (jackknife over {JACKKNIFE_GROUPS} groups of clips)")
     assert intervals["plcc"][0] < pearsonr(pred, vmaf).statistic < intervals["plcc"][1]
     assert intervals["srocc"][0] < spearmanr(pred, vmaf).statistic < intervals["srocc"][1]
+
+
+def test_the_bca_quantile_is_scipys_bit_for_bit():
+    """BCa's bounds are read off the bootstrap distribution as ``scipy.stats.quantile`` does (whose
+    per-call cost the gate avoids): equal bit for bit, ties, NaN rows and the extreme levels included."""
+    from scipy.stats import quantile
+
+    from pytest_loso.metrics.intervals import quantile_linear
+
+    rng = np.random.default_rng(7)
+    for resamples in (1, 2, 7, 1000):
+        rows = rng.normal(size=(5, resamples))
+        rows[1] = np.round(rows[1])  # ties
+        rows[2, 0] = np.nan  # a degenerate resample: the row's quantiles are NaN
+        levels = rng.uniform(0, 1, (5, 2))
+        levels[3] = [0.0, 1.0]
+        levels[4] = [0.025, 0.975]
+        expected = quantile(rows, levels, axis=-1)
+        assert np.array_equal(quantile_linear(rows, levels), expected, equal_nan=True), resamples

@@ -1,7 +1,7 @@
 """One item's metrics: PLCC, SROCC (average or ordinal ranks), KRCC and RMSE, and the logistic fit.
 
 PLCC, SROCC and KRCC without ``scipy.stats``: importing it costs ~0.6 s, more than a
-plain gate run spends scoring, so it is imported only for bootstrap and logistic metrics.
+plain gate run spends scoring, so it is imported only for the logistic metrics.
 Each function repeats scipy.stats' own arithmetic (same dtype, same operations in the
 same order), so the results equal pearsonr/spearmanr/kendalltau bit for bit
 (tests/test_correlations.py holds them to that on varied data).

@@ -25,7 +25,6 @@ def _bca(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray) 
     """
     import numpy as np
     from scipy.special import ndtr, ndtri
-    from scipy.stats import quantile
 
     column = estimate[:, None]
     below = (np.count_nonzero(distribution < column, axis=-1) + np.count_nonzero(distribution <= column, axis=-1))
@@ -40,8 +39,28 @@ def _bca(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray) 
     finite = np.isfinite(levels).all(axis=-1)
     ci = np.full((len(estimate), 2), np.nan)
     if finite.any():
-        ci[finite] = quantile(distribution[finite], levels[finite], axis=-1)
+        ci[finite] = quantile_linear(distribution[finite], levels[finite])
     return ci[:, 0], ci[:, 1]
+
+
+def quantile_linear(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``scipy.stats.quantile(rows, levels, axis=-1)`` (method "linear", NaN propagating), bit for bit:
+    its Hyndman-Fan arithmetic on a sorted copy, without its per-call validation (~1 ms a call, a
+    1,000-fold run's second, and the import of ``scipy.stats`` a bootstrap run needs nothing else from).
+    ``tests/test_intervals.py`` holds the two equal."""
+    import numpy as np
+
+    y = np.sort(rows, axis=-1)
+    n = float(y.shape[-1])
+    jg = levels * n + (1 - levels)
+    jp1 = jg // 1
+    j = jp1 - 1
+    g = jg % 1
+    g[j < 0] = 0
+    j, jp1 = np.clip(j, 0.0, n - 1).astype(np.int64), np.clip(jp1, 0.0, n - 1).astype(np.int64)
+    result = (1 - g) * np.take_along_axis(y, j, axis=-1) + g * np.take_along_axis(y, jp1, axis=-1)
+    result[np.isnan(rows).any(axis=-1)] = np.nan
+    return result
 
 
 def _covering_interval(estimate: float, bca: tuple[float, float], percentile: tuple[float, float],
