@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from . import made_by
 from .errors import LosoInputError, data_warning, not_a_regular_file
-from .features import FEATURE_NAMES  # noqa: F401  (re-exported: the extractor and training use it)
+from .features import canonical, select
 
 if TYPE_CHECKING:
     import numpy as np
@@ -206,29 +206,50 @@ def _numeric(path: Path, values: object, what: str, may_hold_booleans: bool) -> 
     return array.astype(np.float32)
 
 
+CACHE_SCHEMA = '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}'
+_SCHEMA_KEYS = ("schema", "$schema", "schema_version")  # a tool that names its schema is not the gate's
+
+
+def _not_this_schema(payload: object) -> str | None:
+    """What makes a parsed cache file another tool's (``None``: it is in the gate's schema).
+
+    Only the layout is judged here: values in the right layout that are not usable (NaN,
+    no frames, ragged rows) are a corrupt file of this schema, which a recomputation replaces.
+    """
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}"
+    found = f"an object with keys {', '.join(map(str, list(payload)[:8])) or 'none'}"
+    named = [f"{key} {payload[key]!r}" for key in _SCHEMA_KEYS if key in payload]
+    if named:
+        return f"{found}, which names its own schema ({', '.join(named)})"
+    for block, keys in (("features", ("feature_names", "per_frame")), ("scores", ("per_frame",))):
+        value = payload.get(block)
+        if not isinstance(value, dict):
+            return f"{found}: {block} is " + ("missing" if block not in payload
+                                               else f"a JSON {type(value).__name__}, not an object")
+        for key in keys:
+            if not isinstance(value.get(key), list):
+                return f"{found}: {block}.{key} is " + ("missing" if key not in value
+                                                          else f"a JSON {type(value[key]).__name__}, not a list")
+    if not all(isinstance(name, str) for name in payload["features"]["feature_names"]):
+        return f"{found}: features.feature_names holds values that are not names"
+    return None
+
+
 def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], object]:
     payload = _parse(path, raw)
-    if not (isinstance(payload, dict) and "features" in payload and "scores" in payload):
-        found = (f"an object with keys {', '.join(map(str, list(payload)[:8])) or 'none'}"
-                 if isinstance(payload, dict) else f"a JSON {type(payload).__name__}")
+    foreign = _not_this_schema(payload)
+    if foreign is not None:
         raise ForeignCacheFile(
             path,
-            f"not a feature-cache file of this schema: it holds {found}, not "
-            '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}; '
-            "left as it is",
-            "point --loso-cache (or $VMAF_TINY_AI_CACHE) at the gate's own cache, not another tool's",
+            f"not a feature-cache file of this schema: it holds {foreign}, not {CACHE_SCHEMA}; left as it is",
+            "point --loso-cache (or $VMAF_TINY_AI_CACHE) at the gate's own cache, not another tool's; "
+            "or delete the file, if it is a broken one of this cache, to recompute it",
         )
-    try:
-        names = tuple(payload["features"]["feature_names"])
-        features = payload["features"]["per_frame"]
-        scores = payload["scores"]["per_frame"]
-    except (KeyError, TypeError) as exc:
-        raise LosoInputError(
-            path,
-            f"cache file lacks {exc} of the schema "
-            '{"features": {"feature_names", "per_frame", "n_frames"}, "scores": {"per_frame", "pooled"}}',
-            "delete it and recompute this pair's features",
-        ) from None
+    assert isinstance(payload, dict)
+    names = tuple(payload["features"]["feature_names"])
+    features = payload["features"]["per_frame"]
+    scores = payload["scores"]["per_frame"]
     booleans = b"true" in raw or b"false" in raw  # a bytes scan keeps the exact check off the common path
     feature_array = _numeric(path, features, "features.per_frame", booleans)
     score_array = _numeric(path, scores, "scores.per_frame", booleans)
@@ -323,6 +344,23 @@ def _recomputed(pair: Pair, path: Path, filler: CacheFiller, reason: str, proble
     return raw, read_pair(path, raw)
 
 
+def _same_features(features: np.ndarray, names: tuple[str, ...], first_names: tuple[str, ...], path: Path,
+                   first: Path) -> np.ndarray:
+    """A cache file's features in the order of its source's first file, matched by name; a file
+    with other features than the first is an error naming both files and what differs."""
+    have, want = {canonical(n) for n in names}, {canonical(n) for n in first_names}
+    if have != want or len(names) != len(first_names):
+        differences = ([f"lacks {', '.join(sorted(want - have))}"] if want - have else []) + (
+            [f"has {', '.join(sorted(have - want))}"] if have - want else [])
+        raise LosoInputError(
+            path,
+            f"feature_names {list(names)} are not those of {first.name}, the source's first cache file "
+            f"({list(first_names)}): {path.name} " + (" and ".join(differences) or "lists a feature twice"),
+            "recompute the cache so every file of a source has the same features",
+        )
+    return select(features, names, first_names, path=path, fix="keep one spelling of each feature")
+
+
 def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFiller | None = None,
                 frame_size: tuple[int, int] | None = None) -> SourceData:
     """Read every cache file of ``source`` and concatenate its frames in pair order.
@@ -347,23 +385,20 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
     feature_parts, score_parts, counts, files = [], [], [], []
     dropped: dict[str, dict[str, int]] = {}
     names: tuple[str, ...] | None = None
+    first = Path()
     for pair in pairs:
         path = pair.cache_path(cache_dir)
         raw, frames = _read_cached_pair(pair, path, cache_dir, filler, expected)
         digest.update(f"{source}/{path.name}\0".encode())
         digest.update(hashlib.sha256(raw).digest())
+        features = frames.features
         if names is None:
-            names = frames.feature_names
+            names, first = frames.feature_names, path
         elif frames.feature_names != names:
-            raise LosoInputError(
-                path,
-                f"feature_names {list(frames.feature_names)} differ from {list(names)} in the source's other "
-                "cache files",
-                "recompute the cache so every file of a source has the same features in the same order",
-            )
+            features = _same_features(features, frames.feature_names, names, path, first)
         if frames.dropped:
             dropped[pair.dis_path.stem] = frames.dropped
-        feature_parts.append(frames.features)
+        feature_parts.append(features)
         score_parts.append(frames.scores)
         counts.append(len(frames.scores))
         files.append(path)

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from . import made_by
 from .atomic import write_atomically
-from .corpus import FEATURE_NAMES, Pair, read_pair
+from .corpus import ForeignCacheFile, Pair, read_pair
 from .errors import LosoInputError, not_a_regular_file
+from .features import FEATURE_NAMES
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
 
@@ -240,10 +241,13 @@ def write_cache(path: Path, payload: dict) -> None:
 
 
 def cache_record(path: Path) -> tuple[bool, object]:
-    """``(parses, made_by)``: whether the gate would accept the file's data as it is (the same
-    checks as reading it), and its ``made_by`` record (``None``: not written by the gate)."""
+    """``(keep, made_by)``: whether the file is to be left as it is (the gate would accept its data,
+    the same checks as reading it, or it is another tool's file, which is never replaced), and
+    its ``made_by`` record (``None``: not written by the gate)."""
     try:
         return True, read_pair(path, path.read_bytes()).made_by
+    except ForeignCacheFile:
+        return True, None
     except (OSError, LosoInputError):
         return False, None
 
@@ -282,8 +286,8 @@ class CacheFiller:
         return made_by.Extraction(*self.frame_size(source), extractor=self.extractor.identity)
 
     def _usable(self, pair: Pair, path: Path) -> bool:
-        parses, record = cache_record(path)
-        return parses and (record is None or not made_by.differences(
+        keep, record = cache_record(path)
+        return keep and (record is None or not made_by.differences(
             record, pair.ref_path, pair.dis_path, self.extraction(pair.source)))
 
     def ensure(self, pair: Pair, *, replace: str | None = None, force: bool = False) -> bool:
@@ -334,8 +338,8 @@ class CacheFiller:
         for pair in pairs:
             path = pair.cache_path(self.cache_dir)
             if path.is_file():
-                parses, record = cache_record(path)
-                (chosen if record is not None or not parses else kept).append(pair)
+                keep, record = cache_record(path)
+                (chosen if record is not None or not keep else kept).append(pair)
         if kept:
             self.kept = [str(p.cache_path(self.cache_dir)) for p in kept]
             if progress:

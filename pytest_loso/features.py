@@ -31,12 +31,13 @@ def canonical(name: str) -> str:
 def columns_for(available: Sequence[str], wanted: Sequence[str], *, path: Path | str, fix: str) -> list[int]:
     """Indices into ``available`` of each of ``wanted``, matched by canonical name.
 
-    Raises :class:`LosoInputError` naming every missing feature (and what is there).
+    Raises :class:`LosoInputError` naming every missing feature (and what is there), or a
+    wanted feature held twice (``adm2`` and ``integer_adm2``): which one to feed is not clear.
     """
-    index: dict[str, int] = {}
+    positions: dict[str, list[int]] = {}
     for i, name in enumerate(available):
-        index.setdefault(canonical(name), i)
-    missing = [name for name in wanted if canonical(name) not in index]
+        positions.setdefault(canonical(name), []).append(i)
+    missing = [name for name in wanted if canonical(name) not in positions]
     if missing:
         raise LosoInputError(
             path,
@@ -44,7 +45,15 @@ def columns_for(available: Sequence[str], wanted: Sequence[str], *, path: Path |
             f"(has: {', '.join(available) or 'none'})",
             fix,
         )
-    return [index[canonical(name)] for name in wanted]
+    twice = [" and ".join(available[i] for i in positions[canonical(name)])
+             for name in wanted if len(positions[canonical(name)]) > 1]
+    if twice:
+        raise LosoInputError(
+            path,
+            f"the same feature is held more than once: {'; '.join(twice)} (which one the model takes is not clear)",
+            "keep one spelling of each feature (bare or libvmaf's integer_ name), not both",
+        )
+    return [positions[canonical(name)][0] for name in wanted]
 
 
 def select(features: np.ndarray, available: Sequence[str], wanted: Sequence[str], *, path: Path | str,

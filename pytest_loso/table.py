@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from .corpus import SourceData
 from .errors import LosoInputError
-from .features import FEATURE_NAMES, canonical
+from .features import FEATURE_NAMES, canonical, columns_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,23 +197,18 @@ class TableCorpus:
             raise LosoInputError(path, f"cannot read the table ({exc.strerror})") from None
         self._table = table
         self.rows_read = len(table.row_numbers)
-        fix = f"give {path.name} the column, or choose another with --loso-target / the feature names"
         source_column = next((c for c in SOURCE_COLUMNS if c in table.values), None)
         if source_column is None:
             raise LosoInputError(path, f"no source column (expected one of {', '.join(SOURCE_COLUMNS)}; "
-                                 f"has: {', '.join(table.names)})", fix)
+                                 f"has: {', '.join(table.names)})",
+                                 f"give every row of {path.name} its source clip's name in a "
+                                 f"{' or '.join(SOURCE_COLUMNS)} column")
         if target not in table.values:
             raise LosoInputError(path, f"no target column {target!r} (has: {', '.join(table.names)})",
                                  "pass --loso-target COLUMN naming the column that holds the target score")
-        by_canonical: dict[str, str] = {}
-        for name in table.names:
-            by_canonical.setdefault(canonical(name), name)
-        missing = [f for f in FEATURE_NAMES if f not in by_canonical]
-        if missing:
-            raise LosoInputError(path, f"missing feature column{'s' if len(missing) > 1 else ''} "
-                                 f"{', '.join(missing)} (has: {', '.join(table.names)})",
-                                 "export every libvmaf feature the models take (bare or integer_ names)")
-        self.feature_columns = tuple(by_canonical[f] for f in FEATURE_NAMES)
+        columns = columns_for(table.names, FEATURE_NAMES, path=path,
+                              fix="export every libvmaf feature the models take (bare or integer_ names)")
+        self.feature_columns = tuple(table.names[i] for i in columns)
         keep = np.ones(self.rows_read, dtype=bool)
         for column, allowed in self.where.items():
             if column not in table.values:

@@ -357,7 +357,7 @@ def test_truncated_json_cache(gate):
 def test_cache_with_wrong_schema(gate):
     path = gate.cache_file("Src0001", 0)
     path.write_text(json.dumps({"features": {"per_frame": [[0.0] * 6]}, "scores": {"per_frame": [1.0]}}))
-    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "cache file lacks 'feature_names'")
+    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "features.feature_names is missing")
 
 
 def test_missing_cache_file_says_how_to_fill_it(gate):
@@ -386,13 +386,59 @@ def test_nan_in_cache(gate, where):
     _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "1 of 30 frames have NaN or infinite features or scores")
 
 
-def test_feature_names_differ_between_pairs(gate):
+def test_cache_files_of_a_source_in_another_feature_order_are_matched_by_name(gate):
+    before = gate.run(NO_EXTRACTOR)
     source, index = "Src0001", 3
     x, y = gate.truth[source][index]
-    names = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "motion2", "vif_scale3")
-    path = gate.cache_file(source, index)
-    write_cache(path, cache_payload(x, y, names))
-    _cache_failure(gate, gate.run(NO_EXTRACTOR), path, "differ from")
+    order = [0, 1, 2, 3, 5, 4]
+    names = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "motion2", "integer_vif_scale3")
+    write_cache(gate.cache_file(source, index), cache_payload(x[:, order], y, names))
+    after = gate.run(NO_EXTRACTOR)
+    assert set(after.outcomes.values()) == {"PASSED"}, after.output
+    for arch in ARCHS:
+        assert after.report["archs"][arch]["per_fold"] == before.report["archs"][arch]["per_fold"]
+
+
+def test_a_cache_file_lacking_a_feature_is_the_one_named(gate):
+    """The first file of the source lacks motion2: the message names it, not a complete file."""
+    source = "Src0001"
+    x, y = gate.truth[source][0]
+    first = gate.cache_file(source, 0)
+    write_cache(first, cache_payload(x[:, :5], y, ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3")))
+    second = gate.cache_file(source, 1)
+    run = gate.run(NO_EXTRACTOR)
+    _cache_failure(gate, run, second, f"are not those of {first.name}, the source's first cache file")
+    assert f"{second.name} has motion2" in run.failure_text("loso::fold[linear-Src0001]")
+
+
+@pytest.mark.parametrize("where", ["cache", "table"])
+def test_a_feature_held_twice_is_an_error_not_a_silent_choice(gate, where):
+    """adm2 and libvmaf's integer_adm2 are one feature: with both, which one to score is not clear."""
+    names = ("adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2", "integer_adm2")
+    source = "Src0002"
+    if where == "cache":
+        for index in range(len(gate.stems(source))):
+            x, y = gate.truth[source][index]
+            write_cache(gate.cache_file(source, index), cache_payload(np.c_[x, x[:, 0] * 0.5], y, names))
+        run = gate.run(NO_EXTRACTOR)
+        assert_isolated_failure(run, {f"loso::fold[{a}-{source}]" for a in ARCHS} | {BASELINE_ID},
+                                names=gate.cache_dir / source,
+                                says="the same feature is held more than once: adm2 and integer_adm2")
+        return
+    table = gate.root / "frames.jsonl"
+    rows = []
+    for s in SOURCES:
+        for index in range(len(gate.stems(s))):
+            x, y = gate.truth[s][index]
+            rows += [{"src": s, "dis_basename": gate.stems(s)[index], "frame_index": i, "vmaf": float(y[i]),
+                      **dict(zip(names, map(float, [*x[i], x[i, 0] * 0.5])))} for i in range(len(y))]
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = gate.pytester.runpytest("-p", "no:cacheprovider", f"--loso-dir={gate.runs}", f"--loso-table={table}",
+                                     f"--loso-report={gate.report_dir}")
+    assert result.ret != 0
+    text = result.stdout.str()
+    assert f"{table}: the same feature is held more than once: adm2 and integer_adm2" in text, text
+    assert "keep one spelling of each feature" in text
 
 
 def test_source_without_distorted_clips(gate):
@@ -579,21 +625,34 @@ def test_accept_force_alone_is_a_usage_error(gate):
 # -- another tool's cache, and cache entries that are not files ----------------------------------------
 
 
-def test_a_cache_file_in_another_schema_is_an_error_and_left_byte_for_byte(gate):
-    """The fork's full-feature cache ({feature_names, per_frame, teacher_per_frame}) is not the gate's."""
-    import hashlib
+FOREIGN_CACHE_FILES = {  # another tool's file: what it holds, and how the failure describes it
+    # the fork's full-feature cache
+    "full-feature": ({"feature_names": ["adm2"], "per_frame": [[0.9]], "teacher_per_frame": [90.0]},
+                     "an object with keys feature_names, per_frame, teacher_per_frame: features is missing"),
+    # this cache's top-level keys, in another layout
+    "flat": ({"features": [[0.9, 0.5]], "scores": [80.0]},
+             "an object with keys features, scores: features is a JSON list, not an object"),
+    # a tool that names its schema, even with this cache's layout (and no frames)
+    "named": ({"schema": "tool-x/2", "features": {"feature_names": [], "per_frame": []}, "scores": {"per_frame": []}},
+              "an object with keys schema, features, scores, which names its own schema (schema 'tool-x/2')"),
+    "names-not-text": ({"features": {"feature_names": [1, 2], "per_frame": [[0.9, 0.5]]}, "scores": {"per_frame": [80.0]}},
+                       "features.feature_names holds values that are not names"),
+}
 
+
+@pytest.mark.parametrize("kind", FOREIGN_CACHE_FILES)
+def test_a_cache_file_in_another_schema_is_an_error_and_left_byte_for_byte(gate, kind):
+    payload, described = FOREIGN_CACHE_FILES[kind]
     victim = gate.cache_file("Src0001", 1)
-    victim.write_text(json.dumps({"feature_names": ["adm2"], "per_frame": [[0.9]], "teacher_per_frame": [90.0]}))
-    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    victim.write_text(json.dumps(payload))
+    before = victim.read_bytes()
     for extractor in ("--loso-extractor=none", "--loso-extractor=auto"):  # never replaced, even with libvmaf at hand
         run = gate.run(extractor)
-        failing = {f"loso::fold[{a}-Src0001]" for a in ARCHS} | {BASELINE_ID}
-        assert {n for n, o in run.outcomes.items() if o == "FAILED"} == failing, run.output
-        text = run.failure_text("loso::fold[mlp_small-Src0001]")
-        assert f"{victim}: not a feature-cache file of this schema: it holds an object with keys " \
-               "feature_names, per_frame, teacher_per_frame" in text
-        assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+        assert_isolated_failure(run, {f"loso::fold[{a}-Src0001]" for a in ARCHS} | {BASELINE_ID}, names=victim,
+                                says=f"{victim}: not a feature-cache file of this schema: it holds ")
+        assert described in run.failure_text("loso::fold[mlp_small-Src0001]")
+        assert "recomput" not in run.output.replace("recompute it", "")  # no libvmaf run, no warning of one
+        assert victim.read_bytes() == before
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", b"[" * 200_000, b'{"features": ' + b"9" * 5000 + b"}"],

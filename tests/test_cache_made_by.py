@@ -185,6 +185,26 @@ def test_recompute_forces_the_files_the_gate_wrote_and_keeps_the_others(pytester
            "sources" in run.output
 
 
+def test_recompute_leaves_another_tools_file_byte_for_byte_and_fails_its_source(pytester, small):  # noqa: F811
+    """A file that parses but names another tool's schema is that tool's data: not even
+    --loso-recompute replaces it; only the tests that need it fail, naming the schema."""
+    env = Env(pytester, small)
+    all_passed(env.run(), small.corpus.sources)
+    theirs = small.cache_paths(env.cache, "TestCard")[0]
+    theirs.write_text(json.dumps({"schema": "vmaf-tune/3", "features": {"feature_names": [], "per_frame": []},
+                                  "scores": {"per_frame": []}}))
+    kept = theirs.read_bytes()
+
+    run = env.run("--loso-recompute")
+    assert run.ret == 1, run.output
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::fold[{ARCH}-TestCard]"}, run.output
+    assert theirs.read_bytes() == kept
+    assert run.extraction["kept_on_recompute"] == [str(theirs)]
+    assert str(theirs) not in run.extraction["forced_recomputed"]
+    assert f"{theirs}: not a feature-cache file of this schema: it holds an object with keys schema, features, " \
+           "scores, which names its own schema (schema 'vmaf-tune/3')" in run.output
+
+
 @pytest.mark.parametrize("extra, says", [
     (["--loso-extractor", "none"], "--loso-recompute needs an extractor, and --loso-extractor none gives none"),
 ])
