@@ -137,6 +137,7 @@ class SourceData:
     pair_frames: tuple[int, ...]  # frames contributed by each pair, in order
     cache_files: tuple[Path, ...]
     fingerprint: str  # sha256 over the names and bytes of the cache files read
+    file_sha256: dict[str, str] = field(default_factory=dict)  # each file read ("<Source>/<name>") -> its sha256
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # dis stem -> frame counts
     # Per-frame metadata a codec-aware model needs (e.g. "encoder", "cq", "preset"), when the
     # corpus has it: a per-frame table does, a YUV + cache corpus does not.
@@ -384,13 +385,16 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
     digest = hashlib.sha256()
     feature_parts, score_parts, counts, files = [], [], [], []
     dropped: dict[str, dict[str, int]] = {}
+    file_sha256: dict[str, str] = {}
     names: tuple[str, ...] | None = None
     first = Path()
     for pair in pairs:
         path = pair.cache_path(cache_dir)
         raw, frames = _read_cached_pair(pair, path, cache_dir, filler, expected)
+        file_digest = hashlib.sha256(raw)
         digest.update(f"{source}/{path.name}\0".encode())
-        digest.update(hashlib.sha256(raw).digest())
+        digest.update(file_digest.digest())
+        file_sha256[f"{source}/{path.name}"] = file_digest.hexdigest()
         features = frames.features
         if names is None:
             names, first = frames.feature_names, path
@@ -411,6 +415,7 @@ def load_source(corpus: Corpus, source: str, cache_dir: Path, filler: CacheFille
         pair_frames=tuple(counts),
         cache_files=tuple(files),
         fingerprint=digest.hexdigest(),
+        file_sha256=file_sha256,
         dropped=dropped,
     )
 

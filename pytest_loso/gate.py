@@ -343,6 +343,7 @@ class Gate:
         result.setdefault("sources", {})[source] = {
             "fingerprint": data.fingerprint,
             "cache_files": len(data.cache_files),
+            "file_sha256": data.file_sha256,
             "frames": int(data.scores.size),
             "dropped": data.dropped,
         }

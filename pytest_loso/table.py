@@ -306,6 +306,7 @@ class TableCorpus:
             pair_frames=tuple(len(clip) for clip in clips),
             cache_files=(self.path,),
             fingerprint=digest.hexdigest(),
+            file_sha256={self.path.name: self.sha256},
             columns=columns,
         )
 

@@ -57,6 +57,11 @@ class Thresholds:
     def for_source(self, source: str) -> Bounds:
         return self.per_source.get(source, self.fold)
 
+    @property
+    def seed_mean_plcc_bound(self) -> float | None:
+        """Every seed's minimum mean PLCC: ``min_seed_mean_plcc``, by default ``min_mean_plcc``."""
+        return self.min_mean_plcc if self.min_seed_mean_plcc is None else self.min_seed_mean_plcc
+
     def to_json(self) -> dict:
         return {
             "fold": asdict(self.fold),
@@ -136,11 +141,8 @@ def check_aggregate(aggregate: dict, thresholds: Thresholds) -> list[Violation]:
 
 
 def for_seed(thresholds: Thresholds) -> Thresholds:
-    """The aggregate bounds of one seed's run: its mean PLCC is held to ``min_seed_mean_plcc``
-    (every seed's minimum), when one is set."""
-    if thresholds.min_seed_mean_plcc is None:
-        return thresholds
-    return replace(thresholds, min_mean_plcc=thresholds.min_seed_mean_plcc)
+    """The aggregate bounds of one seed's run: its mean PLCC is held to every seed's minimum."""
+    return replace(thresholds, min_mean_plcc=thresholds.seed_mean_plcc_bound)
 
 
 def check_seeds(summary: dict, thresholds: Thresholds) -> list[Violation]:

@@ -13,25 +13,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import write_atomically
+from .report.session import primary_arch
+from .thresholds import Thresholds
 
 SCHEMA_VERSION = 1
 
 
-def _gate(arch: str, report: dict) -> dict:
-    """The ``evaluate_gate`` block of ``ensemble_prod_gate.py`` for one architecture."""
-    thresholds = report["thresholds"]
+def _gate(arch: str, report: dict, thresholds: Thresholds) -> dict:
+    """The ``evaluate_gate`` block of ``ensemble_prod_gate.py`` for one architecture (its seeds as ints)."""
     summary = (report.get("seeds") or {}).get(arch)
     if summary is not None:
+        seed_of = {str(seed): seed for seed in summary["seeds"]}
         per_seed = {str(seed): agg["mean_plcc"] for seed, agg in summary["per_seed"].items()}
         mean, spread, check = summary["mean_plcc"], summary["spread_plcc"], summary["check"]
     else:  # one LOSO run: its mean over folds is the only "seed"
         aggregate = report["archs"][arch]["aggregate"] or {}
-        per_seed = {"-": aggregate.get("mean_plcc")}
+        seed_of, per_seed = {"-": "-"}, {"-": aggregate.get("mean_plcc")}
         mean, spread, check = aggregate.get("mean_plcc"), 0.0, report["aggregate_checks"].get(arch, {})
-    mean_min = thresholds["aggregate"]["min_mean_plcc"]
-    spread_max = thresholds["seeds"]["max_seed_spread"]
-    seed_min = thresholds["seeds"]["min_seed_mean_plcc"]
-    failing = sorted(s for s, v in per_seed.items() if v is None or (seed_min is not None and v < seed_min))
+    mean_min, spread_max = thresholds.min_mean_plcc, thresholds.max_seed_spread
+    seed_min = thresholds.seed_mean_plcc_bound  # what each seed's aggregate test held it to
+    failing = sorted(seed_of[s] for s, v in per_seed.items() if v is None or (seed_min is not None and v < seed_min))
     mean_pass = mean is not None and (mean_min is None or mean >= mean_min)
     spread_pass = spread_max is None or spread <= spread_max
     return {
@@ -50,11 +51,31 @@ def _gate(arch: str, report: dict) -> dict:
     }
 
 
-def build_verdict(report: dict, *, passed: bool) -> dict:
+def _reason(test: str, message: str) -> str:
+    """A failure in one line: every line of its message (a first line may only announce the rest)."""
+    return f"{test}: " + " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _corpus(report: dict) -> dict:
+    """What was read, file by file: sha256 of each cache file, or of the table."""
+    provenance = report["run_provenance"]
+    fingerprint = provenance["cache_fingerprint"]
+    return {
+        "present": True,
+        "corpus_root": report["corpus"],
+        "sha256": fingerprint["sha256"],  # over every source's files: see the report's cache_fingerprint
+        "files": fingerprint["files"],
+        "file_sha256": fingerprint["file_sha256"],
+        "sources": fingerprint["sources"],
+        "table": provenance["table"],
+    }
+
+
+def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool) -> dict:
     """PROMOTE only when every gate test passed, every bound held and the run was whole."""
     runs = sorted(report.get("seeds") or {}) or sorted(report["archs"])
-    gates = {arch: _gate(arch, report) for arch in runs}
-    reasons = [f"{f['test']}: {f['message'].splitlines()[0]}" for f in report["failures"]]
+    gates = {arch: _gate(arch, report, thresholds) for arch in runs}
+    reasons = [_reason(f["test"], f["message"]) for f in report["failures"]]
     if report.get("partial"):
         reasons.append(f"partial run: {len(report['partial']['not_run'])} gate tests did not run")
     if not passed and not reasons:
@@ -64,7 +85,7 @@ def build_verdict(report: dict, *, passed: bool) -> dict:
                     for arch, gate in gates.items() if not gate["passed"]]
     verdict = "HOLD" if reasons or not gates else "PROMOTE"
     provenance = report["run_provenance"]
-    primary = runs[0] if runs else None
+    primary = primary_arch(gates)
     return {
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
@@ -75,13 +96,7 @@ def build_verdict(report: dict, *, passed: bool) -> dict:
         "gate": gates.get(primary) if primary else None,
         "gates": gates,
         "thresholds": report["thresholds"],
-        "corpus": {
-            "present": True,
-            "corpus_root": report["corpus"],
-            "sha256": provenance["cache_fingerprint"]["sha256"],
-            "files": provenance["cache_fingerprint"]["files"],
-            "sources": provenance["cache_fingerprint"]["sources"],
-        },
+        "corpus": _corpus(report),
         "models": provenance["models"],
         "reasons": reasons,
         "recommendation": "promote: every gate test passed and every bound held" if verdict == "PROMOTE"
@@ -91,8 +106,8 @@ def build_verdict(report: dict, *, passed: bool) -> dict:
     }
 
 
-def write_verdict(path: Path, report: dict, *, passed: bool) -> dict:
-    verdict = build_verdict(report, passed=passed)
+def write_verdict(path: Path, report: dict, thresholds: Thresholds, *, passed: bool) -> dict:
+    verdict = build_verdict(report, thresholds, passed=passed)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(verdict, indent=2, sort_keys=True) + "\n")
     return verdict

@@ -228,3 +228,78 @@ def test_verdict_holds_on_a_broken_rule_or_a_partial_run(seeded):
     # seed2's 3 folds, its aggregate and seeds[...]: as many as pytest deselected
     assert any(reason.startswith("partial run: 5 gate tests did not run") for reason in verdict["reasons"])
     run.result.stdout.fnmatch_lines(["*= * passed, 5 deselected in *"])
+
+
+def _cache_file_hashes(gate) -> dict[str, str]:
+    import hashlib
+
+    return {f"{s}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for s in SOURCES for p in sorted((gate.cache_dir / s).glob("*.json"))}
+
+
+@pytest.mark.parametrize("bound", ["--loso-min-mean-plcc", "--loso-min-seed-mean-plcc"])
+def test_verdict_names_the_failing_seed_as_its_aggregate_test_judged_it(seeded, bound):
+    """The seed bound defaults to --loso-min-mean-plcc (README): the verdict says the same as the
+    seed's aggregate test, with the seed as an int, as ensemble_prod_gate.py writes it."""
+    clean = _run(seeded).report["seeds"][ARCH]
+    lowest, bar = clean["lowest_seed"], clean["lowest_seed_mean_plcc"] + 1e-6
+    above_the_rest = min(v["mean_plcc"] for s, v in clean["per_seed"].items() if s != str(lowest))
+    assert above_the_rest > bar  # only the lowest seed is below it
+    extra = [f"{bound}={bar}"] + (["--loso-min-mean-plcc=0"] if bound == "--loso-min-seed-mean-plcc" else [])
+    run, verdict = _verdict(seeded, *extra)
+    assert run.outcomes[f"loso::aggregate[{ARCH}-seed{lowest}]"] == "FAILED", run.output
+    assert verdict["verdict"] == "HOLD"
+    gate = verdict["gate"]
+    assert gate["failing_seeds"] == [lowest] and isinstance(lowest, int)
+    assert gate["per_seed_pass"] is False and gate["passed"] is False
+    assert gate["per_seed_min"] == bar
+    assert verdict["reasons"][0].startswith(f"aggregate[{ARCH}-seed{lowest}]: {ARCH}-seed{lowest}: mean PLCC ")
+
+
+def test_verdict_corpus_snapshot_lists_every_file_read_with_its_sha256(seeded):
+    run, verdict = _verdict(seeded)
+    assert run.result.ret == 0, run.output
+    files = _cache_file_hashes(seeded)
+    assert verdict["corpus"]["file_sha256"] == files and verdict["corpus"]["files"] == len(files)
+    assert verdict["corpus"]["table"] is None
+    assert run.report["run_provenance"]["cache_fingerprint"]["file_sha256"] == files
+
+
+def test_verdict_without_seeds_heads_with_the_primary_arch(gate):
+    import json
+
+    path = gate.root / "verdict.json"
+    run = gate.run(f"--loso-verdict={path}")
+    assert run.result.ret == 0, run.output
+    verdict = json.loads(path.read_text())
+    assert set(verdict["gates"]) == {"linear", "mlp_small"}
+    assert verdict["gate"] == verdict["gates"]["mlp_small"]
+    assert verdict["gate"]["mean_plcc"] == run.report["archs"]["mlp_small"]["aggregate"]["mean_plcc"]
+
+
+def test_verdict_on_a_table_names_the_table_and_a_setup_error_whole(gate):
+    import hashlib
+    import json
+
+    from test_table import _rows, _write_jsonl
+
+    rows = _rows(gate)
+    table = _write_jsonl(gate.root / "frames.jsonl", rows)
+    path = gate.root / "verdict.json"
+    args = ["-p", "no:cacheprovider", f"--loso-dir={gate.runs}", f"--loso-table={table}",
+            f"--loso-report={gate.report_dir}", f"--loso-verdict={path}"]
+    run = gate.run(*args, plain=True)
+    assert run.result.ret == 0, run.output
+    verdict = json.loads(path.read_text())
+    digest = hashlib.sha256(table.read_bytes()).hexdigest()
+    assert verdict["corpus"]["file_sha256"] == {table.name: digest} and verdict["corpus"]["files"] == 1
+    assert verdict["corpus"]["table"]["sha256"] == digest and verdict["corpus"]["table"]["path"] == str(table)
+
+    for row in rows:
+        del row["motion2"]
+    _write_jsonl(table, rows)
+    run = gate.run(*args, plain=True)
+    assert run.result.ret != 0
+    verdict = json.loads(path.read_text())
+    assert verdict["verdict"] == "HOLD"
+    assert any(f"{table}: missing feature motion2" in reason for reason in verdict["reasons"]), verdict["reasons"]

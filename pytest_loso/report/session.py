@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,13 @@ from .render import SROCC_METHODS, render_markdown
 if TYPE_CHECKING:
     from ..gate import Gate
 
-PRIMARY_ARCH = "mlp_small"  # what the single-arch keys describe when it was scored
+PRIMARY_ARCH = "mlp_small"  # what the single-arch keys (and the verdict's headline gate) describe when scored
+
+
+def primary_arch(names: Iterable[str]) -> str | None:
+    """The architecture a one-figure summary describes: ``mlp_small`` when scored, else the first by name."""
+    names = sorted(names)
+    return PRIMARY_ARCH if PRIMARY_ARCH in names else (names[0] if names else None)
 
 
 def _clean(value: object) -> object:
@@ -296,7 +303,7 @@ class SessionResults:
             seeds[arch] = dict(summary, check=verdict.to_json())
             if verdict.outcome == "failed":
                 failures.append({"test": verdict.test, "message": verdict.message})
-        primary = PRIMARY_ARCH if PRIMARY_ARCH in archs else min(archs, default=None)
+        primary = primary_arch(archs)
         baselines = {
             r["label"]: {
                 "model_path": r["model_path"],
@@ -326,6 +333,7 @@ class SessionResults:
             recomputed.update(r.get("extraction", {}).get("recomputed", {}))
         for r in results:  # models that failed to load still get their file's hash
             models.setdefault(r["model_path"], {"sha256": sha256(Path(r["model_path"]))})
+        file_sha256 = {name: digest for v in sources.values() for name, digest in v.get("file_sha256", {}).items()}
         fingerprint = hashlib.sha256(
             "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
         ).hexdigest()
@@ -368,7 +376,9 @@ class SessionResults:
                 "cache_fingerprint": {
                     "sha256": fingerprint,
                     "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},
-                    "files": sum(v["cache_files"] for v in sources.values()),
+                    # a table is one file, read for every source
+                    "files": len(file_sha256),
+                    "file_sha256": dict(sorted(file_sha256.items())),
                 },
                 "extraction": extraction_provenance(extraction["extractor"], computed, recomputed, sources,
                                                      extraction.get("kept_on_recompute", [])),
@@ -439,9 +449,10 @@ class SessionResults:
         if options.verdict_path is not None:
             from ..verdict import write_verdict
 
-            verdict = write_verdict(options.verdict_path, self.report, passed=passed)
+            verdict = write_verdict(options.verdict_path, self.report, options.thresholds, passed=passed)
+            reasons = [r if len(r) <= 160 else r[:159] + "…" for r in verdict["reasons"]]  # whole in the file
             self.notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
-                              + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""))
+                              + (f" ({'; '.join(reasons)})" if reasons else ""))
         if options.plot_dir is not None:
             from ..plots import write_plots
 
