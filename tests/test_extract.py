@@ -395,11 +395,19 @@ def test_corrupt_cache_file_is_recomputed_and_reported(pytester, small):
     assert run.extraction["pairs_computed"] == 1
     assert run.extraction["pairs_read_from_cache"] == small.n_pairs - 1
 
-    victim.write_text('{"features": {"feature_names": ["adm2"]}, "scores": 3}')  # valid JSON, wrong schema
+    # valid JSON in this schema, but no frames (a pipeline stopped before writing them): recomputed
+    victim.write_text('{"features": {"feature_names": ["adm2"], "per_frame": []}, "scores": {"per_frame": []}}')
     run = env.run()
     all_passed(run, small.corpus.sources)
     assert_matches_libvmaf(load_cache(victim), small.expected[victim.stem])
     assert run.extraction["corrupt_recomputed"] == [str(victim)]
+
+    # valid JSON laid out otherwise is another tool's file: never replaced (test_bad_input has the cases)
+    theirs = b'{"features": {"feature_names": ["adm2"]}, "scores": 3}'
+    victim.write_bytes(theirs)
+    run = env.run()
+    assert run.ret == 1 and victim.read_bytes() == theirs
+    assert run.extraction["corrupt_recomputed"] == []
 
 
 # -- 4. killed extraction -------------------------------------------------------------------------
