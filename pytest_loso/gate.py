@@ -172,6 +172,12 @@ class Gate:
                     expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
                     problem = f"source {source} has no fold model: expected {expected}"
                     fix = f"train and export the fold that holds out {source}, or take {source} out of the corpus"
+                    if source not in sources:  # only another seed has it: that seed's fold is the stray one
+                        holders = sorted((p for (a, _, s), ps in found.items() if (a, s) == (arch, source)
+                                          for p in ps), key=str)
+                        problem = (f"no fold for {source} here, where another seed has one ({holders[0]}); and "
+                                   f"{source} is not a source of the corpus")
+                        fix = f"remove fold_{source} from the seed that has it, or add the source's clips to the corpus"
                     paths = [expected]
                 elif len(paths) > 1:
                     problem = f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}"
@@ -188,9 +194,8 @@ class Gate:
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
                                     problem=problem, fix=fix, seed=seed))
         tags = list(self.options.baseline_names) or [p.stem for p in self.options.baselines]
-        for tag, path in zip(tags, self.options.baselines):
-            problem = f"two baselines share the tag {tag}" if tags.count(tag) > 1 else None
-            checks.append(Check("baseline", tag, path, problem=problem, fix="rename one of them"))
+        for tag, path in zip(tags, self.options.baselines):  # names are unique: options refuses two alike
+            checks.append(Check("baseline", tag, path))
         for name, pattern, members in self.options.ensembles:
             problem = None
             if len(members) < 2:

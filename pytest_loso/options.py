@@ -415,6 +415,10 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     for path in baselines:
         if not path.is_file():
             raise pytest.UsageError(f"--loso-baseline {path}: file not found (or not a file)")
+    for name in dict.fromkeys(n for n in baseline_names if baseline_names.count(n) > 1):  # one node id each
+        both = " and ".join(str(p) for n, p in zip(baseline_names, baselines) if n == name)
+        raise pytest.UsageError(f"--loso-baseline: two baselines are named {name} ({both}); "
+                                "name each with NAME=PATH, e.g. --loso-baseline=candidate=PATH")
     archs = config.getoption("loso_arch") or _ini(config, "loso_arch")
     try:
         bounds = {}

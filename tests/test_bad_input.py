@@ -144,13 +144,18 @@ def test_fold_for_a_source_not_in_the_data_root(gate):
     assert run.report["archs"]["mlp_small"]["aggregate"]["n_folds"] == 3
 
 
-def test_two_baselines_with_one_tag(gate):
+@pytest.mark.parametrize("spelled", ["stem", "NAME="])
+def test_two_baselines_with_one_name_are_a_usage_error(gate, spelled):
+    """Two tests with one node id could not be told apart (-k, --deselect, JUnit, xdist)."""
     other = gate.root / "other" / gate.baseline.name
     shutil.copytree(gate.baseline.parent, other.parent)
-    run = gate.run(f"--loso-baseline={other}")
-    # both have the tag vmaf_tiny_v1: one item, failing, rather than one silently overwriting the other
-    assert run.outcomes[BASELINE_ID] == "FAILED"
-    assert "two baselines share the tag vmaf_tiny_v1" in run.output
+    given = [f"--loso-baseline={other}", f"--loso-baseline={gate.baseline}"] if spelled == "stem" else \
+        [f"--loso-baseline=a={other}", f"--loso-baseline=a={gate.baseline}"]
+    run = gate.run(*given, baseline=False)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    name = BASELINE_ID.removeprefix("loso::baseline[")[:-1] if spelled == "stem" else "a"
+    assert f"--loso-baseline: two baselines are named {name} ({other} and {gate.baseline}); name each with " \
+           "NAME=PATH" in run.result.stderr.str()
 
 
 # -- model files: unreadable, wrong shape, degenerate output -----------------------------------
