@@ -319,7 +319,10 @@ def describe_feed(sidecar: Sidecar, columns: Collection[str]) -> dict:
     encoder = next((c for c in ENCODER_COLUMNS if c in columns), None)
     feed.update(recipe=f"ai/scripts/{recipe.script}", encoder_column=encoder, cq_column=cq)
     if recipe.cq_range is None:
-        feed["crf_norm"] = f"{cq or 'crf'} / {V2_CRF_MAX:g}"
+        feed["crf_norm"] = f"{cq or 'crf'} / {V2_CRF_MAX:g}" + (
+            # the trainer reads row.get("crf", 23): a cq-only table would feed it 23 for every frame
+            " (cq read as the crf: without a crf column the trainer's own default is 23 for every frame)"
+            if cq == "cq" else "")
     else:
         lo, hi = recipe.cq_range
         feed["crf_norm"] = f"({cq or 'cq'} - {lo:g}) / ({hi:g} - {lo:g}), the training corpus's range from " \

@@ -303,3 +303,21 @@ def test_verdict_on_a_table_names_the_table_and_a_setup_error_whole(gate):
     verdict = json.loads(path.read_text())
     assert verdict["verdict"] == "HOLD"
     assert any(f"{table}: missing feature motion2" in reason for reason in verdict["reasons"]), verdict["reasons"]
+
+
+def test_a_fold_one_seed_has_for_no_source_is_named_in_every_seed(seeded):
+    """fold_Bogus only in seed0, and Bogus not in the corpus: seed0's fold is the stray one, and
+    the other seeds say so rather than asking for a fold of a source that does not exist."""
+    import shutil
+
+    stray = _fold_path(seeded, 0, "Bogus")
+    shutil.copytree(_fold_path(seeded, 0, SOURCES[0]).parent, stray.parent)
+    run = _run(seeded)
+    failed = {n for n, o in run.outcomes.items() if o == "FAILED"}
+    assert failed == {f"loso::fold[{ARCH}-seed{seed}-Bogus]" for seed in SEEDS}, run.output
+    assert "fold for source Bogus, which is not in the data root" in run.failure_text(f"loso::fold[{ARCH}-seed0-Bogus]")
+    for seed in (1, 2):
+        text = run.failure_text(f"loso::fold[{ARCH}-seed{seed}-Bogus]")
+        assert f"no fold for Bogus here, where another seed has one ({stray}); and Bogus is not a source of " \
+               "the corpus" in text, text
+        assert "has no fold model" not in text
