@@ -118,6 +118,8 @@ def test_a_column_missing_for_all_rows_is_a_collection_error(gate, column):
     assert run.result.ret != 0
     assert "the gate cannot make its tests" in run.output and str(table) in run.output
     assert (column if column != "src" else "no source column") in run.output
+    if column == "src":  # the fix says what to add, not to pick another target
+        assert "its source clip's name in a source or src column" in run.output and "--loso-target" not in run.output
     assert run.report is not None
 
 
