@@ -73,6 +73,7 @@ def test_table_with_the_cache_data_gives_the_same_numbers(gate, kind):
     assert provenance["rows_read"] == len(_rows(gate)) and provenance["rows_filtered_out"] == 0
     import hashlib
     assert provenance["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    assert table_run.report["run_provenance"]["extraction"] is None  # no cache read, no pair computed
 
 
 def test_clips_without_dis_basename_are_source_encoder_cq(gate):

@@ -380,8 +380,9 @@ class SessionResults:
                     "files": len(file_sha256),
                     "file_sha256": dict(sorted(file_sha256.items())),
                 },
-                "extraction": extraction_provenance(extraction["extractor"], computed, recomputed, sources,
-                                                     extraction.get("kept_on_recompute", [])),
+                # a table is read as it is: no cache, nothing computed
+                "extraction": None if self.options.table else extraction_provenance(
+                    extraction["extractor"], computed, recomputed, sources, extraction.get("kept_on_recompute", [])),
                 "git": git_state(cwd),
                 "versions": versions(),
                 "items_run": len(results),
