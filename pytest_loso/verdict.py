@@ -71,13 +71,15 @@ def _corpus(report: dict) -> dict:
     }
 
 
-def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool) -> dict:
-    """PROMOTE only when every gate test passed, every bound held and the run was whole."""
+def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool, write_error: str | None = None) -> dict:
+    """PROMOTE only when every gate test passed, every bound held, the run was whole and its report written."""
     runs = sorted(report.get("seeds") or {}) or sorted(report["archs"])
     gates = {arch: _gate(arch, report, thresholds) for arch in runs}
     reasons = [_reason(f["test"], f["message"]) for f in report["failures"]]
     if report.get("partial"):
         reasons.append(f"partial run: {len(report['partial']['not_run'])} gate tests did not run")
+    if write_error is not None:
+        reasons.append(write_error)
     if not passed and not reasons:
         reasons.append("the pytest session failed")
     if not reasons:  # e.g. an aggregate check that could not be made
@@ -101,13 +103,14 @@ def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool) -> dict
         "reasons": reasons,
         "recommendation": "promote: every gate test passed and every bound held" if verdict == "PROMOTE"
         else "hold: " + "; ".join(reasons or ["no architecture was gated"]),
-        "report": provenance["outputs"]["json"],
+        "report": provenance["outputs"]["json"] if write_error is None else None,  # not this run's, if any
         "parent_adr": "ADR-0303",
     }
 
 
-def write_verdict(path: Path, report: dict, thresholds: Thresholds, *, passed: bool) -> dict:
-    verdict = build_verdict(report, thresholds, passed=passed)
+def write_verdict(path: Path, report: dict, thresholds: Thresholds, *, passed: bool,
+                  write_error: str | None = None) -> dict:
+    verdict = build_verdict(report, thresholds, passed=passed, write_error=write_error)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(verdict, indent=2, sort_keys=True) + "\n")
     return verdict

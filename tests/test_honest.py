@@ -124,16 +124,25 @@ def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(ga
     lock = ["chattr", "+i", str(late)] if os.geteuid() == 0 else ["chmod", "555", str(late)]
     gate.pytester.makepyfile(test_lock=f"import subprocess\n\n\ndef test_lock():\n"
                                        f"    subprocess.run({lock!r}, check=True)\n")
+    verdict_path, accepted = gate.root / "verdict.json", gate.root / "accepted.json"
     try:
-        run = gate.run(f"--loso-report={late}")
+        run = gate.run(f"--loso-report={late}", f"--loso-verdict={verdict_path}", f"--loso-compare={accepted}",
+                       "--loso-accept")
     finally:
         subprocess.run(["chattr", "-i", str(late)] if os.geteuid() == 0 else ["chmod", "755", str(late)],
                        check=True)
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
     assert all(outcome == "PASSED" for outcome in run.outcomes.values()), run.outcomes
-    assert f"report NOT written: {late}" in run.output and "the run fails, as its report is lost" in run.output
+    said = f"report NOT written: {late / 'loso_eval.predictions.npz'}: "  # the file, not its temporary
+    assert said in run.output and "the run fails, as its report is lost" in run.output
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
     assert not any(late.iterdir())
+    # the verdict says why it holds, and names no report; nothing is accepted
+    verdict = json.loads(verdict_path.read_text())
+    assert verdict["verdict"] == "HOLD" and verdict["report"] is None
+    assert any(reason.startswith(said) for reason in verdict["reasons"]), verdict["reasons"]
+    assert f"NOT accepted: this run's report was not written, {accepted} is unchanged" in run.output
+    assert not accepted.exists()
 
 
 def test_metrics_path_that_is_a_folder_is_a_usage_error_and_a_lost_step_summary_is_said(gate, monkeypatch):

@@ -410,15 +410,20 @@ class SessionResults:
         json_path, md_path = paths["json"], paths["markdown"]
         entries = {name: r["predictions"] for name, r in sorted(self.results.items()) if r.get("predictions")}
         sidecar = sidecar_path(json_path)
+        writing = out  # the file being written, for the message (an atomic write fails on its temporary)
         try:  # checked at start; a disk that fills (or a folder changed) since is said, not a traceback
             out.mkdir(parents=True, exist_ok=True)
             # each test's predictions, for a later paired comparison; the report records the file's sha256
+            # (a reader checks it, so an older report never pairs with these predictions)
+            writing = sidecar
             self.report["predictions"] = {"file": sidecar.name, "sha256": write_sidecar(sidecar, entries),
                                           "tests": len(entries)}
+            writing = json_path
             write_atomically(json_path, json.dumps(self.report, indent=2) + "\n")
+            writing = md_path
             write_atomically(md_path, render_markdown(self.report))
         except OSError as exc:
-            self.write_error = (f"report NOT written: {exc.filename or out}: {exc.strerror or exc}; "
+            self.write_error = (f"report NOT written: {writing}: {exc.strerror or exc}; "
                                 "the run fails, as its report is lost")
             self.notes.append(self.write_error)
             return []
@@ -450,7 +455,8 @@ class SessionResults:
         if options.verdict_path is not None:
             from ..verdict import write_verdict
 
-            verdict = write_verdict(options.verdict_path, self.report, options.thresholds, passed=passed)
+            verdict = write_verdict(options.verdict_path, self.report, options.thresholds, passed=passed,
+                                    write_error=self.write_error)
             reasons = [r if len(r) <= 160 else r[:159] + "…" for r in verdict["reasons"]]  # whole in the file
             self.notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
                               + (f" ({'; '.join(reasons)})" if reasons else ""))
