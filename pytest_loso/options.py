@@ -390,7 +390,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     if not loso_dirs:
         return None
     if example:
-        for option in ("--loso-dir", "--data-root", "--loso-table"):
+        for option in ("--loso-dir", "--data-root", "--loso-table", "--loso-where", "--loso-target"):
             if config.getoption(ini_key(option)):  # silently gating another corpus than asked would lie
                 raise pytest.UsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
                                         f"{option}, or drop --loso-example to gate your own")
@@ -405,7 +405,8 @@ def read_options(config: pytest.Config) -> GateOptions | None:
         data_root = _path(config, "--data-root")
         cache_dir = _path(config, "--loso-cache") or default_cache_dir()
         baseline_names, baselines = _named_baselines(config)
-    table, target, where = _table_options(config, data_root)
+    # the ini's table settings describe your corpus, not the example (as its baselines do)
+    table, target, where = (None, "vmaf", {}) if example else _table_options(config, data_root)
     if data_root is None and table is None:
         raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
                                 "or a per-frame table with --loso-table")
@@ -529,6 +530,11 @@ def _table_options(config: pytest.Config, data_root: Path | None) -> tuple[Path 
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     if table is None:
+        given = ["--loso-where"] * bool(where) + ["--loso-target"] * (
+            config.getoption("loso_target") is not None or target != "vmaf")
+        if given and data_root is not None:  # a YUV + cache corpus has neither columns nor rows to filter
+            raise pytest.UsageError(f"{' and '.join(given)} (or {' / '.join(map(ini_key, given))} in the ini) "
+                                    "apply to a per-frame table (--loso-table); this run reads --data-root")
         return None, target, where
     if data_root is not None:
         raise pytest.UsageError("--data-root and --loso-table are two corpora: give one of them")

@@ -100,3 +100,27 @@ def test_the_example_gate_scores_your_baseline_beside_its_own_and_refuses_anothe
     refused = pytester.runpytest_subprocess(*common, f"--data-root={pytester.path}", timeout=300)
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     assert "--loso-example gates the bundled example corpus and its folds: drop --data-root" in refused.stderr.str()
+
+
+def test_the_example_gate_ignores_your_ini_table_and_refuses_table_options(pytester):
+    """A project whose ini names its own per-frame table can still try the example: the ini's
+    loso_table / loso_where describe that project's corpus, as its ini baselines do."""
+    import pytest_loso
+
+    example = Path(pytest_loso.__file__).parent / "example"
+    pytester.makeini("[pytest]\nloso_table = frames.jsonl\nloso_where = corpus=netflix\n")
+    common = ("--loso-example", str(example), f"--loso-report={pytester.path / 'r'}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*common, timeout=300)
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    refused = pytester.runpytest_subprocess(*common, "--loso-where", "corpus=netflix", timeout=300)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--loso-example gates the bundled example corpus and its folds: drop --loso-where" in refused.stderr.str()
+
+
+@pytest.mark.parametrize("option", ["--loso-where=corpus=netflix", "--loso-target=teacher"])
+def test_table_options_on_a_yuv_corpus_are_a_usage_error(gate, option):
+    run = gate.run(option)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    name = option.split("=")[0]
+    assert f"{name} (or {name[2:].replace('-', '_')} in the ini) apply to a per-frame table (--loso-table); this " \
+           "run reads --data-root" in run.output
