@@ -211,14 +211,23 @@ CACHE_SCHEMA = '{"features": {"feature_names", "per_frame", "n_frames"}, "scores
 _SCHEMA_KEYS = ("schema", "$schema", "schema_version")  # a tool that names its schema is not the gate's
 
 
+def _json_type(value: object) -> str:
+    """What JSON calls the type of a parsed value."""
+    for kind, name in ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string"), ((int, float), "number")):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
 def _not_this_schema(payload: object) -> str | None:
-    """What makes a parsed cache file another tool's (``None``: it is in the gate's schema).
+    """What in a parsed cache file is not the gate's layout (``None``: nothing); without a
+    ``made_by`` record (the gate's own, then broken) that makes it another tool's file.
 
     Only the layout is judged here: values in the right layout that are not usable (NaN,
     no frames, ragged rows) are a corrupt file of this schema, which a recomputation replaces.
     """
     if not isinstance(payload, dict):
-        return f"a JSON {type(payload).__name__}"
+        return f"a JSON {_json_type(payload)}"
     found = f"an object with keys {', '.join(map(str, list(payload)[:8])) or 'none'}"
     named = [f"{key} {payload[key]!r}" for key in _SCHEMA_KEYS if key in payload]
     if named:
@@ -227,11 +236,11 @@ def _not_this_schema(payload: object) -> str | None:
         value = payload.get(block)
         if not isinstance(value, dict):
             return f"{found}: {block} is " + ("missing" if block not in payload
-                                               else f"a JSON {type(value).__name__}, not an object")
+                                               else f"a JSON {_json_type(value)}, not an object")
         for key in keys:
             if not isinstance(value.get(key), list):
                 return f"{found}: {block}.{key} is " + ("missing" if key not in value
-                                                          else f"a JSON {type(value[key]).__name__}, not a list")
+                                                          else f"a JSON {_json_type(value[key])}, not an array")
     if not all(isinstance(name, str) for name in payload["features"]["feature_names"]):
         return f"{found}: features.feature_names holds values that are not names"
     return None
@@ -240,6 +249,9 @@ def _not_this_schema(payload: object) -> str | None:
 def _read_payload(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], object]:
     payload = _parse(path, raw)
     foreign = _not_this_schema(payload)
+    if foreign is not None and isinstance(payload, dict) and made_by.KEY in payload:  # the gate's own, broken
+        raise LosoInputError(path, f"corrupt cache file: it holds {foreign}, not {CACHE_SCHEMA}",
+                             "delete it and recompute this pair's features")
     if foreign is not None:
         raise ForeignCacheFile(
             path,
@@ -356,7 +368,9 @@ def _same_features(features: np.ndarray, names: tuple[str, ...], first_names: tu
         raise LosoInputError(
             path,
             f"feature_names {list(names)} are not those of {first.name}, the source's first cache file "
-            f"({list(first_names)}): {path.name} " + (" and ".join(differences) or "lists a feature twice"),
+            f"({list(first_names)}): " + (f"{path.name} " + " and ".join(differences) if differences else
+                                          f"{(path if len(names) > len(first_names) else first).name} lists a "
+                                          "feature twice"),
             "recompute the cache so every file of a source has the same features",
         )
     return select(features, names, first_names, path=path, fix="keep one spelling of each feature")

@@ -27,6 +27,7 @@ from loso_helpers import (
     rewrite_location,
     script_metrics,
 )
+from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.training import Regressor, cache_payload, export_onnx, train, write_cache
 
 NO_EXTRACTOR = "--loso-extractor=none"
@@ -416,6 +417,15 @@ def test_a_cache_file_lacking_a_feature_is_the_one_named(gate):
     assert f"{second.name} has motion2" in run.failure_text("loso::fold[linear-Src0001]")
 
 
+def test_a_first_cache_file_holding_a_feature_twice_is_the_one_named(gate):
+    source = "Src0001"
+    x, y = gate.truth[source][0]
+    first = gate.cache_file(source, 0)
+    write_cache(first, cache_payload(np.c_[x, x[:, 0]], y, (*FEATURE_NAMES, "integer_adm2")))
+    run = gate.run(NO_EXTRACTOR)
+    _cache_failure(gate, run, gate.cache_file(source, 1), f"{first.name} lists a feature twice")
+
+
 @pytest.mark.parametrize("where", ["cache", "table"])
 def test_a_feature_held_twice_is_an_error_not_a_silent_choice(gate, where):
     """adm2 and libvmaf's integer_adm2 are one feature: with both, which one to score is not clear."""
@@ -636,7 +646,7 @@ FOREIGN_CACHE_FILES = {  # another tool's file: what it holds, and how the failu
                      "an object with keys feature_names, per_frame, teacher_per_frame: features is missing"),
     # this cache's top-level keys, in another layout
     "flat": ({"features": [[0.9, 0.5]], "scores": [80.0]},
-             "an object with keys features, scores: features is a JSON list, not an object"),
+             "an object with keys features, scores: features is a JSON array, not an object"),
     # a tool that names its schema, even with this cache's layout (and no frames)
     "named": ({"schema": "tool-x/2", "features": {"feature_names": [], "per_frame": []}, "scores": {"per_frame": []}},
               "an object with keys schema, features, scores, which names its own schema (schema 'tool-x/2')"),

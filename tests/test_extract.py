@@ -409,6 +409,19 @@ def test_corrupt_cache_file_is_recomputed_and_reported(pytester, small):
     assert run.ret == 1 and victim.read_bytes() == theirs
     assert run.extraction["corrupt_recomputed"] == []
 
+    # but a file the gate wrote (its made_by record says so) is its own, however broken: recomputed
+    victim.unlink()
+    all_passed(env.run(), small.corpus.sources)
+    ours = load_cache(victim)
+    ours["features"]["per_frame"] = None
+    victim.write_text(json.dumps(ours))
+    run = env.run()
+    all_passed(run, small.corpus.sources)
+    assert run.extraction["corrupt_recomputed"] == [str(victim)]
+    assert f"{victim}: corrupt cache file: it holds an object with keys features, scores, made_by: " \
+           "features.per_frame is a JSON null, not an array" in run.output
+    assert_matches_libvmaf(load_cache(victim), small.expected[victim.stem])
+
 
 # -- 4. killed extraction -------------------------------------------------------------------------
 
