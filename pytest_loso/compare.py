@@ -212,11 +212,15 @@ def _baselines_by_stem(baselines: object) -> object:
     tag where the entry names no file or two share a stem. A malformed entry is left to the shape check."""
     if not isinstance(baselines, dict):
         return baselines
-    stems = {tag: Path(entry["model_path"]).stem for tag, entry in baselines.items()
-             if isinstance(entry, dict) and isinstance(entry.get("model_path"), str) and entry["model_path"]}
-    shared = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
-    return {stems[tag] if tag in stems and stems[tag] not in shared else tag: entry
-            for tag, entry in baselines.items()}
+    key = {tag: Path(entry["model_path"]).stem
+           if isinstance(entry, dict) and isinstance(entry.get("model_path"), str) and entry["model_path"] else tag
+           for tag, entry in baselines.items()}
+    while True:  # a stem taken twice (by another stem or a kept tag): those renamed keep their tag instead
+        taken = list(key.values())
+        clashes = [tag for tag, k in key.items() if k != tag and taken.count(k) > 1]
+        if not clashes:
+            return {key[tag]: entry for tag, entry in baselines.items()}
+        key.update((tag, tag) for tag in clashes)
 
 
 def _shape_error(path: Path, where: str, expected: str, found: object) -> LosoInputError:

@@ -692,3 +692,21 @@ def test_comparison_under_xdist_equals_serial(gate):
     assert message(parallel) == message(serial)
     assert any(line.startswith("Src0001 (linear): PLCC ") for line in message(parallel))
 
+
+
+@pytest.mark.parametrize("baselines, keys", [
+    ({"mlp_small_v1": {"model_path": "/m/vmaf_tiny_v1.onnx"}}, ["vmaf_tiny_v1"]),
+    # a stem that is another entry's tag: both keep their tags (entry "a" was dropped)
+    ({"a": {"model_path": "/m/b.onnx"}, "b": {}}, ["a", "b"]),
+    # two files with one stem: both keep their tags
+    ({"x": {"model_path": "/m/v1.onnx"}, "y": {"model_path": "/n/v1.onnx"}}, ["x", "y"]),
+    # a clash found only after another entry fell back to its tag
+    ({"a": {"model_path": "/m/c.onnx"}, "b": {"model_path": "/m/c.onnx"}, "d": {"model_path": "/m/a.onnx"}},
+     ["a", "b", "d"]),
+])
+def test_script_baselines_are_keyed_by_stem_without_losing_one(baselines, keys):
+    from pytest_loso.compare import _baselines_by_stem
+
+    renamed = _baselines_by_stem(baselines)
+    assert list(renamed) == keys
+    assert list(renamed.values()) == list(baselines.values())  # every entry, in order, unchanged
