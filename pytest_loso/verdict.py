@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import write_atomically
+from .gate import run_name
 from .report.session import primary_arch
 from .thresholds import Thresholds
 
@@ -20,23 +21,30 @@ SCHEMA_VERSION = 1
 
 
 def _gate(arch: str, report: dict, thresholds: Thresholds) -> dict:
-    """The ``evaluate_gate`` block of ``ensemble_prod_gate.py`` for one architecture (its seeds as ints)."""
+    """The ``evaluate_gate`` block of ``ensemble_prod_gate.py`` for one architecture (its seeds as ints).
+
+    ``failing_seeds`` are those whose mean PLCC is below ``per_seed_min``, as that script says;
+    ``passed`` also needs every seed's own aggregate test to have passed (its other bounds)."""
     summary = (report.get("seeds") or {}).get(arch)
     if summary is not None:
         seed_of = {str(seed): seed for seed in summary["seeds"]}
         per_seed = {str(seed): agg["mean_plcc"] for seed, agg in summary["per_seed"].items()}
         mean, spread, check = summary["mean_plcc"], summary["spread_plcc"], summary["check"]
+        # each seed's aggregate test holds more than its PLCC (e.g. --loso-max-mean-rmse)
+        seed_checks = [report["aggregate_checks"].get(run_name(arch, seed), {}) for seed in summary["seeds"]]
     else:  # one LOSO run: its mean over folds is the only "seed"
         aggregate = report["archs"][arch]["aggregate"] or {}
         seed_of, per_seed = {"-": "-"}, {"-": aggregate.get("mean_plcc")}
         mean, spread, check = aggregate.get("mean_plcc"), 0.0, report["aggregate_checks"].get(arch, {})
+        seed_checks = []
     mean_min, spread_max = thresholds.min_mean_plcc, thresholds.max_seed_spread
-    seed_min = thresholds.seed_mean_plcc_bound  # what each seed's aggregate test held it to
+    seed_min = thresholds.seed_mean_plcc_bound  # what each seed's aggregate test held its mean PLCC to
     failing = sorted(seed_of[s] for s, v in per_seed.items() if v is None or (seed_min is not None and v < seed_min))
     mean_pass = mean is not None and (mean_min is None or mean >= mean_min)
     spread_pass = spread_max is None or spread <= spread_max
     return {
-        "passed": check.get("outcome") == "passed" and mean_pass and spread_pass and not failing,
+        "passed": check.get("outcome") == "passed" and mean_pass and spread_pass and not failing
+        and all(c.get("outcome") == "passed" for c in seed_checks),
         "mean_plcc": mean,
         "mean_plcc_threshold": mean_min,
         "mean_plcc_pass": mean_pass,

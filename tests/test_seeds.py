@@ -321,3 +321,17 @@ def test_a_fold_one_seed_has_for_no_source_is_named_in_every_seed(seeded):
         assert f"no fold for Bogus here, where another seed has one ({stray}); and Bogus is not a source of " \
                "the corpus" in text, text
         assert "has no fold model" not in text
+
+
+def test_verdict_gate_does_not_pass_when_a_seed_fails_another_bound(seeded):
+    """failing_seeds is about PLCC (as ensemble_prod_gate.py), but a seed whose aggregate test
+    failed on its RMSE bound keeps the gate from passing."""
+    clean = _run(seeded).report["seeds"][ARCH]
+    rmse = {int(s): v["mean_rmse"] for s, v in clean["per_seed"].items()}
+    worst = max(rmse, key=rmse.get)
+    bar = (rmse[worst] + max(v for s, v in rmse.items() if s != worst)) / 2
+    run, verdict = _verdict(seeded, f"--loso-max-mean-rmse={bar}")
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::aggregate[{ARCH}-seed{worst}]"}
+    gate = verdict["gate"]
+    assert gate["failing_seeds"] == [] and gate["per_seed_pass"] is True  # every seed's PLCC holds
+    assert gate["passed"] is False and verdict["verdict"] == "HOLD"
