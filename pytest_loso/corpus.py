@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import made_by
-from .errors import LosoInputError, data_warning, not_a_regular_file
+from .errors import LosoInputError, data_warning, what_is_at
 from .features import canonical, select
 
 if TYPE_CHECKING:
@@ -317,9 +317,10 @@ def _read_cached_pair(pair: Pair, path: Path, cache_dir: Path, filler: CacheFill
                       expected: Callable[[], made_by.Extraction] | None) -> tuple[bytes, PairFrames]:
     """A pair's cache file, computed when missing and recomputed when corrupt or stale (with a
     ``filler``); without one, either is an error that says how to fill the cache."""
-    if not_a_regular_file(path):
-        raise LosoInputError(path, "is not a regular file (a folder, FIFO, device or broken link); refusing to read "
-                             "or replace it", "remove it, so the pair's features can be cached there")
+    there = what_is_at(path)
+    if there is not None:
+        raise LosoInputError(path, f"is {there}, not a regular file; refusing to read or replace it",
+                             "remove it, so the pair's features can be cached there")
     if filler is not None and not path.is_file():
         filler.ensure(pair)
     try:

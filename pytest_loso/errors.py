@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -38,7 +40,18 @@ def data_warning(message: str) -> None:
         warnings.warn(LosoDataWarning(message), stacklevel=2)
 
 
-def not_a_regular_file(path: Path) -> bool:
-    """Something other than a regular file is at ``path``: a folder, FIFO, device or broken link.
-    Such an entry is never read (a FIFO hangs, a device never ends) nor replaced (it is not ours)."""
-    return (path.exists() or path.is_symlink()) and not path.is_file()
+def what_is_at(path: Path) -> str | None:
+    """What is at ``path`` when it is neither a regular file nor nothing: "a folder", "a FIFO",
+    "a device", "a socket" or "a broken link (to …)"; ``None`` otherwise. Such an entry is never
+    read (a FIFO hangs, a device never ends) nor replaced (it is not the gate's)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"a broken link (to {os.readlink(path)})" if path.is_symlink() else None
+    except OSError:
+        return None  # e.g. permission denied: the read that follows says so
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import made_by
 from .atomic import write_atomically
 from .corpus import ForeignCacheFile, Pair, read_pair
-from .errors import LosoInputError, not_a_regular_file
+from .errors import LosoInputError, what_is_at
 from .features import FEATURE_NAMES
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
@@ -356,7 +356,7 @@ class CacheFiller:
         """
         # a folder, FIFO or link where a file belongs is not missing: its test says so, and it stays
         missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()
-                   and not not_a_regular_file(p.cache_path(self.cache_dir))]
+                   and what_is_at(p.cache_path(self.cache_dir)) is None]
         again = self._to_recompute(pairs, progress) if recompute else []
         if not missing and not again:
             return 0

@@ -193,8 +193,7 @@ class Gate:
                     fix = f"add the source's clips to the corpus, or remove fold_{source}"
                 checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
                                     problem=problem, fix=fix, seed=seed))
-        tags = list(self.options.baseline_names) or [p.stem for p in self.options.baselines]
-        for tag, path in zip(tags, self.options.baselines):  # names are unique: options refuses two alike
+        for tag, path in zip(self.options.baseline_names, self.options.baselines):  # unique: options says so
             checks.append(Check("baseline", tag, path))
         for name, pattern, members in self.options.ensembles:
             problem = None

@@ -20,13 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LosoInputError, not_a_regular_file
+from .errors import LosoInputError, what_is_at
 from .features import FEATURE_NAMES, select
 from .sidecar import Sidecar, build_inputs, load_sidecar
 
@@ -190,7 +189,7 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
                 f"re-export the model with its weights in {model_path.name}.data beside it",
             )
     sibling = model_path.with_name(model_path.name + ".data")
-    if not_a_regular_file(sibling):  # say what is there, not "not found"
+    if what_is_at(sibling) is not None:  # say what is there, not "not found"
         _regular_file(sibling, "external data file")
     # The renamed-model defect: when the sibling exists, it is the real weights file.
     chosen = sibling if sibling.is_file() else None
@@ -209,17 +208,15 @@ def _data_file(model_path: Path, locations: set[str]) -> Path:
 
 def _regular_file(path: Path, what: str) -> int:
     """The size of ``path``, which must be a regular file: a FIFO or a device would hang or never end."""
+    there = what_is_at(path)
+    if there is not None:
+        raise LosoInputError(path, f"the {what} is {there}, not a regular file; refusing to read it")
     try:
-        info = path.stat()
+        return path.stat().st_size
     except FileNotFoundError:
-        if path.is_symlink():
-            raise LosoInputError(path, f"the {what} is a broken link (to {os.readlink(path)})") from None
         raise LosoInputError(path, f"{what} not found") from None
     except OSError as exc:
         raise LosoInputError(path, f"cannot read the {what}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise LosoInputError(path, f"the {what} is not a regular file (a folder, FIFO or device); refusing to read it")
-    return info.st_size
 
 
 def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) -> tuple[Path, bytes]:

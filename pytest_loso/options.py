@@ -20,7 +20,7 @@ import pytest
 
 from .compare import DEFAULT_MAX_DROP, Allowance, load_accepted, parse_max_drop
 from .corpus import default_cache_dir
-from .errors import LosoInputError, not_a_regular_file
+from .errors import LosoInputError, what_is_at
 from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
 
 EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
@@ -62,8 +62,12 @@ def ini_key(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
 
 
-_NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {"loso_jobs", "loso_bootstrap",
-                                                                             "loso_bootstrap_seed"}
+_INTEGER_INI = [  # (key, help, default): whole-number ini keys, registered as numbers with the thresholds
+    ("loso_jobs", "libvmaf runs at once (default: number of CPUs)", None),
+    ("loso_bootstrap", "bootstrap resamples for 95% intervals", None),
+    ("loso_bootstrap_seed", "bootstrap seed", "0"),
+]
+_NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {key for key, _, _ in _INTEGER_INI}
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -133,16 +137,19 @@ def _ini(config: pytest.Config, key: str) -> Any:
         hint = ""
         if "expects a string" in str(exc):
             hint = "; write the value in quotes, as a TOML string"
-            if _number(float) is None and key in _NUMBER_KEYS:
+            if not PYTEST_TAKES_TOML_NUMBERS and key in _NUMBER_KEYS:
                 hint += f" (pytest {pytest.__version__} takes plugins' values as text; 9.2 and later take numbers)"
         raise pytest.UsageError(f"{key}: {exc}{hint}") from None
 
 
+# pytest 9.2 takes union ini types, so a [tool.pytest] TOML number is read as a number; before
+# it, plugins' ini values are text (and a TOML number is pytest's TypeError).
+PYTEST_TAKES_TOML_NUMBERS = tuple(int(part) for part in pytest.__version__.split(".")[:2]) >= (9, 2)
+
+
 def _number(kind: type) -> object:
-    """An ini type that takes a TOML number as well as a string (``[tool.pytest]`` keeps numbers
-    numbers); pytest before 9.2 has no union types, and reads every value as a string."""
-    major, minor = (int(part) for part in pytest.__version__.split(".")[:2])
-    return kind | str if (major, minor) >= (9, 2) else None
+    """An ini type that takes a TOML number as well as a string, where pytest can (else text)."""
+    return kind | str if PYTEST_TAKES_TOML_NUMBERS else None
 
 
 def add_ini(parser: pytest.Parser) -> None:
@@ -156,15 +163,14 @@ def add_ini(parser: pytest.Parser) -> None:
     for option, key, help_text in _THRESHOLD_OPTIONS:
         parser.addini(ini_key(option), f"{help_text} (default {DEFAULTS[key]}; 'none' disables)",
                       type=_number(float), default=None)
+    for key, help_text, default in _INTEGER_INI:
+        parser.addini(key, help_text, type=_number(int), default=default)
     parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
     parser.addini("loso_extractor", "auto, ffmpeg, vmaf or none", default="auto")
     parser.addini("loso_frame_size", "frame size of the raw YUVs, WxH", default="1920x1080")
     parser.addini("loso_frame_sizes", "per-source frame sizes, one 'Source: WxH' a line", type="linelist")
-    parser.addini("loso_jobs", "libvmaf runs at once (default: number of CPUs)", type=_number(int), default=None)
     parser.addini("loso_max_drop", "allowed change per metric vs the accepted report", default=DEFAULT_MAX_DROP)
     parser.addini("loso_compare_mode", "bound or noise", default="bound")
-    parser.addini("loso_bootstrap", "bootstrap resamples for 95% intervals", type=_number(int), default=None)
-    parser.addini("loso_bootstrap_seed", "bootstrap seed", type=_number(int), default="0")
     parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
     parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
     parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
@@ -248,8 +254,9 @@ def _ini_base_or_cwd(config: pytest.Config) -> Path:
 def _writable_folder(path: Path, option: str) -> None:
     """Refuse at start a folder the report cannot be written to, before anything is scored."""
     for part in (path, *path.parents):
-        if part.is_symlink() and not part.exists():
-            raise pytest.UsageError(f"{option} {path}: {part} is a link to {os.readlink(part)}, which does not exist")
+        there = what_is_at(part)
+        if there is not None and there.startswith("a broken link"):
+            raise pytest.UsageError(f"{option} {path}: {part} is {there}")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
         raise pytest.UsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
@@ -265,9 +272,10 @@ def _report_folder(path: Path) -> None:
 
     _writable_folder(path, "--loso-report")
     for file in report_files(path):
-        if not_a_regular_file(file):
-            raise pytest.UsageError(f"--loso-report {path}: {file} is not a regular file (a folder, FIFO, device or "
-                                    "broken link) and the report is written there: remove it, or give another folder")
+        there = what_is_at(file)
+        if there is not None:
+            raise pytest.UsageError(f"--loso-report {path}: {file} is {there}, not a regular file, and the report "
+                                    "is written there: remove it, or give another folder")
 
 
 def _writable_file(path: Path | None, option: str) -> Path | None:

@@ -69,7 +69,6 @@ def test_the_mlp_small_scripts_report_is_compared_test_by_test(gate):
                                          [("aggregate", "")] + [("fold", f"-{s}") for s in SOURCES])
     assert any("no provenance" in w for w in comparison["warnings"])
     assert comparison["removed"] == ["baseline[vmaf_tiny_v1_medium]"]  # matched by file stem, not by tag
-    assert BASELINE_TAG == gate.baseline.stem
 
     # the baseline is held to the script's numbers: a concatenation the script scored better fails it
     script["baselines"]["mlp_small_v1"]["all_clips_concat"]["plcc"] += 0.05

@@ -689,7 +689,7 @@ def test_a_cache_entry_that_is_not_a_file_is_neither_read_nor_replaced(gate, kin
     victim.mkdir() if kind == "folder" else os.mkfifo(victim)
     run = gate.run("--loso-extractor=auto", subprocess=True)  # a FIFO read would hang: the timeout would say
     assert_isolated_failure(run, {f"loso::fold[{a}-Src0000]" for a in ARCHS} | {BASELINE_ID},
-                            names=victim, says="is not a regular file")
+                            names=victim, says=f"is a {kind if kind == 'folder' else 'FIFO'}, not a regular file")
     assert victim.is_dir() if kind == "folder" else victim.is_fifo()
 
 
@@ -703,7 +703,7 @@ def test_a_fifo_as_model_is_refused_not_read(gate, where):
     os.mkfifo(victim)
     run = gate.run(subprocess=True)  # reading a FIFO would hang until the timeout
     # named as what it is (the external data's FIFO was "not found")
-    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=victim, says="is not a regular file")
+    assert_isolated_failure(run, {"loso::fold[mlp_small-Src0001]"}, names=victim, says="is a FIFO, not a regular file")
 
 
 def test_a_broken_link_as_external_data_is_named_as_one(gate):
@@ -730,3 +730,24 @@ def test_a_huge_external_data_file_is_read_only_as_far_as_the_model_needs(gate):
     with open(data, "rb") as handle:
         assert run.report["run_provenance"]["models"][str(gate.fold_path("linear", "Src0000"))]["data_sha256"] == \
             hashlib.sha256(handle.read(needed)).hexdigest()
+
+
+@pytest.mark.parametrize("takes_numbers, says", [
+    (False, "loso_jobs: expects a string; write the value in quotes, as a TOML string (pytest "),
+    (True, "loso_jobs: expects a string; write the value in quotes, as a TOML string"),
+])
+def test_a_toml_value_pytest_refuses_is_a_usage_error_naming_the_key(monkeypatch, takes_numbers, says):
+    """pytest before 9.2 raises TypeError for a TOML number in a plugin's ini key (this venv has 9.2,
+    so the old pytest's refusal is played here): a usage error with the quoting hint, not an INTERNALERROR."""
+    from pytest_loso import options
+
+    class Config:
+        @staticmethod
+        def getini(key):
+            raise TypeError("expects a string")
+
+    monkeypatch.setattr(options, "PYTEST_TAKES_TOML_NUMBERS", takes_numbers)
+    with pytest.raises(pytest.UsageError) as info:
+        options._ini(Config(), "loso_jobs")
+    assert str(info.value).startswith(says)
+    assert ("takes plugins' values as text; 9.2 and later take numbers" in str(info.value)) is not takes_numbers

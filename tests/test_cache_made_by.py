@@ -268,8 +268,9 @@ def test_an_entry_that_is_not_a_file_is_neither_read_nor_replaced_by_libvmaf(pyt
     run = env.run_subprocess()  # a FIFO read would hang: the timeout would say
     assert run.outcomes == {f"loso::fold[{ARCH}-Life]": "PASSED", f"loso::fold[{ARCH}-Mandelbrot]": "FAILED",
                             f"loso::fold[{ARCH}-TestCard]": "PASSED"}, run.output
-    assert f"{victim}: is not a regular file (a folder, FIFO, device or broken link); refusing to read or replace " \
-           "it" in run.failure_text(f"loso::fold[{ARCH}-Mandelbrot]")
+    there = {"fifo": "a FIFO", "link-to-a-device": "a device", "broken-link": f"a broken link (to {target})"}[kind]
+    assert f"{victim}: is {there}, not a regular file; refusing to read or replace it" \
+        in run.failure_text(f"loso::fold[{ARCH}-Mandelbrot]")
     assert run.extraction["pairs_computed"] == 0 and run.extraction["corrupt_recomputed"] == []
     assert victim.is_fifo() if target is None else os.readlink(victim) == str(target)
     assert "Traceback" not in run.output

@@ -97,10 +97,10 @@ def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(gate, wher
         says = f"--loso-report {target}: {blocker} is not a folder"
     elif where == "a broken link":
         target.symlink_to(blocker)
-        says += f"{target} is a link to {blocker}, which does not exist"
+        says += f"{target} is a broken link (to {blocker})"
     elif where == "its report file a folder":
         (target / "loso_eval.json").mkdir(parents=True)
-        says += f"{target / 'loso_eval.json'} is not a regular file"
+        says += f"{target / 'loso_eval.json'} is a folder, not a regular file"
     else:  # os.access says yes to root: a real write says no (these were tracebacks after every test ran)
         blocker.mkdir()
         target = blocker / "report"
