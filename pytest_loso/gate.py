@@ -138,6 +138,32 @@ class Gate:
         """
         return list(self._checks)
 
+    def _fold_problem(self, found: dict, arch: str, seed: int | None, source: str,
+                      sources: frozenset[str]) -> tuple[Path, str | None, str | None]:
+        """A fold test's model file, and what is wrong with it known before scoring (with the fix)."""
+        paths = found.get((arch, seed, source), [])
+        if len(paths) > 1:
+            return (paths[0], f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}",
+                    "give --loso-dir folders that offer each fold once")
+        if paths and source in sources:
+            return paths[0], None, None
+        if paths:
+            where = (f"the table {self.options.table} (no rows with source {source}"
+                     f"{' after --loso-where' if self.options.where else ''})" if self.options.table else
+                     f"the data root (no {self.options.data_root}/ref/{source}_<fps>fps.yuv)")
+            return (paths[0], f"fold for source {source}, which is not in {where}",
+                    f"add the source's clips to the corpus, or remove fold_{source}")
+        # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
+        run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed) for p in ps)
+        expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
+        if source not in sources:  # only another seed has it: that seed's fold is the stray one
+            stray = min((p for (a, _, s), ps in found.items() if (a, s) == (arch, source) for p in ps), key=str)
+            return (expected, f"no fold for {source} here, where another seed has one ({stray}); and {source} is "
+                    "not a source of the corpus",
+                    f"remove fold_{source} from the seed that has it, or add the source's clips to the corpus")
+        return (expected, f"source {source} has no fold model: expected {expected}",
+                f"train and export the fold that holds out {source}, or take {source} out of the corpus")
+
     @cached_property
     def _checks(self) -> tuple[Check, ...]:  # an error is not cached: every caller gets it raised afresh
         found = find_fold_models(self.options.loso_dirs)
@@ -156,42 +182,14 @@ class Gate:
                 "no fold models found",
                 "expected fold_<Source>/<arch>_final.onnx or loso_<arch>/fold_<Source>/<arch>_final.onnx",
             )
-        sources = self.corpus.sources
+        sources = frozenset(self.corpus.sources)
         checks = []
         runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs}, key=lambda r: (r[0], r[1] or -1))
         for arch, seed in runs:
             # every seed of a run is held to the same folds: the sources, and any fold another seed has
-            fold_sources = sorted(set(sources) | {s for a, _, s in found if a == arch})
-            for source in fold_sources:
-                paths = found.get((arch, seed, source), [])
-                problem = fix = None
-                if not paths:
-                    # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
-                    run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed)
-                                  for p in ps)
-                    expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
-                    problem = f"source {source} has no fold model: expected {expected}"
-                    fix = f"train and export the fold that holds out {source}, or take {source} out of the corpus"
-                    if source not in sources:  # only another seed has it: that seed's fold is the stray one
-                        holders = sorted((p for (a, _, s), ps in found.items() if (a, s) == (arch, source)
-                                          for p in ps), key=str)
-                        problem = (f"no fold for {source} here, where another seed has one ({holders[0]}); and "
-                                   f"{source} is not a source of the corpus")
-                        fix = f"remove fold_{source} from the seed that has it, or add the source's clips to the corpus"
-                    paths = [expected]
-                elif len(paths) > 1:
-                    problem = f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}"
-                    fix = "give --loso-dir folders that offer each fold once"
-                elif source not in sources:
-                    problem = (
-                        f"fold for source {source}, which is not in the table {self.options.table} "
-                        f"(no rows with source {source}{' after --loso-where' if self.options.where else ''})"
-                        if self.options.table else
-                        f"fold for source {source}, which is not in the data root "
-                        f"(no {self.options.data_root}/ref/{source}_<fps>fps.yuv)"
-                    )
-                    fix = f"add the source's clips to the corpus, or remove fold_{source}"
-                checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", paths[0], arch=arch, source=source,
+            for source in sorted(sources | {s for a, _, s in found if a == arch}):
+                path, problem, fix = self._fold_problem(found, arch, seed, source, sources)
+                checks.append(Check("fold", f"{run_name(arch, seed)}-{source}", path, arch=arch, source=source,
                                     problem=problem, fix=fix, seed=seed))
         for tag, path in zip(self.options.baseline_names, self.options.baselines):  # unique: options says so
             checks.append(Check("baseline", tag, path))
