@@ -229,7 +229,9 @@ def _width(path: Path, name: str, width: int | None, expected: int, key: str) ->
                              "use the sidecar exported with this model")
 
 
-def _column(sidecar: Sidecar, data: SourceData, names: tuple[str, ...], what: str, cq_column: str) -> tuple[str, Any]:
+def _column(sidecar: Sidecar, data: SourceData, names: tuple[str, ...], what: str) -> tuple[str, Any]:
+    """The first of ``names`` the source's frames have, or an error saying which columns the model needs."""
+    assert sidecar.recipe is not None
     for name in names:
         if name in data.columns:
             return name, data.columns[name]
@@ -237,8 +239,8 @@ def _column(sidecar: Sidecar, data: SourceData, names: tuple[str, ...], what: st
         sidecar.path,
         f"codec-aware model needs each frame's {what}, but source {data.source} has no "
         f"{' or '.join(names)} column",
-        f"score it on a per-frame table with {ENCODER_COLUMNS[0]} and {cq_column} columns (a YUV + cache corpus "
-        "has none)",
+        f"score it on a per-frame table with {ENCODER_COLUMNS[0]} and {sidecar.recipe.cq_columns[0]} columns "
+        "(a YUV + cache corpus has none)",
     )
 
 
@@ -281,8 +283,8 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
 
     recipe = sidecar.recipe
     assert recipe is not None
-    _, encoders = _column(sidecar, data, ENCODER_COLUMNS, "encoder", recipe.cq_columns[0])
-    cq_name, cqs = _column(sidecar, data, recipe.cq_columns, recipe.cq_columns[0], recipe.cq_columns[0])
+    _, encoders = _column(sidecar, data, ENCODER_COLUMNS, "encoder")
+    cq_name, cqs = _column(sidecar, data, recipe.cq_columns, recipe.cq_columns[0])
     slots = {name: i for i, name in enumerate(sidecar.encoder_vocab)}
     index = np.array([_encoder_slot(recipe, slots, e) for e in encoders.tolist()], dtype=np.int64)
     onehot = np.eye(len(sidecar.encoder_vocab), dtype=np.float32)[index]
