@@ -435,3 +435,18 @@ def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(gat
     assert_close(run.report["baselines"]["v2"]["all_clips_concat"], independent_metrics(expected, y), tol=1e-4)
     feed = run.report["run_provenance"]["models"][str(model)]["feed"]
     assert feed["preset_norm"] == "no preset column: the fork's default 'medium' (ordinal 5 / 9 for every encoder)"
+
+
+def test_a_failure_shared_by_many_sources_is_said_once_naming_ten_of_the_rest():
+    from pytest_loso.gate import SOURCES_NAMED, _sources_failed
+
+    sources = [f"Clip{i:02d}" for i in range(13)]
+    errors = [(s, f"/m.json: source {s} has no encoder column") for s in sources]
+    errors.append(("Other", "/m.onnx: onnxruntime failed on Other"))
+    error = _sources_failed(Path("/m.onnx"), "cannot score on all sources", errors)
+    lines = str(error).splitlines()
+    assert lines[0] == "/m.onnx: cannot score on all sources; 14 failed:"
+    assert lines[1] == "  /m.json: source Clip00 has no encoder column"
+    named = ", ".join(sources[1:1 + SOURCES_NAMED])
+    assert lines[2] == f"  the same for 12 more sources: {named} and {12 - SOURCES_NAMED} more"
+    assert lines[3:] == ["  /m.onnx: onnxruntime failed on Other"]
