@@ -143,6 +143,12 @@ class SourceData:
     # corpus has it: a per-frame table does, a YUV + cache corpus does not.
     columns: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @property
+    def names_file(self) -> Path:
+        """The file that names the features: the source's first cache file (the others are
+        matched to it by name), or the table."""
+        return self.cache_files[0] if self.cache_files else Path(self.source)
+
 
 def _fill_hint(cache_dir: Path) -> str:
     return (

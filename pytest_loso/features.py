@@ -38,21 +38,17 @@ def columns_for(available: Sequence[str], wanted: Sequence[str], *, path: Path |
     for i, name in enumerate(available):
         positions.setdefault(canonical(name), []).append(i)
     missing = [name for name in wanted if canonical(name) not in positions]
-    if missing:
-        raise LosoInputError(
-            path,
-            f"missing feature{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(has: {', '.join(available) or 'none'})",
-            fix,
-        )
     twice = [" and ".join(available[i] for i in positions[canonical(name)])
-             for name in wanted if len(positions[canonical(name)]) > 1]
-    if twice:
-        raise LosoInputError(
-            path,
-            f"the same feature is held more than once: {'; '.join(twice)} (which one the model takes is not clear)",
-            "keep one spelling of each feature (bare or libvmaf's integer_ name), not both",
-        )
+             for name in wanted if len(positions.get(canonical(name), ())) > 1]
+    problems = []
+    if missing:
+        problems.append(f"missing feature{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"(has: {', '.join(available) or 'none'})")
+    if twice:  # which one the model takes would be a guess
+        problems.append(f"the same feature is held more than once: {'; '.join(twice)}")
+        fix = "keep one spelling of each feature (bare or libvmaf's integer_ name), not both"
+    if problems:
+        raise LosoInputError(path, "; ".join(problems), fix)
     return [positions[canonical(name)][0] for name in wanted]
 
 

@@ -54,8 +54,7 @@ class OnnxModel:
             return build_inputs(self.sidecar, data)
         features = data.features
         if self.input_width in (None, len(FEATURE_NAMES)):  # picked by name, never by position
-            where = data.cache_files[0].parent if data.cache_files else self.path
-            features = select(features, data.feature_names, FEATURE_NAMES, path=where,
+            features = select(features, data.feature_names, FEATURE_NAMES, path=data.names_file,
                               fix=f"score {self.path.name} on data with the features it was trained on")
         return {self.input_name: features}
 

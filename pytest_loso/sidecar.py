@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LosoInputError
-from .features import FEATURE_NAMES, select
+from .features import FEATURE_NAMES, canonical, select
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,6 +140,12 @@ def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int |
     if sorted(map(str, input_names)) != sorted(names) or len(input_names) > 2:
         raise LosoInputError(path, f"input_names {input_names} disagree with the model's inputs {names}", fix)
     order = tuple(payload.get("feature_order", FEATURE_NAMES))
+    if not all(isinstance(name, str) for name in order):
+        raise LosoInputError(path, f"feature_order {list(order)} holds values that are not feature names", fix)
+    twice = sorted({canonical(n) for n in order if [canonical(m) for m in order].count(canonical(n)) > 1})
+    if twice:  # one column fed to two inputs: the model was not trained on that
+        raise LosoInputError(path, f"feature_order {list(order)} names {', '.join(twice)} twice (adm2 and "
+                             "integer_adm2 are one feature)", fix)
     features_input = input_names[0]  # the fork binds [features, codec block] in this order
     _width(path, features_input, widths[features_input], len(order), "feature_order")
     mean = std = None
@@ -248,8 +254,7 @@ def build_inputs(sidecar: Sidecar, data: SourceData) -> dict[str, np.ndarray]:
     """Every model input for ``data``'s frames, as the fork's code builds them."""
     import numpy as np
 
-    where = data.cache_files[0].parent if data.cache_files else Path(data.source)
-    x = select(data.features, data.feature_names, sidecar.feature_order, path=where,
+    x = select(data.features, data.feature_names, sidecar.feature_order, path=data.names_file,
                fix=f"score {sidecar.path.stem} on data with the features of its sidecar's feature_order")
     if sidecar.mean is not None and sidecar.std is not None:
         # (x - mean) / std in float64, then float32: ai/scripts/train_fr_regressor_v2_ensemble_loso.py

@@ -437,7 +437,7 @@ def test_a_feature_held_twice_is_an_error_not_a_silent_choice(gate, where):
             write_cache(gate.cache_file(source, index), cache_payload(np.c_[x, x[:, 0] * 0.5], y, names))
         run = gate.run(NO_EXTRACTOR)
         assert_isolated_failure(run, {f"loso::fold[{a}-{source}]" for a in ARCHS} | {BASELINE_ID},
-                                names=gate.cache_dir / source,
+                                names=gate.cache_file(source, 0),  # the file that names the features
                                 says="the same feature is held more than once: adm2 and integer_adm2")
         return
     table = gate.root / "frames.jsonl"

@@ -152,9 +152,9 @@ def _forward(x_cache: np.ndarray, names=FEATURE_NAMES, encoders=None, cqs=None, 
     return (np.maximum(z, 0) @ w2 + b2).reshape(-1)
 
 
-def _source(x: np.ndarray, names=FEATURE_NAMES, **columns) -> SourceData:
+def _source(x: np.ndarray, names=FEATURE_NAMES, files=(), **columns) -> SourceData:
     return SourceData(source="Clip", features=x.astype(np.float32), scores=np.zeros(len(x), np.float32),
-                      feature_names=tuple(names), pair_frames=(len(x),), cache_files=(), fingerprint="",
+                      feature_names=tuple(names), pair_frames=(len(x),), cache_files=files, fingerprint="",
                       columns={k: np.asarray(v) for k, v in columns.items()})
 
 
@@ -249,8 +249,16 @@ def test_missing_feature_is_named(tmp_path):
     _sidecar(tmp_path / "m.onnx")
     model = load_model(tmp_path / "m.onnx")
     names = list(FEATURE_NAMES[:5]) + ["psnr_y"]
-    with pytest.raises(LosoInputError, match="missing feature motion2"):
-        model.predict_data(_source(_frames(), names))
+    table = tmp_path / "frames.jsonl"  # the file that names the features is the one named (not its folder)
+    with pytest.raises(LosoInputError, match="missing feature motion2") as info:
+        model.predict_data(_source(_frames(), names, files=(table,)))
+    assert info.value.path == table
+    # a feature missing and another held twice: both said at once
+    names = ["adm2", "integer_adm2", *FEATURE_NAMES[2:]]
+    with pytest.raises(LosoInputError) as info:
+        model.predict_data(_source(_frames(), names, files=(table,)))
+    assert info.value.problem.startswith("missing feature vif_scale0 (has: adm2, integer_adm2, ")
+    assert info.value.problem.endswith("; the same feature is held more than once: adm2 and integer_adm2")
 
 
 def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
@@ -276,6 +284,7 @@ def test_codec_model_on_yuv_corpus_fails_naming_the_missing_column(gate):
         (False, {"feature_order": ORDER[:5], "feature_mean": MEAN[:5], "feature_std": STD[:5]},
          "feature_order has 5 entries but the model's input features is [batch, 6]"),
         (False, {"input_names": ["x"]}, "input_names ['x'] disagree with the model's inputs ['features']"),
+        (False, {"feature_order": [ORDER[0], "integer_" + ORDER[0], *ORDER[2:]]}, f"names {ORDER[0]} twice"),
         (False, {"sha256": "0" * 64}, "does not match m.onnx"),
         (False, {"feature_std": STD[:3]}, "feature_std must be 6 finite numbers"),
         (False, {"feature_std": None}, "has feature_mean or feature_std but lacks 'feature_std'"),
