@@ -257,7 +257,7 @@ class TableCorpus:
                 "rows_filtered_out": self.rows_filtered, "target": self.target,
                 "where": {c: list(v) for c, v in self.where.items()}}
 
-    def _clip_order(self, rows: Iterable[int]) -> list[list[int]]:
+    def _clip_order(self, rows: Iterable[int], source: str) -> list[list[int]]:
         """The source's rows grouped by clip, clips in sorted-name order, frames by frame_index."""
         values = self._table.values
         clips: dict[tuple, list[int]] = {}
@@ -277,9 +277,26 @@ class TableCorpus:
         for key in sorted(clips):
             members = clips[key]
             if frame is not None:
-                members = sorted(members, key=lambda i: _sortable(frame[i]))  # stable: table order on ties
+                members = sorted(members, key=lambda i: self._frame_number(frame[i], i, source))
+                for before, after in zip(members, members[1:]):
+                    if frame[before] == frame[after]:  # two frames at one place: their order would be a guess
+                        raise LosoInputError(
+                            self.path, f"source {source}: {FRAME_COLUMN} {frame[after]!r} twice in one clip "
+                            f"({self._where(before)} and {self._where(after)})",
+                            f"give each frame of a clip its own {FRAME_COLUMN}, or tell the clips apart with a "
+                            f"{CLIP_COLUMN} column")
             ordered.append(members)
         return ordered
+
+    def _where(self, row: int) -> str:
+        return f"{self._table.row_label} {self._table.row_numbers[row]}"
+
+    def _frame_number(self, value: object, row: int, source: str) -> float:
+        """A frame_index as a number; anything else would put the frame in a made-up place."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            return float(value)
+        raise LosoInputError(self.path, f"source {source}: {FRAME_COLUMN} value {value!r} at {self._where(row)} is "
+                             "not a whole number", "fix or drop that source's bad rows (or filter them with --loso-where)")
 
     def load(self, source: str) -> SourceData:
         """One source's frames; bad values fail this source only, naming the first bad row."""
@@ -288,7 +305,7 @@ class TableCorpus:
         if source not in self._rows:
             raise LosoInputError(self.path, f"source {source} has no rows in the table"
                                  + (" after --loso-where" if self.where else ""))
-        clips = self._clip_order(self._rows[source])
+        clips = self._clip_order(self._rows[source], source)
         order = [i for clip in clips for i in clip]
         values = self._table.values
         features = np.empty((len(order), len(self.feature_columns)), dtype=np.float32)
@@ -320,16 +337,15 @@ class TableCorpus:
             bad = np.flatnonzero(~np.isfinite(picked_numbers))
             if bad.size:
                 i = order[int(bad[0])]
-                where = f"{self._table.row_label} {self._table.row_numbers[i]}"
-                raise LosoInputError(self.path, f"source {source}: non-finite {column} value {float(raw[i])!r} at {where}",
+                raise LosoInputError(self.path, f"source {source}: non-finite {column} value {float(raw[i])!r} at "
+                                     f"{self._where(i)}",
                                      "fix or drop that source's bad rows (or filter them with --loso-where)")
             return picked_numbers.astype(np.float32)
         picked = [raw[i] for i in order]
         for i, value in zip(order, picked):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                where = f"{self._table.row_label} {self._table.row_numbers[i]}"
                 problem = "non-finite" if isinstance(value, float) else "non-numeric"
-                raise LosoInputError(self.path, f"source {source}: {problem} {column} value {value!r} at {where}",
+                raise LosoInputError(self.path, f"source {source}: {problem} {column} value {value!r} at {self._where(i)}",
                                      "fix or drop that source's bad rows (or filter them with --loso-where)")
         return np.asarray(picked, dtype=np.float32)
 

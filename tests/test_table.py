@@ -141,6 +141,29 @@ def test_bad_values_fail_only_that_source(gate):
     assert run.report is not None
 
 
+@pytest.mark.parametrize("kind", ["text", "null", "fraction", "twice"])
+def test_a_bad_frame_index_fails_its_source_naming_the_line(gate, kind):
+    """frame_index orders a clip's frames: a value that is not a whole number, or one frame index
+    held by two rows of a clip, would put frames in a made-up order (and change the numbers)."""
+    rows = _rows(gate)
+    bad_source = SOURCES[2]
+    victim = next(i for i, r in enumerate(rows) if r["src"].startswith(bad_source))
+    if kind == "twice":
+        other = next(i for i, r in enumerate(rows) if i != victim and r["dis_basename"] == rows[victim]["dis_basename"])
+        rows[other]["frame_index"] = rows[victim]["frame_index"]
+        first, second = sorted((victim, other))
+        says = f"frame_index {rows[victim]['frame_index']} twice in one clip (line {first + 1} and line {second + 1})"
+    else:
+        rows[victim]["frame_index"] = {"text": "x", "null": None, "fraction": 2.5}[kind]
+        says = f"frame_index value {rows[victim]['frame_index']!r} at line {victim + 1} is not a whole number"
+    table = _write_jsonl(gate.root / "frames.jsonl", rows)
+    run = gate.run(*_table_args(gate, table), plain=True)
+    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == \
+        {f"loso::fold[{a}-{bad_source}]" for a in ARCHS} | {BASELINE_ID}, run.output
+    text = run.failure_text(f"loso::fold[{ARCHS[0]}-{bad_source}]")
+    assert f"{table}: source {bad_source}: {says}" in text, text
+
+
 def test_non_finite_value_names_its_line(gate):
     rows = _rows(gate)
     victim = next(i for i, r in enumerate(rows) if r["src"].startswith(SOURCES[0]))
