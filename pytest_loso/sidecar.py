@@ -293,10 +293,13 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     slots = {name: i for i, name in enumerate(sidecar.encoder_vocab)}
     index = np.array([_encoder_slot(recipe, slots, e) for e in encoders.tolist()], dtype=np.int64)
     onehot = np.eye(len(sidecar.encoder_vocab), dtype=np.float32)[index]
-    cq = np.asarray(cqs, dtype=np.float32) if cqs.dtype.kind in "iuf" else None
-    if cq is None or not np.isfinite(cq).all():
-        raise LosoInputError(sidecar.path, f"source {data.source}: {cq_name} values are not all finite numbers",
-                             f"fix the table's {cq_name} column")
+    bad = next((k for k, v in enumerate(cqs.tolist())
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), None)
+    if bad is not None:  # the table's file, and the value, as for a bad feature value
+        raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {cqs.tolist()[bad]!r} (frame "
+                             f"{bad} of the source) is not a finite number, and {sidecar.path.stem} needs each "
+                             f"frame's {cq_name}", f"fix or drop that source's bad rows in the {cq_name} column")
+    cq = np.asarray(cqs, dtype=np.float32)
     if recipe.cq_range is None:
         crf_norm = cq / np.float32(V2_CRF_MAX)
     else:

@@ -239,9 +239,14 @@ def test_codec_model_refuses_non_numeric_cq(tmp_path):
     with pytest.raises(LosoInputError, match="source Clip has no cq or crf column") as info:
         model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, preset=["slow"] * 2))
     assert info.value.path == tmp_path / "m.json" and "a per-frame table with encoder and cq columns" in info.value.fix
-    for bad in (np.array(["19", "x"], dtype=object), np.array([19.0, np.nan])):
-        with pytest.raises(LosoInputError, match="source Clip: cq values are not all finite numbers"):
-            model.predict_data(_source(_frames(2), encoder=["libx264"] * 2, cq=bad))
+    table = tmp_path / "frames.jsonl"
+    for bad, says in ((np.array([19, "x"], dtype=object), "cq value 'x' (frame 1 of the source)"),
+                      (np.array([19.0, np.nan]), "cq value nan (frame 1 of the source)"),
+                      (np.array([None, 19], dtype=object), "cq value None (frame 0 of the source)")):
+        with pytest.raises(LosoInputError) as info:
+            model.predict_data(_source(_frames(2), files=(table,), encoder=["libx264"] * 2, cq=bad))
+        assert info.value.path == table  # the table holds the bad value, not the sidecar
+        assert info.value.problem == f"source Clip: {says} is not a finite number, and m needs each frame's cq"
 
 
 def test_missing_feature_is_named(tmp_path):
