@@ -316,7 +316,7 @@ class CacheFiller:
                 "(or fill this cache where it can be written)")
             raise self._failed[path] from None
         if replace or force:
-            self.recomputed[str(path)] = "forced" if force else replace
+            self.recomputed[str(path)] = replace or "forced"
         else:
             self.computed.append(str(path))
         return True
@@ -331,15 +331,21 @@ class CacheFiller:
         payload[made_by.KEY] = made_by.record(pair.ref_path, pair.dis_path, self.extraction(pair.source))
         write_cache(path, payload)
 
-    def _to_recompute(self, pairs: list[Pair], progress: Callable[[str], None] | None) -> list[Pair]:
-        """``--loso-recompute``: the present files the gate wrote, or that cannot be read; another
-        tool's files (no ``made_by`` record) are kept, and said so."""
-        chosen, kept = [], []
+    def _to_recompute(self, pairs: list[Pair], progress: Callable[[str], None] | None) -> dict[Pair, str | None]:
+        """``--loso-recompute``: the present files the gate wrote (reason ``None``: forced), or that
+        cannot be used ("corrupt"); another tool's files (no ``made_by`` record) are kept, and said so."""
+        chosen: dict[Pair, str | None] = {}
+        kept = []
         for pair in pairs:
             path = pair.cache_path(self.cache_dir)
             if path.is_file():
                 keep, record = cache_record(path)
-                (chosen if record is not None or not keep else kept).append(pair)
+                if not keep:
+                    chosen[pair] = "corrupt"
+                elif record is not None:
+                    chosen[pair] = None
+                else:
+                    kept.append(pair)
         if kept:
             self.kept = [str(p.cache_path(self.cache_dir)) for p in kept]
             if progress:
@@ -357,11 +363,11 @@ class CacheFiller:
         # a folder, FIFO or link where a file belongs is not missing: its test says so, and it stays
         missing = [p for p in pairs if not p.cache_path(self.cache_dir).is_file()
                    and what_is_at(p.cache_path(self.cache_dir)) is None]
-        again = self._to_recompute(pairs, progress) if recompute else []
+        again = self._to_recompute(pairs, progress) if recompute else {}
         if not missing and not again:
             return 0
         started, done, failed = time.monotonic(), 0, 0
-        todo, forced = missing + again, set(again)
+        todo = missing + list(again)
         left = Counter(p.source for p in todo)
         if progress:
             recomputing = f" and recomputing {len(again)}" if again else ""
@@ -370,7 +376,8 @@ class CacheFiller:
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         previous = _terminate_as_interrupt()
         try:
-            futures = {pool.submit(self.ensure, pair, force=pair in forced): pair for pair in todo}
+            futures = {pool.submit(self.ensure, pair, replace=again.get(pair), force=pair in again): pair
+                       for pair in todo}
             for future in as_completed(futures):
                 source = futures[future].source
                 done += 1

@@ -194,13 +194,19 @@ def test_recompute_leaves_another_tools_file_byte_for_byte_and_fails_its_source(
     theirs.write_text(json.dumps({"schema": "vmaf-tune/3", "features": {"feature_names": [], "per_frame": []},
                                   "scores": {"per_frame": []}}))
     kept = theirs.read_bytes()
+    broken = small.cache_paths(env.cache, "Life")[0]  # this schema, no record, no frames: corrupt
+    broken.write_text(json.dumps({"features": {"feature_names": [], "per_frame": []}, "scores": {"per_frame": []}}))
 
     run = env.run("--loso-recompute")
     assert run.ret == 1, run.output
     assert {n for n, o in run.outcomes.items() if o == "FAILED"} == {f"loso::fold[{ARCH}-TestCard]"}, run.output
     assert theirs.read_bytes() == kept
     assert run.extraction["kept_on_recompute"] == [str(theirs)]
-    assert str(theirs) not in run.extraction["forced_recomputed"]
+    assert run.extraction["corrupt_recomputed"] == [str(broken)]  # recomputed for being corrupt, not forced
+    assert sorted(run.extraction["forced_recomputed"]) == sorted(
+        str(p) for p in small.cache_paths(env.cache) if p not in (theirs, broken))
+    assert run.extraction["pairs_computed"] == small.n_pairs - 1
+    assert run.extraction["pairs_read_from_cache"] == 0  # TestCard's source failed: its files were not read
     assert f"{theirs}: not a feature-cache file of this schema: it holds an object with keys schema, features, " \
            "scores, which names its own schema (schema 'vmaf-tune/3')" in run.output
 

@@ -50,20 +50,20 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def extraction_provenance(extractor: dict | None, computed: set, recomputed: dict, sources: dict,
+def extraction_provenance(extractor: dict | None, computed: set, recomputed: dict, read: set[str],
                            kept: list[str]) -> dict:
-    """Which libvmaf filled the cache, and how many pairs it computed versus read."""
+    """Which libvmaf filled the cache, and how many pairs it computed versus read as they were
+    (``read``: every cache file the scored sources were read from)."""
     from ..extract import Extractor
 
-    files = sum(v["cache_files"] for v in sources.values())
-    done = len(computed | set(recomputed))
+    done = computed | set(recomputed)
     described = None
     if extractor is not None:
         described = dict(extractor, version=Extractor(extractor["kind"], Path(extractor["path"])).version())
     return {
         "extractor": described,
-        "pairs_computed": done,
-        "pairs_read_from_cache": max(files - done, 0),
+        "pairs_computed": len(done),
+        "pairs_read_from_cache": len(read - done),
         "corrupt_recomputed": sorted(p for p, why in recomputed.items() if why == "corrupt"),
         # made differently from this run (another frame size, clip or extractor), or --loso-recompute
         "stale_recomputed": sorted(p for p, why in recomputed.items() if why == "stale"),

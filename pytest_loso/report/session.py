@@ -382,7 +382,9 @@ class SessionResults:
                 },
                 # a table is read as it is: no cache, nothing computed
                 "extraction": None if self.options.table else extraction_provenance(
-                    extraction["extractor"], computed, recomputed, sources, extraction.get("kept_on_recompute", [])),
+                    extraction["extractor"], computed, recomputed,
+                    {str(self.options.cache_dir / name) for name in file_sha256},
+                    extraction.get("kept_on_recompute", [])),
                 "git": git_state(cwd),
                 "versions": versions(),
                 "items_run": len(results),
