@@ -232,8 +232,9 @@ class Gate:
             models = [load_model(path) for path in check_.members]
             result["models"] = {str(m.path): self._model_provenance(m) for m in models}
             self._run_ensemble(models, result)
-            self._judge(check_, models[0], result, self.options.thresholds.fold, f"ensemble {check_.label} (mean of "
-                        f"{len(models)} members) on all sources")
+            members = f"{', '.join(m.path.name for m in models)} in {models[0].path.parent}"
+            self._judge(check_, f"members: {members}", result, self.options.thresholds.fold,
+                        f"ensemble {check_.label} (mean of {len(models)} members) on all sources")
             return
         model = load_model(check_.model_path)
         result["models"] = {str(model.path): self._model_provenance(model)}
@@ -248,7 +249,7 @@ class Gate:
             self._run_baseline(model, result)
             bounds = self.options.thresholds.fold
             subject = f"baseline {check_.label} on all sources"
-        self._judge(check_, model, result, bounds, subject)
+        self._judge(check_, f"model: {model.path}", result, bounds, subject)
 
     def _model_provenance(self, model: OnnxModel) -> dict:
         """The model's files, and how its sidecar says to feed it on this corpus."""
@@ -262,8 +263,9 @@ class Gate:
             provenance["feed"] = describe_feed(model.sidecar, corpus.columns if isinstance(corpus, TableCorpus) else ())
         return provenance
 
-    def _judge(self, check_: Check, model: OnnxModel, result: dict, bounds: Bounds, subject: str) -> None:
-        """Hold the metrics to ``bounds`` and to the accepted report; raise the reviewer's sentences."""
+    def _judge(self, check_: Check, scored: str, result: dict, bounds: Bounds, subject: str) -> None:
+        """Hold the metrics to ``bounds`` and to the accepted report; raise the reviewer's sentences
+        (``scored``: the line that says which model files made the predictions)."""
         metrics = result["metrics"]
         violations = check(metrics, bounds)
         result["violations"] = [v.sentence() for v in violations]
@@ -275,7 +277,7 @@ class Gate:
             who = f"{check_.source} ({check_.run})" if check_.kind == "fold" else f"{check_.kind} {check_.label}"
             lines += [f"{who}: {c.sentence()}" for c in changes if c.verdict == "REGRESSED"]
         if lines:
-            raise ThresholdFailure("\n".join(lines) + f"\n  model: {model.path}")
+            raise ThresholdFailure("\n".join(lines) + f"\n  {scored}")
 
     def _metrics_of(self, pred: np.ndarray, scores: np.ndarray, pair_frames: tuple[int, ...], desc: str,
                     result: dict, model_path: Path) -> dict:

@@ -386,7 +386,8 @@ def _ensembles(config: pytest.Config) -> tuple[tuple[str, str, tuple[Path, ...]]
             raise pytest.UsageError(f"--loso-ensemble: two ensembles are named {name}")
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
         anchor = Path(full).anchor
-        members = tuple(sorted(p for p in Path(anchor).glob(full[len(anchor):]) if p.is_file()))
+        # the models it matches: a member's sidecar (.json) and weights (.onnx.data) go with it
+        members = tuple(sorted(p for p in Path(anchor).glob(full[len(anchor):]) if p.is_file() and p.suffix == ".onnx"))
         found[name] = (pattern, members)
     return tuple((name, pattern, members) for name, (pattern, members) in found.items())
 

@@ -133,3 +133,17 @@ def test_the_readme_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writ
     assert verdict["gate"]["mean_plcc_threshold"] == 0.95 and verdict["gate"]["plcc_spread_max"] == 0.005
     assert verdict["seeds"] == [0, 1]
     assert (root / option["--junitxml"]).is_file() and (root / option["--loso-report"] / "loso_eval.json").is_file()
+
+
+def test_a_glob_that_also_matches_sidecars_and_weights_takes_the_models_and_a_failure_names_them(ensemble):
+    (ensemble.root / "ens" / "member_seed_manifest.json").write_text("{}")  # a manifest beside the members
+    assert any(p.suffix == ".data" for p in (ensemble.root / "ens").iterdir())  # external weights, matched too
+    run = ensemble.run("--loso-ensemble", "fr=ens/member_seed*", "--loso-max-rmse=0.001", "-k", "ensemble",
+                       baseline=False)
+    assert run.outcomes == {"loso::ensemble[fr]": "FAILED"}, run.output
+    assert set(run.report["ensembles"]["fr"]["members"]) == {str(p) for p in _members(ensemble)}
+    text = run.failure_text("loso::ensemble[fr]")
+    # the mean of every member failed, not the first member's file
+    names = ", ".join(p.name for p in _members(ensemble))
+    assert text.splitlines()[-1] == f"  members: {names} in {ensemble.root / 'ens'}", text
+    assert "model: " not in text
