@@ -142,7 +142,8 @@ def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int |
     order = tuple(payload.get("feature_order", FEATURE_NAMES))
     if not all(isinstance(name, str) for name in order):
         raise LosoInputError(path, f"feature_order {list(order)} holds values that are not feature names", fix)
-    twice = sorted({canonical(n) for n in order if [canonical(m) for m in order].count(canonical(n)) > 1})
+    canonical_order = [canonical(name) for name in order]
+    twice = sorted({name for name in canonical_order if canonical_order.count(name) > 1})
     if twice:  # one column fed to two inputs: the model was not trained on that
         raise LosoInputError(path, f"feature_order {list(order)} names {', '.join(twice)} twice (adm2 and "
                              "integer_adm2 are one feature)", fix)
@@ -293,8 +294,12 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     slots = {name: i for i, name in enumerate(sidecar.encoder_vocab)}
     index = np.array([_encoder_slot(recipe, slots, e) for e in encoders.tolist()], dtype=np.int64)
     onehot = np.eye(len(sidecar.encoder_vocab), dtype=np.float32)[index]
-    bad = next((k for k, v in enumerate(cqs.tolist())
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), None)
+    if cqs.dtype.kind in "iuf":  # numbers: checked at once (this runs for every model on every source)
+        nonfinite = np.flatnonzero(~np.isfinite(cqs))
+        bad = int(nonfinite[0]) if nonfinite.size else None
+    else:  # texts, nulls or booleans among them: the first that is not a finite number
+        bad = next((k for k, v in enumerate(cqs.tolist())
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), None)
     if bad is not None:  # the table's file, and the value, as for a bad feature value
         raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {cqs.tolist()[bad]!r} (frame "
                              f"{bad} of the source) is not a finite number, and {sidecar.path.stem} needs each "
