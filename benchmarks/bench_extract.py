@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from clips import GENERATORS, make_corpus  # noqa: E402
 
-from pytest_loso.corpus import discover_corpus  # noqa: E402
+from pytest_loso.cache_corpus import discover  # noqa: E402
 from pytest_loso.extract import CacheFiller, resolve_extractor  # noqa: E402
 
 CRFS = (23, 28, 33, 38, 43, 48)
@@ -113,7 +113,7 @@ def main() -> int:
         started = time.perf_counter()
         make_corpus(work / "corpus", sources, width, height, args.frames, ladder(height, args.rungs),
                     jobs=os.cpu_count() or 1, ffmpeg=extractor.binary)
-        corpus = discover_corpus(work / "corpus")
+        corpus = discover(work / "corpus")
         pairs = [pair for source in corpus.sources for pair in corpus.pairs[source]]
         print(f"corpus: {len(corpus.sources)} sources x {args.rungs} rungs = {len(pairs)} pairs, "
               f"{width}x{height}, {args.frames} frames, built in {time.perf_counter() - started:.1f}s ({work})")

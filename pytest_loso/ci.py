@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .atomic import write_atomically
+from .files import write_atomically
 
 _METRIC_KEYS = ("plcc", "srocc", "krcc", "rmse", "plcc_logistic", "rmse_logistic", "n")
 

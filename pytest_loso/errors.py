@@ -55,3 +55,13 @@ def what_is_at(path: Path) -> str | None:
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
              (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
     return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+class LosoUsageError(ValueError):
+    """The options cannot work as given: found at start, before anything is scored; pytest shows
+    it as a usage error (the message names the option and the fix)."""
+
+
+class ThresholdFailure(Exception):
+    """Metrics were computed and break a bound (or slid from the accepted report); the message is
+    the reviewer's sentence."""

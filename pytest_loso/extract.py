@@ -25,8 +25,8 @@ from functools import cached_property
 from pathlib import Path
 
 from . import made_by
-from .atomic import write_atomically
-from .corpus import ForeignCacheFile, Pair, read_pair
+from .files import write_atomically
+from .cache_files import ForeignCacheFile, Pair, read_pair
 from .errors import LosoInputError, what_is_at
 from .features import FEATURE_NAMES
 

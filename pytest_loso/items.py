@@ -1,8 +1,10 @@
-"""The tests the gate makes: one pytest item per :class:`~pytest_loso.gate.Check`.
+"""The tests the gate makes: one pytest item per :class:`~pytest_loso.plan.TestSpec`, and one
+per aggregate test.
 
-Modelled on pytest's "non-python tests" example: a collector builds items from data,
-``reportinfo`` points at the model file, and ``repr_failure`` prints the domain sentence
-instead of a traceback.
+Modelled on pytest's "non-python tests" example: a collector builds items from data, each
+item gets what it needs through ``from_parent`` (its spec and the gate, or the judge of the
+aggregates), ``reportinfo`` points at the model file, and ``repr_failure`` prints the domain
+sentence instead of a traceback.
 """
 
 from __future__ import annotations
@@ -16,53 +18,49 @@ from typing import Any
 import pytest
 from _pytest.outcomes import Skipped
 
-from .errors import LosoInputError
-from .errors import data_warning
-from .gate import Check, Gate, ThresholdFailure
+from .errors import LosoInputError, ThresholdFailure, data_warning
+from .gate import Gate
+from .ids import GATE_NODE, node_id
+from .judging import AggregateJudge
+from .plan import Plan, TestSpec
+from .records import TestResult
 
 
 class LosoCollector(pytest.Collector):
-    """The gate's node: ``loso::fold[<arch>-<Source>]`` and ``loso::baseline[<tag>]``."""
+    """The gate's node: ``loso::fold[<arch>-<Source>]``, ``loso::baseline[<tag>]``, ``loso::aggregate[<run>]``..."""
 
-    def __init__(self, *, gate: Gate, **kwargs: Any) -> None:
+    def __init__(self, *, gate: Gate, judge: AggregateJudge | None, named: tuple[str, ...] | None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self.judge = judge  # None in an xdist worker: the controller judges the aggregates
+        self.named = named  # the gate's node ids named on the command line (None: all of its tests)
 
     def collect(self) -> Iterator[pytest.Item]:
-        checks = self.gate.plan()
+        plan = self.gate.plan()
         for warning in self.gate.corpus_warnings():  # once, at collection (the report lists them too)
             data_warning(warning)
-        items = list(self.items(checks))
-        unknown = [n for n in self.gate_nodes or () if not any(i.nodeid == n or i.nodeid.startswith(n + "::")
-                                                                for i in items)]
+        items = list(self.items(plan))
+        unknown = [n for n in self.named or () if not any(i.nodeid == n or i.nodeid.startswith(n + "::")
+                                                          for i in items)]
         if unknown:  # as pytest's "not found" for a test id that names nothing
             raise LosoInputError(self.gate.options.loso_dirs[0], f"no gate test {', '.join(unknown)}",
                                  "list the gate's tests with: pytest loso --collect-only -q")
         yield from items
 
-    def items(self, checks: list[Check]) -> Iterator[pytest.Item]:
-        """The tests of ``checks``, then their aggregates; only those the command line names."""
-        named = self.gate_nodes
+    def wanted(self, nodeid: str) -> bool:
+        return self.named is None or any(nodeid == n or nodeid.startswith(n + "::") for n in self.named)
 
-        def wanted(nodeid: str) -> bool:
-            return named is None or any(nodeid == n or nodeid.startswith(n + "::") for n in named)
-
-        for check in checks:
+    def items(self, plan: Plan) -> Iterator[pytest.Item]:
+        """The tests of ``plan``, then their aggregates; only those the command line names."""
+        for spec in plan:
             # The node id given as a string, like pytest's own parametrized ids: pytest 9 parses
             # "loso::fold[a-S]" into path/names/params, and --lf/--ff compare ids in that form.
-            if wanted(f"{self.nodeid}::{check.name}"):
-                yield LosoItem.from_parent(self, name=check.name, nodeid=f"{self.nodeid}::{check.name}", check=check)
-        for name in aggregate_tests(checks):
-            if wanted(f"{self.nodeid}::{name}"):
-                yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}")
-
-    @property
-    def gate_nodes(self) -> tuple[str, ...] | None:
-        """The gate's node ids named on the command line (``None``: all of its tests)."""
-        from .plugin import SELECTION
-
-        selection = self.config.stash.get(SELECTION, None)
-        return selection.nodes if selection is not None else None
+            if self.wanted(node_id(spec.name)):
+                yield LosoItem.from_parent(self, name=spec.name, nodeid=node_id(spec.name), spec=spec, gate=self.gate)
+        for name in plan.aggregate_tests():
+            if self.wanted(node_id(name)):
+                yield AggregateItem.from_parent(self, name=name, nodeid=node_id(name), judge=self.judge)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, LosoInputError):  # bad input, not a bug: the message, no traceback
@@ -71,40 +69,21 @@ class LosoCollector(pytest.Collector):
 
 
 class LosoItem(pytest.Item):
-    def __init__(self, *, check: Check, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.check = check
-        self.add_marker("loso")
-        self.loso_result: dict = self._fresh_result()
+    """A fold, baseline or ensemble test: scores its spec and judges the metrics."""
 
-    def _fresh_result(self) -> dict:
-        check = self.check
-        return {
-            "kind": check.kind,
-            "name": check.name,
-            "label": check.label,
-            "arch": check.run,  # the run its fold belongs to: the report's key (arch, or arch-seedN)
-            "seed": check.seed,
-            "source": check.source,
-            "model_path": str(check.model_path),
-            "metrics": None,
-            "error": None,
-            "violations": [],
-        }
+    def __init__(self, *, spec: TestSpec, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.gate = gate
+        self.add_marker("loso")
+        self.loso_result: TestResult = spec.new_result()
 
     def runtest(self) -> None:
-        gate: Gate = self.parent.gate  # type: ignore[union-attr]
-        self.loso_result = self._fresh_result()  # a re-run (e.g. pytest-rerunfailures) starts clean
-        try:
-            gate.run(self.check, self.loso_result)
-        except (LosoInputError, ThresholdFailure) as exc:
-            self.loso_result["error"] = str(exc)
-            raise
-        except Exception as exc:  # a bug of ours: keep the report honest, let pytest show the traceback
-            self.loso_result["error"] = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self._record_properties()
+        scored = self.gate.run(self.spec)  # a re-run (e.g. pytest-rerunfailures) starts clean
+        self.loso_result = scored.result
+        self._record_properties()
+        if scored.failure is not None:
+            raise scored.failure
 
     def _record_properties(self) -> None:
         """Metrics as test properties, so ``--junitxml`` carries them (flat: one number or word each)."""
@@ -113,21 +92,13 @@ class LosoItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ThresholdFailure):
-            return failure_repr(self.check.model_path, str(excinfo.value))
+            return failure_repr(self.spec.model_path, str(excinfo.value))
         if isinstance(excinfo.value, LosoInputError):  # pytest heads it with the test's name already
-            return failure_repr(self.check.model_path, f"could not be scored: {excinfo.value}")
+            return failure_repr(self.spec.model_path, f"could not be scored: {excinfo.value}")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.check.model_path, None, self.check.name
-
-
-def aggregate_tests(checks: list[Check]) -> list[str]:
-    """``aggregate[<run>]`` for each LOSO run (an arch, or an arch's seed), ``seeds[<arch>]`` across seeds."""
-    folds = [check for check in checks if check.kind == "fold"]
-    runs = sorted({check.run for check in folds if check.run})
-    seeded = sorted({check.arch for check in folds if check.arch and check.seed is not None})
-    return [f"aggregate[{run}]" for run in runs] + [f"seeds[{arch}]" for arch in seeded]
+        return self.spec.model_path, None, self.spec.name
 
 
 class AggregateItem(pytest.Item):
@@ -136,29 +107,29 @@ class AggregateItem(pytest.Item):
 
     It judges the folds' results, so it runs after every fold (``order_aggregates_last``).
     Under pytest-xdist no worker sees every fold: workers leave it out and the controller
-    reports its outcome at the end of the session (``plugin.pytest_sessionfinish``).
+    reports its outcome at the end of the run loop (``report_deferred``).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, judge: AggregateJudge | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.judge = judge
         self.add_marker("loso")
 
     def runtest(self) -> None:
-        from .plugin import RESULTS
-
-        verdict = self.config.stash[RESULTS].verdict(self.name)
-        if verdict.outcome == "skipped":  # reported at the item ("loso"), not at this line of the plugin
-            raise Skipped(verdict.message, _use_item_location=True)
-        if verdict.outcome == "failed":
-            raise ThresholdFailure(verdict.message)
+        assert self.judge is not None  # only an xdist worker has none, and it never runs an aggregate
+        judgement = self.judge.judge(self.name)
+        if judgement.outcome == "skipped":  # reported at the item ("loso"), not at this line of the plugin
+            raise Skipped(judgement.message, _use_item_location=True)
+        if judgement.outcome == "failed":
+            raise ThresholdFailure(judgement.message)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ThresholdFailure):
-            return failure_repr("loso", str(excinfo.value))
+            return failure_repr(GATE_NODE, str(excinfo.value))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        return "loso", 0, self.name
+        return GATE_NODE, 0, self.name
 
 
 def failure_repr(where: Path | str, message: str) -> Any:
@@ -188,10 +159,11 @@ def report_deferred(config: pytest.Config, name: str, outcome: str, message: str
     """
     from _pytest.reports import TestReport
 
-    nodeid = f"loso::{name}"
-    location = ("loso", 0, name)
+    nodeid = node_id(name)
+    location = (GATE_NODE, 0, name)
     config.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-    longrepr: Any = ("loso", 0, f"Skipped: {message}") if outcome == "skipped" else failure_repr("loso", message)
+    longrepr: Any = ((GATE_NODE, 0, f"Skipped: {message}") if outcome == "skipped"
+                     else failure_repr(GATE_NODE, message))
     for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):
         report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when)
         config.hook.pytest_runtest_logreport(report=report)
@@ -204,9 +176,6 @@ class GateSelection:
 
     runs: bool
     nodes: tuple[str, ...] | None = None
-
-
-GATE_NODE = "loso"
 
 
 def select_gate(config: pytest.Config) -> GateSelection:
@@ -229,7 +198,7 @@ def select_gate(config: pytest.Config) -> GateSelection:
     return GateSelection(bool(re.search(rf"\b{GATE_NODE}\b", config.option.markexpr or "")))
 
 
-def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
+def sources_to_prefill(session: pytest.Session, gate: Gate, named: tuple[str, ...] | None) -> set[str] | None:
     """The sources whose features the gate tests that will run need, after -k, -m and
     --deselect (decided as pytest decides them, before collection, so a cold cache is filled
     only for them); ``None`` when the gate cannot plan (its collection error says why)."""
@@ -237,12 +206,13 @@ def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
     from _pytest.mark.expression import Expression
 
     try:
-        checks = gate.plan()
+        plan = gate.plan()
         corpus_sources = gate.corpus.sources
     except LosoInputError:
         return None
-    collector = LosoCollector.from_parent(session, name=GATE_NODE, nodeid=GATE_NODE, gate=gate)
-    items = [item for item in collector.items(checks) if isinstance(item, LosoItem)]
+    collector = LosoCollector.from_parent(session, name=GATE_NODE, nodeid=GATE_NODE, gate=gate, judge=None,
+                                          named=named)
+    items = [item for item in collector.items(plan) if isinstance(item, LosoItem)]
     config = session.config
     try:
         if config.option.keyword.strip():
@@ -257,9 +227,9 @@ def sources_to_prefill(session: pytest.Session, gate: Gate) -> set[str] | None:
     items = [item for item in items if not (deselected and item.nodeid.startswith(deselected))]
     needed: set[str] = set()
     for item in items:
-        check = item.check
+        spec = item.spec
         # a fold needs its held-out source; a baseline or an ensemble, every source
-        needed |= {check.source} & set(corpus_sources) if check.kind == "fold" else set(corpus_sources)
+        needed |= {spec.source} & set(corpus_sources) if spec.kind == "fold" else set(corpus_sources)
     return needed
 
 

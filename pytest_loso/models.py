@@ -32,7 +32,7 @@ from .sidecar import Sidecar, build_inputs, load_sidecar
 if TYPE_CHECKING:
     import numpy as np
 
-    from .corpus import SourceData
+    from .frames import SourceData
 
 
 @dataclass

@@ -1,33 +1,44 @@
-"""Command-line options and ini keys, and turning them into one resolved :class:`GateOptions`.
+"""Command-line options and ini keys, and reading them once into :class:`~.settings.GateOptions`.
 
 Every option has an ini key of the same name (``--loso-min-plcc`` is ``loso_min_plcc``);
 the command line wins. Relative paths on the command line are taken from the directory
 pytest was started in; relative paths in an ini file from that file's directory.
-This module imports nothing heavy: it runs in every pytest session.
+Small resolvers read one group of settings each; :mod:`.preflight` then checks the files they
+name. This module imports nothing heavy: it runs in every pytest session.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .compare import DEFAULT_MAX_DROP, Allowance, load_accepted, parse_max_drop
-from .corpus import default_cache_dir
-from .errors import LosoInputError, what_is_at
-from .thresholds import DEFAULTS, Bounds, Thresholds, parse_bound, parse_source_overrides
+from .errors import LosoUsageError
+from .settings import (
+    COMPARE_MODES,
+    DEFAULT_MAX_DROP,
+    DEFAULTS,
+    EXAMPLE_DIR,
+    EXAMPLE_FRAME_SIZE,
+    EXTRACTORS,
+    SROCC_RANKS,
+    Bounds,
+    Ensemble,
+    GateOptions,
+    Thresholds,
+    default_cache_dir,
+    parse_bound,
+    parse_ensemble,
+    parse_frame_size,
+    parse_frame_sizes,
+    parse_max_drop,
+    parse_source_overrides,
+    parse_where,
+)
 
-EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
-COMPARE_MODES = ("bound", "noise")
-SROCC_RANKS = ("average", "ordinal")
-EXAMPLE_DIR = Path(__file__).parent / "example"
-EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py makes them)
+__all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "read_options"]
 
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
 _PATH_OPTIONS = [
@@ -177,115 +188,8 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
 
 
-@dataclass(frozen=True)
-class GateOptions:
-    loso_dirs: tuple[Path, ...]
-    data_root: Path | None
-    cache_dir: Path
-    baselines: tuple[Path, ...]
-    archs: tuple[str, ...]  # empty: every architecture found
-    report_dir: Path
-    thresholds: Thresholds
-    example: bool = False
-    ensembles: tuple[tuple[str, str, tuple[Path, ...]], ...] = ()  # (name, glob, matched models)
-    baseline_names: tuple[str, ...] = ()  # one per baseline (NAME=PATH); a bare path: its file stem
-    extractor: str = "auto"
-    vmaf_bin: Path | None = None
-    ffmpeg: Path | None = None
-    frame_size: tuple[int, int] = (1920, 1080)
-    frame_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
-    jobs: int = 1
-    recompute: bool = False
-
-    compare: Path | None = None
-    max_drop: dict[str, Allowance] = field(default_factory=dict)
-    compare_mode: str = "bound"
-    accept: bool = False
-    accept_force: bool = False
-    bootstrap: int = 0
-    bootstrap_seed: int = 0
-    logistic: bool = False
-    metrics_path: Path | None = None
-    plot_dir: Path | None = None
-    verdict_path: Path | None = None
-    srocc_ranks: str = "average"
-    table: Path | None = None  # a per-frame table instead of data_root (table.py)
-    target: str = "vmaf"
-    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def frame_size_of(self, source: str) -> tuple[int, int]:
-        return self.frame_sizes.get(source, self.frame_size)
-
-    def to_json(self) -> dict:
-        return {
-            "loso_dirs": [str(p) for p in self.loso_dirs],
-            "data_root": str(self.data_root) if self.data_root else None,
-            "table": str(self.table) if self.table else None,
-            "target": self.target,
-            "where": {c: list(v) for c, v in self.where.items()},
-            "cache_dir": str(self.cache_dir),
-            "baselines": [str(p) for p in self.baselines],
-            "ensembles": {name: {"glob": pattern, "members": [str(p) for p in members]}
-                          for name, pattern, members in self.ensembles},
-            "archs": list(self.archs),
-            "report_dir": str(self.report_dir),
-            "example": self.example,
-            "extractor": self.extractor,
-            "vmaf_bin": str(self.vmaf_bin) if self.vmaf_bin else None,
-            "ffmpeg": str(self.ffmpeg) if self.ffmpeg else None,
-            "frame_size": "x".join(map(str, self.frame_size)),
-            "frame_sizes": {s: "x".join(map(str, v)) for s, v in sorted(self.frame_sizes.items())},
-            "jobs": self.jobs,
-            "recompute": self.recompute,
-            "compare": str(self.compare) if self.compare else None,
-            "compare_mode": self.compare_mode,
-            "max_drop": {m: {"absolute": a.absolute, "relative": a.relative} for m, a in self.max_drop.items()},
-            "accept": self.accept,
-            "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
-            "logistic": self.logistic,
-            "srocc_ranks": self.srocc_ranks,
-        }
-
-
 def _ini_base_or_cwd(config: pytest.Config) -> Path:
     return config.inipath.parent if config.inipath else config.invocation_params.dir
-
-
-def _writable_folder(path: Path, option: str) -> None:
-    """Refuse at start a folder the report cannot be written to, before anything is scored."""
-    for part in (path, *path.parents):
-        there = what_is_at(part)
-        if there is not None and there.startswith("a broken link"):
-            raise pytest.UsageError(f"{option} {path}: {part} is {there}")
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
-        raise pytest.UsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
-    try:  # a real write, not os.access: root passes that on a read-only mount or in /sys
-        os.rmdir(tempfile.mkdtemp(prefix=".loso-write-check-", dir=existing))
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {path}: cannot write in {existing}: {exc.strerror or exc}") from None
-
-
-def _report_folder(path: Path) -> None:
-    """The report folder, and no folder (or FIFO) where one of its files goes."""
-    from .report import report_files
-
-    _writable_folder(path, "--loso-report")
-    for file in report_files(path):
-        there = what_is_at(file)
-        if there is not None:
-            raise pytest.UsageError(f"--loso-report {path}: {file} is {there}, not a regular file, and the report "
-                                    "is written there: remove it, or give another folder")
-
-
-def _writable_file(path: Path | None, option: str) -> Path | None:
-    """Refuse at start an output file that is a folder or cannot be created."""
-    if path is None:
-        return None
-    if path.is_dir():
-        raise pytest.UsageError(f"{option} {path}: is a folder; give a file path")
-    _writable_folder(path.parent, option)
-    return path
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -299,10 +203,15 @@ def _paths(config: pytest.Config, option: str) -> list[Path]:
     return [Path(p) for p in _ini(config, ini_key(option))]  # "paths" ini values are already absolute
 
 
+def _specs(config: pytest.Config, option: str, ini: str) -> tuple[list[str], Path]:
+    """A repeatable option's values and the folder their relative paths start from (the ini's, for ini lines)."""
+    cli = config.getoption(ini_key(option))
+    return (cli, config.invocation_params.dir) if cli else (_ini(config, ini), _ini_base(config))
+
+
 def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
     """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem); ini lines alike, relative to the ini file."""
-    cli = config.getoption("loso_baseline")
-    specs, base = (cli, config.invocation_params.dir) if cli else (_ini(config, "loso_baseline"), _ini_base(config))
+    specs, base = _specs(config, "--loso-baseline", "loso_baseline")
     names, paths = [], []
     for spec in specs:
         name, sep, rest = (part.strip() for part in spec.partition("="))
@@ -328,14 +237,9 @@ def _value(config: pytest.Config, option: str) -> str | None:
     return cli if cli is not None else _ini(config, ini_key(option))
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
-
-
-def parse_frame_size(text: str, where: str) -> tuple[int, int]:
-    match = _SIZE_RE.match(text)
-    if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
-        raise pytest.UsageError(f"{where}: {text!r} is not an even frame size WxH such as 1920x1080")
-    return int(match[1]), int(match[2])
+def _lines(config: pytest.Config, option: str, ini: str) -> list[str]:
+    """A repeatable option's values, else its ini lines."""
+    return list(config.getoption(ini_key(option)) or _ini(config, ini))
 
 
 def _integer(config: pytest.Config, option: str, *, minimum: int) -> int | None:
@@ -346,9 +250,9 @@ def _integer(config: pytest.Config, option: str, *, minimum: int) -> int | None:
     try:
         value = int(str(text).strip())
     except ValueError:
-        raise pytest.UsageError(f"{option} / {ini_key(option)}: {text!r} is not a whole number") from None
+        raise LosoUsageError(f"{option} / {ini_key(option)}: {text!r} is not a whole number") from None
     if value < minimum:
-        raise pytest.UsageError(f"{option} / {ini_key(option)}: {value} is below {minimum}")
+        raise LosoUsageError(f"{option} / {ini_key(option)}: {value} is below {minimum}")
     return value
 
 
@@ -356,201 +260,145 @@ def _choice(config: pytest.Config, option: str, choices: tuple[str, ...]) -> str
     """An option's value, checked against its choices in the ini file too (argparse checks the CLI)."""
     value = str(_value(config, option)).strip()
     if value not in choices:
-        raise pytest.UsageError(f"{ini_key(option)} = {value!r}: choose one of {', '.join(choices)}")
+        raise LosoUsageError(f"{ini_key(option)} = {value!r}: choose one of {', '.join(choices)}")
     return value
 
 
-def _frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
-    sizes = {}
-    for line in lines:
-        source, sep, size = line.partition(":")
-        if line.strip():
-            if not sep:
-                raise pytest.UsageError(f"loso_frame_sizes: {line!r} is not 'Source: WxH'")
-            sizes[source.strip()] = parse_frame_size(size, f"loso_frame_sizes ({source.strip()})")
-    return sizes
-
-
-def _ensembles(config: pytest.Config) -> tuple[tuple[str, str, tuple[Path, ...]], ...]:
+def _ensembles(config: pytest.Config) -> tuple[Ensemble, ...]:
     """``--loso-ensemble NAME=GLOB`` (or ini lines): each name with the model files its glob matches."""
-    cli = config.getoption("loso_ensemble")
-    specs, base = (cli, config.invocation_params.dir) if cli else (_ini(config, "loso_ensemble"), _ini_base(config))
-    found: dict[str, tuple[str, tuple[Path, ...]]] = {}
+    specs, base = _specs(config, "--loso-ensemble", "loso_ensemble")
+    found: dict[str, Ensemble] = {}
     for spec in (s.strip() for s in specs if s.strip()):
-        name, sep, pattern = spec.partition("=")
-        name, pattern = name.strip(), pattern.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not pattern:
-            raise pytest.UsageError(f"--loso-ensemble / loso_ensemble: {spec!r} is not NAME=GLOB "
-                                    "(e.g. fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx)")
+        name, pattern = parse_ensemble(spec)
         if name in found:
-            raise pytest.UsageError(f"--loso-ensemble: two ensembles are named {name}")
+            raise LosoUsageError(f"--loso-ensemble: two ensembles are named {name}")
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
         anchor = Path(full).anchor
         # the models it matches: a member's sidecar (.json) and weights (.onnx.data) go with it
         members = tuple(sorted(p for p in Path(anchor).glob(full[len(anchor):]) if p.is_file() and p.suffix == ".onnx"))
-        found[name] = (pattern, members)
-    return tuple((name, pattern, members) for name, (pattern, members) in found.items())
+        found[name] = Ensemble(name, pattern, members)
+    return tuple(found.values())
 
 
-def read_options(config: pytest.Config) -> GateOptions | None:
-    """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off)."""
-    example = bool(config.getoption("loso_example"))
-    loso_dirs = [EXAMPLE_DIR / "folds"] if example else _paths(config, "--loso-dir")
-    if not loso_dirs:
-        return None
+def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
+    """Where the frames come from: the bundled example, a data root with its cache, or a per-frame table."""
     if example:
         for option in ("--loso-dir", "--data-root", "--loso-table", "--loso-where", "--loso-target"):
             if config.getoption(ini_key(option)):  # silently gating another corpus than asked would lie
-                raise pytest.UsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
-                                        f"{option}, or drop --loso-example to gate your own")
-        data_root = EXAMPLE_DIR / "corpus"
-        cache_dir = _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"  # another cache: see it filled
-        baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
-        baseline_names = [p.stem for p in baselines]
-        if config.getoption("loso_baseline"):  # your model beside the example's (ini ones are your corpus's)
-            names, paths = _named_baselines(config)
-            baseline_names, baselines = baseline_names + names, baselines + paths
-    else:
-        data_root = _path(config, "--data-root")
-        cache_dir = _path(config, "--loso-cache") or default_cache_dir()
-        baseline_names, baselines = _named_baselines(config)
-    # the ini's table settings describe your corpus, not the example (as its baselines do)
-    table, target, where = (None, "vmaf", {}) if example else _table_options(config, data_root)
-    if data_root is None and table is None:
-        raise pytest.UsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
-                                "or a per-frame table with --loso-table")
-    for name, path in ([("--data-root", data_root)] if data_root else []) + [("--loso-dir", p) for p in loso_dirs]:
-        if not path.is_dir():
-            raise pytest.UsageError(f"{name} {path}: folder not found")
-    for path in baselines:
-        if not path.is_file():
-            raise pytest.UsageError(f"--loso-baseline {path}: file not found (or not a file)")
-    for name in dict.fromkeys(n for n in baseline_names if baseline_names.count(n) > 1):  # one node id each
-        both = " and ".join(str(p) for n, p in zip(baseline_names, baselines) if n == name)
-        raise pytest.UsageError(f"--loso-baseline: two baselines are named {name} ({both}); "
-                                "name each with NAME=PATH, e.g. --loso-baseline=candidate=PATH")
-    archs = config.getoption("loso_arch") or _ini(config, "loso_arch")
-    try:
-        bounds = {}
-        for option, key, _ in _THRESHOLD_OPTIONS:
-            given = _value(config, option)
-            bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
-        fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
-        overrides = config.getoption("loso_source_threshold") or _ini(config, "loso_source_thresholds")
-        thresholds = Thresholds(
-            fold=fold,
-            per_source=parse_source_overrides(list(overrides), fold),
-            min_mean_plcc=bounds["min_mean_plcc"],
-            max_mean_rmse=bounds["max_mean_rmse"],
-            min_seed_mean_plcc=bounds["min_seed_mean_plcc"],
-            max_seed_spread=bounds["max_seed_spread"],
-        )
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    # Not pytest's rootdir: its guess counts option values, so absolute --loso-dir / --data-root
-    # could put the report in /tmp or in another project.
-    report_dir = _path(config, "--loso-report") or _ini_base_or_cwd(config) / "runs" / "loso_eval"
-    _report_folder(report_dir)
-    plot_dir = _path(config, "--loso-plot")
-    if plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
-        raise pytest.UsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
-    compare = _path(config, "--loso-compare")
-    accept = bool(config.getoption("loso_accept"))
-    if config.getoption("loso_accept_force") and not accept:
-        raise pytest.UsageError("--loso-accept-force only qualifies --loso-accept: give both")
-    if accept and compare is None:
-        raise pytest.UsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
-    if compare is not None and not accept and not compare.is_file():
-        raise pytest.UsageError(f"--loso-compare {compare}: file not found (create it on main with --loso-accept)")
-    if compare is not None and compare.is_file():
-        try:
-            load_accepted(compare)  # a broken accepted report stops the run before anything is scored
-        except LosoInputError as exc:
-            raise pytest.UsageError(f"--loso-compare {exc}") from None
-    try:
-        max_drop = parse_max_drop(_value(config, "--loso-max-drop"))
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    bootstrap = _integer(config, "--loso-bootstrap", minimum=0)
-    if cache_dir.exists() and not cache_dir.is_dir():  # otherwise every fold fails on the same path
-        raise pytest.UsageError(f"--loso-cache {cache_dir}: is not a folder; give the feature cache folder")
-    logistic = config.getoption("loso_logistic")
-    extractor = _choice(config, "--loso-extractor", EXTRACTORS)
-    recompute = bool(config.getoption("loso_recompute"))
-    if recompute:
-        _check_recompute(table, extractor, _path(config, "--loso-vmaf-bin"), _path(config, "--loso-ffmpeg"))
-    return GateOptions(
-        loso_dirs=tuple(loso_dirs),
-        data_root=data_root,
-        cache_dir=cache_dir,
-        baselines=tuple(baselines),
-        baseline_names=tuple(baseline_names),
-        ensembles=_ensembles(config) if not example or config.getoption("loso_ensemble") else (),
-        archs=tuple(archs),
-        report_dir=report_dir,
-        thresholds=thresholds,
-        example=example,
-        extractor=extractor,
-        recompute=recompute,
-        vmaf_bin=_path(config, "--loso-vmaf-bin"),
-        ffmpeg=_path(config, "--loso-ffmpeg"),
-        frame_size=EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
-        else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
-        frame_sizes=_frame_sizes(_ini(config, "loso_frame_sizes")),
-        jobs=_integer(config, "--loso-jobs", minimum=1) or os.cpu_count() or 1,
-        compare=compare,
-        max_drop=max_drop,
-        compare_mode=_choice(config, "--loso-compare-mode", COMPARE_MODES),
-        accept=accept,
-        accept_force=bool(config.getoption("loso_accept_force")),
-        bootstrap=bootstrap if bootstrap is not None else (1000 if compare else 0),
-        bootstrap_seed=_integer(config, "--loso-bootstrap-seed", minimum=0) or 0,
-        logistic=bool(logistic if logistic is not None else _ini(config, "loso_logistic")),
-        metrics_path=_writable_file(_path(config, "--loso-metrics"), "--loso-metrics"),
-        plot_dir=plot_dir,
-        verdict_path=_writable_file(_path(config, "--loso-verdict"), "--loso-verdict"),
-        srocc_ranks=_choice(config, "--loso-srocc-ranks", SROCC_RANKS),
-        table=table,
-        target=target,
-        where=where,
-    )
-
-
-def _check_recompute(table: Path | None, extractor: str, vmaf_bin: Path | None, ffmpeg: Path | None) -> None:
-    """``--loso-recompute`` needs a feature cache and something to recompute it with."""
-    from .extract import resolve_extractor
-
-    if table is not None:
-        raise pytest.UsageError("--loso-recompute recomputes a YUV + cache corpus's cache; --loso-table has none")
-    if resolve_extractor(extractor, vmaf_bin, ffmpeg) is None:
-        raise pytest.UsageError(
-            f"--loso-recompute needs an extractor, and --loso-extractor {extractor} gives none: "
-            "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
-
-
-def _table_options(config: pytest.Config, data_root: Path | None) -> tuple[Path | None, str, dict]:
-    """``--loso-table``, ``--loso-target`` and ``--loso-where``, checked before anything is read."""
-    from .table import TABLE_EXTRA_HINT, parse_where
-
-    table = _path(config, "--loso-table")
+                raise LosoUsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
+                                     f"{option}, or drop --loso-example to gate your own")
+        # the ini's table settings describe your corpus, not the example (as its baselines do)
+        return {"data_root": EXAMPLE_DIR / "corpus", "table": None, "target": "vmaf", "where": {},
+                "cache_dir": _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"}  # another cache: see it filled
+    data_root, table = _path(config, "--data-root"), _path(config, "--loso-table")
     target = str(_value(config, "--loso-target") or "vmaf").strip()
-    try:
-        where = parse_where(list(config.getoption("loso_where") or _ini(config, "loso_where")))
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    where = parse_where(_lines(config, "--loso-where", "loso_where"))
     if table is None:
         given = ["--loso-where"] * bool(where) + ["--loso-target"] * (
             config.getoption("loso_target") is not None or target != "vmaf")
         if given and data_root is not None:  # a YUV + cache corpus has neither columns nor rows to filter
-            raise pytest.UsageError(f"{' and '.join(given)} (or {' / '.join(map(ini_key, given))} in the ini) "
-                                    "apply to a per-frame table (--loso-table); this run reads --data-root")
-        return None, target, where
-    if data_root is not None:
-        raise pytest.UsageError("--data-root and --loso-table are two corpora: give one of them")
-    if table.suffix not in (".jsonl", ".parquet"):
-        raise pytest.UsageError(f"--loso-table {table}: expected a .jsonl or .parquet file")
-    if not table.is_file():
-        raise pytest.UsageError(f"--loso-table {table}: file not found (or not a file)")
-    if table.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise pytest.UsageError(f"--loso-table {table}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
-    return table, target, where
+            raise LosoUsageError(f"{' and '.join(given)} (or {' / '.join(map(ini_key, given))} in the ini) "
+                                 "apply to a per-frame table (--loso-table); this run reads --data-root")
+        if data_root is None:
+            raise LosoUsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
+                                 "or a per-frame table with --loso-table")
+    elif data_root is not None:
+        raise LosoUsageError("--data-root and --loso-table are two corpora: give one of them")
+    return {"data_root": data_root, "table": table, "target": target, "where": where,
+            "cache_dir": _path(config, "--loso-cache") or default_cache_dir()}
+
+
+def _models(config: pytest.Config, example: bool) -> dict[str, Any]:
+    """The fold folders, baselines, ensembles and architectures to score."""
+    loso_dirs = [EXAMPLE_DIR / "folds"] if example else _paths(config, "--loso-dir")
+    baseline_names, baselines = [], []
+    if example:
+        baselines = sorted(EXAMPLE_DIR.glob("baselines/*.onnx"))
+        baseline_names = [p.stem for p in baselines]
+    if not example or config.getoption("loso_baseline"):  # yours beside the example's (ini ones are your corpus's)
+        names, paths = _named_baselines(config)
+        baseline_names, baselines = baseline_names + names, baselines + paths
+    for name in dict.fromkeys(n for n in baseline_names if baseline_names.count(n) > 1):  # one node id each
+        both = " and ".join(str(p) for n, p in zip(baseline_names, baselines) if n == name)
+        raise LosoUsageError(f"--loso-baseline: two baselines are named {name} ({both}); "
+                             "name each with NAME=PATH, e.g. --loso-baseline=candidate=PATH")
+    return {"loso_dirs": tuple(loso_dirs), "baselines": tuple(baselines), "baseline_names": tuple(baseline_names),
+            "ensembles": _ensembles(config) if not example or config.getoption("loso_ensemble") else (),
+            "archs": tuple(config.getoption("loso_arch") or _ini(config, "loso_arch"))}
+
+
+def _thresholds(config: pytest.Config) -> Thresholds:
+    bounds = {}
+    for option, key, _ in _THRESHOLD_OPTIONS:
+        given = _value(config, option)
+        bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
+    fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
+    return Thresholds(
+        fold=fold,
+        per_source=parse_source_overrides(_lines(config, "--loso-source-threshold", "loso_source_thresholds"), fold),
+        min_mean_plcc=bounds["min_mean_plcc"],
+        max_mean_rmse=bounds["max_mean_rmse"],
+        min_seed_mean_plcc=bounds["min_seed_mean_plcc"],
+        max_seed_spread=bounds["max_seed_spread"],
+    )
+
+
+def _comparison(config: pytest.Config) -> dict[str, Any]:
+    """The accepted report, how this run is compared with it, and whether it replaces it."""
+    compare = _path(config, "--loso-compare")
+    accept = bool(config.getoption("loso_accept"))
+    if config.getoption("loso_accept_force") and not accept:
+        raise LosoUsageError("--loso-accept-force only qualifies --loso-accept: give both")
+    if accept and compare is None:
+        raise LosoUsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
+    bootstrap = _integer(config, "--loso-bootstrap", minimum=0)
+    return {"compare": compare, "accept": accept, "accept_force": bool(config.getoption("loso_accept_force")),
+            "max_drop": parse_max_drop(_value(config, "--loso-max-drop")),
+            "compare_mode": _choice(config, "--loso-compare-mode", COMPARE_MODES),
+            "bootstrap": bootstrap if bootstrap is not None else (1000 if compare else 0),
+            "bootstrap_seed": _integer(config, "--loso-bootstrap-seed", minimum=0) or 0}
+
+
+def _extraction(config: pytest.Config, example: bool) -> dict[str, Any]:
+    """How a cold cache is filled: the extractor, the frame sizes, how many runs at once."""
+    return {"extractor": _choice(config, "--loso-extractor", EXTRACTORS),
+            "recompute": bool(config.getoption("loso_recompute")),
+            "vmaf_bin": _path(config, "--loso-vmaf-bin"),
+            "ffmpeg": _path(config, "--loso-ffmpeg"),
+            "frame_size": EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
+            else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
+            "frame_sizes": parse_frame_sizes(_ini(config, "loso_frame_sizes")),
+            "jobs": _integer(config, "--loso-jobs", minimum=1) or os.cpu_count() or 1}
+
+
+def _outputs(config: pytest.Config) -> dict[str, Any]:
+    """Where the report and the optional outputs go, and what the report adds."""
+    logistic = config.getoption("loso_logistic")
+    # Not pytest's rootdir: its guess counts option values, so absolute --loso-dir / --data-root
+    # could put the report in /tmp or in another project.
+    return {"report_dir": _path(config, "--loso-report") or _ini_base_or_cwd(config) / "runs" / "loso_eval",
+            "plot_dir": _path(config, "--loso-plot"),
+            "metrics_path": _path(config, "--loso-metrics"),
+            "verdict_path": _path(config, "--loso-verdict"),
+            "logistic": bool(logistic if logistic is not None else _ini(config, "loso_logistic")),
+            "srocc_ranks": _choice(config, "--loso-srocc-ranks", SROCC_RANKS)}
+
+
+def read_options(config: pytest.Config) -> GateOptions | None:
+    """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off).
+
+    Read once per process; a bad value or an unusable path is pytest's usage error at start.
+    """
+    from . import preflight
+
+    example = bool(config.getoption("loso_example"))
+    if not example and not _paths(config, "--loso-dir"):
+        return None
+    try:
+        options = GateOptions(example=example, thresholds=_thresholds(config), **_corpus(config, example),
+                              **_models(config, example), **_comparison(config), **_extraction(config, example),
+                              **_outputs(config))
+        preflight.check(options)
+    except LosoUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return options

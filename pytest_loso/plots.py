@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from .errors import LosoInputError
-from .thresholds import Thresholds
+from .settings import Thresholds
 
 MAX_PANELS = 64  # a scatter grid beyond this is unreadable; the rest are listed as left out
 
@@ -27,7 +27,7 @@ def write_plots(out_dir: Path, report: dict, results: dict[str, dict], threshold
     written = []
     for arch, block in report["archs"].items():
         points = {r["source"]: r["points"] for r in results.values()
-                  if r["kind"] == "fold" and r["arch"] == arch and r.get("points")}
+                  if r["kind"] == "fold" and r["run"] == arch and r.get("points")}
         if points:
             written.append(_scatter(plt, out_dir / f"scatter_{arch}.png", arch, points, block["per_fold"]))
         written.append(_bars(plt, out_dir / f"folds_{arch}.png", arch, block, thresholds))

@@ -1,6 +1,10 @@
-"""pytest hooks, wired to the pipeline. Without ``--loso-dir`` every hook returns at once.
+"""pytest hooks, wired to the gate. Without ``--loso-dir`` every hook returns at once.
 
-Heavy modules (numpy, scipy, onnxruntime) are imported only once the gate is on.
+The plugin only wires: :mod:`.options` reads the settings, :mod:`.items` makes the tests,
+:class:`~.gate.Gate` scores them in every process, and :class:`~.session.GateSession`
+gathers, judges and reports in the one process that sees every result (the xdist
+controller, or the only process). Heavy modules (numpy, scipy, onnxruntime) are imported
+only once the gate is on.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from .options import add_ini, add_options, read_options
 if TYPE_CHECKING:
     from .gate import Gate
     from .items import GateSelection
-    from .report import SessionResults
+    from .session import GateSession
 
 GATE: pytest.StashKey[Gate] = pytest.StashKey()
-RESULTS: pytest.StashKey[SessionResults] = pytest.StashKey()
+SESSION: pytest.StashKey[GateSession] = pytest.StashKey()
 SELECTION: pytest.StashKey[GateSelection] = pytest.StashKey()  # which of the gate's tests the command line names
 
 
@@ -34,18 +38,18 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .gate import Gate
     from .items import select_gate
-    from .report import SessionResults
 
     selection = select_gate(config)
     if not selection.runs:  # e.g. `pytest tests/test_x.py`: the gate is not part of the selection
         return
     config.stash[SELECTION] = selection
-
     config.stash[GATE] = Gate(options)
     config.pluginmanager.register(_AggregateScheduling(), "loso-aggregates")
     if not hasattr(config, "workerinput"):  # xdist workers send results; the controller reports
-        config.stash[RESULTS] = SessionResults(config.stash[GATE])
-        config.pluginmanager.register(_ResultListener(config.stash[RESULTS]), "loso-results")
+        from .session import GateSession
+
+        config.stash[SESSION] = GateSession(config.stash[GATE])
+        config.pluginmanager.register(_ResultListener(config.stash[SESSION]), "loso-results")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -55,7 +59,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     from .items import sources_to_prefill
 
-    sources = sources_to_prefill(session, config.stash[GATE])  # only what the selected gate tests need
+    # only what the selected gate tests need
+    sources = sources_to_prefill(session, config.stash[GATE], config.stash[SELECTION].nodes)
     if sources is None:
         return  # the gate cannot plan: its collection error says why
     terminal = config.pluginmanager.get_plugin("terminalreporter")  # absent under -p no:terminal
@@ -66,19 +71,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     if GATE not in config.stash:
         return None
+    from .corpus import describe_options
+
     options = config.stash[GATE].options
-    if options.table is not None:
-        return f"loso: table {options.table}, report {options.report_dir}"
-    return f"loso: data root {options.data_root}, cache {options.cache_dir}, report {options.report_dir}"
+    return f"loso: {describe_options(options)}, report {options.report_dir}"
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect filter the items
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if GATE not in config.stash:
         return
+    from .ids import GATE_NODE
     from .items import LosoCollector
 
-    collector = LosoCollector.from_parent(session, name="loso", nodeid="loso", gate=config.stash[GATE])  # named tests only
+    gate_session = config.stash.get(SESSION, None)
+    collector = LosoCollector.from_parent(session, name=GATE_NODE, nodeid=GATE_NODE, gate=config.stash[GATE],
+                                          judge=gate_session.judge if gate_session else None,
+                                          named=config.stash[SELECTION].nodes)  # named tests only
     session.ihook.pytest_collectstart(collector=collector)
     report = collector.ihook.pytest_make_collect_report(collector=collector)
     report.__dict__.pop("call", None)  # as pytest does: the call info must not travel with the report
@@ -108,18 +117,18 @@ class _AggregateScheduling:
 
 
 class _ResultListener:
-    """Hands each item's result to the session's results, wherever the item ran."""
+    """Hands each test's result to the session, wherever the test ran."""
 
-    def __init__(self, results: SessionResults) -> None:
-        self.results = results
+    def __init__(self, session: GateSession) -> None:
+        self.session = session
         self.deferred: set[str] = set()  # aggregate tests the xdist workers left to this process
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "loso", None)
         if result is not None:
-            self.results.add(result)
+            self.session.store.add(result)
         if report.when == "call" and report.nodeid.startswith("loso::"):
-            self.results.reported.add(report.nodeid[len("loso::"):])
+            self.session.store.reported.add(report.nodeid[len("loso::"):])
 
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
     def pytest_testnodedown(self, node: object, error: object) -> None:
@@ -134,12 +143,12 @@ class _ResultListener:
 
         session.testscollected += len(self.deferred)  # the workers did not count them
         for name in sorted(self.deferred):
-            verdict = self.results.verdict(name)
-            report_deferred(session.config, name, verdict.outcome, verdict.message)
-        if self.results.nothing_ran or session.config.option.collectonly:
+            judgement = self.session.judge.judge(name)
+            report_deferred(session.config, name, judgement.outcome, judgement.message)
+        if self.session.store.nothing_ran or session.config.option.collectonly:
             return result
         passed = not session.testsfailed
-        refusal = self.results.decide_accept(passed=passed)
+        refusal = self.session.acceptance.decide(passed=passed)
         if refusal and passed:
             # Asked to accept, and could not, though every test passed (a partial run): a failed test,
             # counted and in JUnit like any. When tests failed, they already say why the run is red.
@@ -149,37 +158,37 @@ class _ResultListener:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and report.nodeid == "loso":  # the gate could not plan: the report must say so
-            self.results.add_collection_error(str(report.longrepr))
+            self.session.store.add_collection_error(str(report.longrepr))
 
 
 @pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file and the terminal its summary
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if RESULTS not in config.stash or config.option.collectonly:
+    if SESSION not in config.stash or config.option.collectonly:
         return
-    results = config.stash[RESULTS]
-    if results.nothing_ran:
+    gate_session = config.stash[SESSION]
+    if gate_session.store.nothing_ran:
         return
-    results.decide_accept(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
-    results.build([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
-    results.write()
-    if results.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
+    gate_session.acceptance.decide(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
+    gate_session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+    if gate_session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
-    results.publish(passed=session.exitstatus == pytest.ExitCode.OK)
+    gate_session.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    if RESULTS not in config.stash or config.stash[RESULTS].report is None:
+    if SESSION not in config.stash or config.stash[SESSION].report is None:
         return
-    from .report import render_terminal
+    from .report.render import render_terminal
 
-    results = config.stash[RESULTS]
+    gate_session = config.stash[SESSION]
+    report = gate_session.report
     terminalreporter.section("LOSO gate")
-    for line in render_terminal(results.report):
+    for line in render_terminal(report):
         terminalreporter.write_line(line)
-    for line in results.notes:
+    for line in gate_session.notes:
         terminalreporter.write_line(line)
-    comparison_warnings = (results.report.get("comparison") or {}).get("warnings", [])
+    comparison_warnings = (report.get("comparison") or {}).get("warnings", [])
     if comparison_warnings:
         terminalreporter.section("LOSO comparison WARNING", sep="!", yellow=True, bold=True)
         for message in comparison_warnings:

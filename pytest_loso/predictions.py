@@ -1,11 +1,14 @@
-"""The predictions sidecar: each test's per-frame predictions, kept beside the report for a paired comparison.
+"""The predictions file: each test's per-frame predictions, kept beside the report for a paired comparison.
+
+(Messages call it the "predictions sidecar", as the README does; in the code a *sidecar* is only a
+model's ``.json``.)
 
 ``loso_eval.json`` holds metrics; a paired comparison needs the accepted model's predictions
 on the same frames. ``loso_eval.predictions.npz`` (``loso_eval.partial.predictions.npz`` for
 a partial run; ``<accepted>.predictions.npz`` beside an accepted report) holds, per test,
 the predictions as float32, the clip boundaries, and the sha256 of the targets, so the
 frames can be proved identical before two runs' predictions are paired. The report records
-the sidecar's sha256; a sidecar that does not match it is not used.
+the file's sha256; a file that does not match it is not used.
 """
 
 from __future__ import annotations
@@ -17,18 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import write_atomically
+from .files import write_atomically
+from .ids import predictions_path
 
 if TYPE_CHECKING:
     import numpy as np
-
-SUFFIX = ".predictions.npz"
-
-
-def sidecar_path(report_path: Path) -> Path:
-    """``dir/loso_eval.json`` -> ``dir/loso_eval.predictions.npz`` (the same for ``.partial`` and accepted names)."""
-    return report_path.with_name(report_path.stem + SUFFIX)
-
 
 def targets_digest(target: np.ndarray, pair_frames: tuple[int, ...]) -> str:
     """sha256 of the targets (float32) and the clip boundaries: equal digests, the same frames in the same clips."""
@@ -40,14 +36,14 @@ def targets_digest(target: np.ndarray, pair_frames: tuple[int, ...]) -> str:
 
 
 def entry(pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...]) -> dict:
-    """One test's part of the sidecar, as plain bytes and strings (it travels from xdist workers)."""
+    """One test's part of the predictions file, as plain bytes and strings (it travels from xdist workers)."""
     import numpy as np
 
     return {"pred": np.ascontiguousarray(pred, dtype=np.float32).tobytes(),
             "targets_sha256": targets_digest(target, pair_frames), "pair_frames": list(pair_frames)}
 
 
-def write_sidecar(path: Path, entries: dict[str, dict]) -> str:
+def write_predictions(path: Path, entries: dict[str, dict]) -> str:
     """Write ``{test: entry}`` as one ``.npz`` (atomically); return its sha256."""
     import numpy as np
 
@@ -77,7 +73,7 @@ class AcceptedPredictions:
     def load(cls, report_path: Path, accepted: dict) -> AcceptedPredictions:
         import numpy as np
 
-        path = sidecar_path(report_path)
+        path = predictions_path(report_path)
         expected = (accepted.get("predictions") or {}).get("sha256")
         if expected is None:
             return cls(path, problem="the accepted report names no predictions sidecar")

@@ -30,7 +30,7 @@ from .features import FEATURE_NAMES, canonical, select
 if TYPE_CHECKING:
     import numpy as np
 
-    from .corpus import SourceData
+    from .frames import SourceData
 
 # The codec block's fixed tail after the encoder one-hot (fork: codec_block_layout).
 _CODEC_TAIL = ("preset_norm", "crf_norm")

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .corpus import SourceData
+from .frames import SourceData
 from .errors import LosoInputError
+from .files import file_sha256
 from .features import FEATURE_NAMES, canonical, columns_for
 
 if TYPE_CHECKING:
@@ -44,17 +45,6 @@ TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
 def source_name(raw: object) -> str:
     """``BigBuckBunny_25fps`` -> ``BigBuckBunny`` (the fold ``fold_BigBuckBunny``)."""
     return _FPS_SUFFIX.sub("", str(raw))
-
-
-def parse_where(items: list[str]) -> dict[str, tuple[str, ...]]:
-    """``["corpus=netflix", "cq=30"]`` -> ``{column: allowed values}`` (values of one column are OR-ed)."""
-    where: dict[str, list[str]] = {}
-    for item in items:
-        column, sep, value = item.partition("=")
-        if not sep or not column.strip():
-            raise ValueError(f"--loso-where {item!r}: expected COLUMN=VALUE, e.g. corpus=netflix")
-        where.setdefault(column.strip(), []).append(value.strip())
-    return {column: tuple(values) for column, values in where.items()}
 
 
 @dataclass
@@ -81,14 +71,6 @@ def _hashed(lines: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
     for line in lines:
         digest.update(line)
         yield line
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _parse_jsonl(path: Path, lines: Iterable[bytes], numeric: Callable[[str], bool]) -> _Columns:
@@ -187,7 +169,7 @@ class TableCorpus:
 
         try:
             if path.suffix == ".parquet":
-                self.sha256 = _file_sha256(path)
+                self.sha256 = file_sha256(path)
                 table = _read_parquet(path, numeric)
             else:
                 digest = hashlib.sha256()
@@ -251,6 +233,18 @@ class TableCorpus:
 
     def warnings(self) -> list[str]:
         return []
+
+    def missing_source(self, source: str) -> str:
+        return f"the table {self.path} (no rows with source {source}{' after --loso-where' if self.where else ''})"
+
+    def no_sources(self) -> LosoInputError:
+        return LosoInputError(self.path, "the table has no rows")  # refused when read: kept for the interface
+
+    def prefill(self, sources: set[str] | None, progress: Callable[[str], None] | None) -> None:
+        """Nothing to compute: a table holds the features already."""
+
+    def extraction(self) -> None:
+        return None  # a table is read as it is: no cache, nothing computed
 
     def provenance(self) -> dict:
         return {"path": str(self.path), "sha256": self.sha256, "rows_read": self.rows_read,

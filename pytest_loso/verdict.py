@@ -12,10 +12,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import write_atomically
-from .gate import run_name
-from .report.session import primary_arch
-from .thresholds import Thresholds
+from .files import write_atomically
+from .ids import primary_arch, run_name
+from .settings import Thresholds
 
 SCHEMA_VERSION = 1
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_loso.corpus import discover_corpus, load_source
+from pytest_loso.cache_corpus import discover, load_source
 from pytest_loso.extract import resolve_extractor, write_cache
 from pytest_loso.options import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE
 from pytest_loso.training import export_onnx, train
@@ -73,7 +73,7 @@ def main() -> int:
     make_clips(ffmpeg, corpus, work)
     shutil.rmtree(work)
 
-    found = discover_corpus(corpus)
+    found = discover(corpus)
     for pairs in found.pairs.values():
         for pair in pairs:
             write_cache(pair.cache_path(cache), extractor.run(pair.ref_path, pair.dis_path, WIDTH, HEIGHT))

@@ -705,7 +705,7 @@ def test_comparison_under_xdist_equals_serial(gate):
      ["a", "b", "d"]),
 ])
 def test_script_baselines_are_keyed_by_stem_without_losing_one(baselines, keys):
-    from pytest_loso.compare import _baselines_by_stem
+    from pytest_loso.accepted import _baselines_by_stem
 
     renamed = _baselines_by_stem(baselines)
     assert list(renamed) == keys

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from loso_helpers import BASELINE_TAG, SOURCES, assert_close, independent_metrics
 
-from pytest_loso.corpus import SourceData
+from pytest_loso.frames import SourceData
 from pytest_loso.errors import LosoInputError
 from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.models import load_model
@@ -452,12 +452,12 @@ def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(gat
 
 
 def test_a_failure_shared_by_many_sources_is_said_once_naming_ten_of_the_rest():
-    from pytest_loso.gate import SOURCES_NAMED, _sources_failed
+    from pytest_loso.scoring import SOURCES_NAMED, sources_failed
 
     sources = [f"Clip{i:02d}" for i in range(13)]
     errors = [(s, f"/m.json: source {s} has no encoder column") for s in sources]
     errors.append(("Other", "/m.onnx: onnxruntime failed on Other"))
-    error = _sources_failed(Path("/m.onnx"), "cannot score on all sources", errors)
+    error = sources_failed(Path("/m.onnx"), "cannot score on all sources", errors)
     lines = str(error).splitlines()
     assert lines[0] == "/m.onnx: cannot score on all sources; 14 failed:"
     assert lines[1] == "  /m.json: source Clip00 has no encoder column"

@@ -7,18 +7,18 @@ in one run) cost ~20 s of a 1,000-source run on a loaded machine.
 
 from __future__ import annotations
 
-import pytest_loso.gate as gate_module
+import pytest_loso.plan as plan_module
 
 
 def test_the_fold_tree_is_walked_once_per_run(gate, monkeypatch):
     walks = []
-    walk = gate_module.find_fold_models
+    walk = plan_module.find_fold_models
 
     def counted(loso_dirs):
         walks.append(list(loso_dirs))
         return walk(loso_dirs)
 
-    monkeypatch.setattr(gate_module, "find_fold_models", counted)
+    monkeypatch.setattr(plan_module, "find_fold_models", counted)
     run = gate.run()
     assert run.result.ret == 0
     assert run.report["loso_aggregate"]  # collection, the run and the report all used the plan

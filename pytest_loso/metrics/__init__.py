@@ -21,10 +21,11 @@ from .intervals import (
            Bootstrap,
            bootstrap,
            bootstrap_intervals,
+           fold_mean_intervals,
            two_stage_intervals,
 )
 from .names import HIGHER_IS_BETTER, LABELS, METRICS, digits, finite_or_none, label
 
 __all__ = ["CI_METHOD", "HIGHER_IS_BETTER", "LABELS", "METRICS", "Bootstrap", "ClipStatistic", "across_seeds",
            "aggregate", "bootstrap", "bootstrap_intervals", "digits", "finite_or_none", "label", "logistic_metrics",
-           "score", "two_stage_intervals"]
+           "fold_mean_intervals", "score", "two_stage_intervals"]

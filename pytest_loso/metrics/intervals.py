@@ -181,3 +181,25 @@ def two_stage_intervals(estimates: np.ndarray, distributions: np.ndarray, *, see
     estimate = estimates.mean(axis=0)
     jackknife = ((estimates.sum(axis=0) - estimates) / max(folds - 1, 1)).T  # (3, folds)
     return covering_intervals(estimate, distribution, jackknife, f"{CI_METHOD} (two-stage: sources, then clips)")
+
+
+def mean_distribution(distributions: list[bytes]) -> np.ndarray:
+    """The mean, draw by draw, of resampled metrics of runs that drew the same clips for each resample
+    (same bootstrap seed, same clips): each is float64 bytes of ``(metrics, resamples)``."""
+    import numpy as np
+
+    return np.mean([np.frombuffer(d, dtype=np.float64).reshape(len(METRICS), -1) for d in distributions], axis=0)
+
+
+def fold_mean_intervals(estimates: list[list[list[float]]], distributions: list[list[bytes]], *, seed: int
+                        ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """95% intervals of the mean over folds of the mean over runs (one run, or one per seed).
+
+    ``estimates[fold][run]`` are a fold's metrics (in ``METRICS`` order) in each run, and
+    ``distributions[fold][run]`` its clip bootstrap there; per fold the runs are averaged (their
+    draws too: :func:`mean_distribution`), then :func:`two_stage_intervals` over folds.
+    """
+    import numpy as np
+
+    means = np.array([[np.mean([run[i] for run in runs]) for i in range(len(METRICS))] for runs in estimates])
+    return two_stage_intervals(means, np.stack([mean_distribution(d) for d in distributions]), seed=seed)

@@ -1,15 +1,9 @@
-"""Writing reports: the session's results aggregated into JSON, Markdown and terminal tables.
+"""The report: built from the session's results, then written and rendered. It only builds and
+writes outputs; judging and acceptance happen below it.
 
-- :mod:`.session`: :class:`SessionResults` collects each gate test's outcome, builds the
-  report (aggregates, seeds, comparison) and writes ``loso_eval.json`` / ``.md``.
-- :mod:`.provenance`: what the report was made from (hashes, git, versions, the cache).
+- :mod:`.build`: the whole report (aggregates, seeds, comparison, provenance) as one dict.
+- :mod:`.outputs`: ``loso_eval.json`` / ``.md`` and the predictions file; OpenMetrics, the step
+  summary, the verdict and the plots.
+- :mod:`.provenance`: what the report was made from (git, versions, how the cache was filled).
 - :mod:`.render`: the Markdown report, the CI step summary and the terminal tables.
 """
-
-from __future__ import annotations
-
-from .render import render_markdown, render_terminal
-from .session import AggregateVerdict, SessionResults, report_files, report_paths
-
-__all__ = ["AggregateVerdict", "SessionResults", "render_markdown", "render_terminal", "report_files",
-           "report_paths"]

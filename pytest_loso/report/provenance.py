@@ -1,27 +1,12 @@
-"""Provenance: what a report was made from (files' hashes, git, versions, how the cache was filled)."""
+"""Provenance: what a report was made from (git, versions, how the cache was filled)."""
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from ..errors import LosoInputError
-
-if TYPE_CHECKING:
-    from ..gate import Gate
-
-
-def sha256(path: Path) -> str | None:
-    """The file's sha256; ``None`` when it is not a regular file (a FIFO would never end)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    except OSError:
-        return None
 
 
 def git_state(cwd: Path) -> dict | None:
@@ -75,16 +60,3 @@ def extraction_provenance(extractor: dict | None, computed: set, recomputed: dic
 def iso_time(timestamp: float) -> str:
     """A POSIX timestamp as local ISO 8601 with its UTC offset."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
-
-
-def table_provenance(gate: Gate) -> dict | None:
-    """The per-frame table's path, sha256 and row counts, when the corpus is one (and was readable)."""
-    from ..table import TableCorpus
-
-    if gate.options.table is None:
-        return None
-    try:
-        corpus = gate.corpus
-    except LosoInputError:
-        return {"path": str(gate.options.table), "sha256": sha256(gate.options.table)}
-    return corpus.provenance() if isinstance(corpus, TableCorpus) else None

@@ -1,0 +1,42 @@
+"""Files the gate writes and the digests it records: a leaf.
+
+Writes are atomic, a temporary file in the same folder then a rename: readers (and a run
+killed half-way) see the old file or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; a shared cache or report must be readable
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read a MiB at a time; ``OSError`` when it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_or_none(path: Path) -> str | None:
+    """The file's sha256; ``None`` when it is not a regular file (a FIFO would never end) or unreadable."""
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None

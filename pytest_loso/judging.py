@@ -1,0 +1,202 @@
+"""Judging: whether a scored test, a run's mean over folds, or a sweep over seeds holds its bounds
+and its comparison with the accepted report.
+
+A fold, baseline or ensemble is judged as soon as it is scored (:func:`judge_test`). The
+aggregate tests (``aggregate[<run>]``, ``seeds[<arch>]``) are judged over the results of the
+folds that ran (:class:`AggregateJudge`), by the aggregate items themselves, or under xdist
+by the controller at the end of the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .accepted import AcceptedReport
+from .compare import aggregate_changes, compare
+from .ids import Outcome, test_name
+from .metrics import METRICS, across_seeds, aggregate, fold_mean_intervals
+from .plan import TestSpec
+from .records import TestResult
+from .results import ResultStore
+from .settings import GateOptions
+from .thresholds import check, check_aggregate, check_seeds
+
+
+def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: AcceptedReport
+               ) -> tuple[list[str], list[str]]:
+    """A scored test against its bounds and the accepted report: ``(violations, failure lines)``,
+    the lines naming the subject; no lines, the test passes."""
+    if spec.kind == "fold":
+        assert spec.source is not None
+        bounds, subject = options.thresholds.for_source(spec.source), f"{spec.run} fold {spec.source}"
+    elif spec.kind == "baseline":
+        bounds, subject = options.thresholds.fold, f"baseline {spec.label} on all sources"
+    else:
+        bounds = options.thresholds.fold
+        subject = f"ensemble {spec.label} (mean of {len(spec.members)} members) on all sources"
+    violations = [v.sentence() for v in check(metrics, bounds)]
+    lines = [f"{subject}: {v} (n={metrics['n']} frames)" for v in violations]
+    if accepted.report is not None:
+        before = accepted.metrics(spec.kind, spec.run, spec.label, spec.source)
+        changes = compare(before or {}, metrics, options.max_drop, mode=options.compare_mode,
+                          intervals=metrics.get("ci"), paired=metrics.get("paired"))
+        who = f"{spec.source} ({spec.run})" if spec.kind == "fold" else f"{spec.kind} {spec.label}"
+        lines += [f"{who}: {c.sentence()}" for c in changes if c.regressed]
+    return violations, lines
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The outcome of one aggregate test, ``aggregate[<run>]`` or ``seeds[<arch>]``."""
+
+    test: str
+    outcome: Outcome
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"test": self.test, "outcome": self.outcome, "message": self.message or None}
+
+
+class AggregateJudge:
+    """Judges a run's mean over folds and an architecture's sweep over seeds from the folds that ran."""
+
+    def __init__(self, store: ResultStore, options: GateOptions, accepted: AcceptedReport) -> None:
+        self.store = store
+        self.options = options
+        self.accepted = accepted
+
+    def judge(self, test: str) -> Judgement:
+        """The judgement of an aggregate test by name: ``aggregate[<run>]`` or ``seeds[<arch>]``."""
+        kind, _, rest = test.partition("[")
+        return self.judge_seeds(rest[:-1]) if kind == "seeds" else self.judge_aggregate(rest[:-1])
+
+    def as_run(self, judgement: Judgement) -> Judgement:
+        """The judgement as the session ran it: an aggregate test that was not run judged nothing."""
+        if judgement.test in self.store.reported:
+            return judgement
+        why = judgement.message if judgement.outcome == "skipped" else (  # its folds' story, when they are partial
+            f"loso::{judgement.test} did not run (deselected, or the session stopped first), so its bounds and "
+            "comparison were not applied")
+        return Judgement(judgement.test, "not run", why)
+
+    def aggregate(self, run: str, per_fold: dict[str, dict]) -> dict | None:
+        """Mean ± std over the folds that were scored, with how many were planned, and its intervals."""
+        block = aggregate(m for m in per_fold.values() if "plcc" in m)
+        if block is not None:
+            planned, ran = self.store.folds_of(run)
+            block["n_folds_planned"] = len(planned) or block["n_folds"]
+            scored = {s: r for s, r in ran.items() if "plcc" in (per_fold.get(s) or {})}
+            block.update(self.intervals({run: scored}))
+        return block
+
+    def intervals(self, runs: dict[str, dict[str, TestResult]]) -> dict:
+        """The mean over folds' two-stage intervals (sources, then clips) and, in ``noise`` mode,
+        those of the mean difference from the accepted run when every fold was paired.
+
+        ``runs`` is ``{run: {source: fold result}}``: one run (an aggregate), or one per seed (the
+        mean across seeds): per source the mean over seeds, whose folds drew the same clips for each
+        resample (same bootstrap seed, same clips), so their distributions average draw by draw.
+        """
+        import math
+
+        options = self.options
+        sources = sorted(set.intersection(*(set(scored) for scored in runs.values())))
+        results = [scored[source] for scored in runs.values() for source in sources]
+        if len(sources) < 2 or any("distribution" not in r for r in results):
+            return {}  # no --loso-bootstrap, or a fold with fewer than 2 clips
+
+        def draws(key: str) -> list[list[bytes]]:
+            return [[scored[source][key] for scored in runs.values()] for source in sources]  # type: ignore[misc]
+
+        estimates = [[[scored[source]["metrics"][name] for name in METRICS] for scored in runs.values()]
+                     for source in sources]
+        found: dict = {}
+        found["ci"], found["ci_method"] = fold_mean_intervals(estimates, draws("distribution"),
+                                                              seed=options.bootstrap_seed)
+        if options.srocc_ranks != "average":
+            found["ci"]["srocc"] = None
+        if options.compare_mode == "noise" and self.accepted.report is not None:
+            unpaired = sorted(r["name"] for r in results if "paired_distribution" not in r)
+            if unpaired:
+                reasons = {((r["metrics"].get("paired") or {}).get("reason")) for r in results} - {None}
+                found["paired"] = {"rule": "unpaired", "reason": f"{len(unpaired)} of {len(results)} folds were not "
+                                   f"paired ({'; '.join(sorted(reasons))[:300]})"}
+            else:
+                def delta(run: str, source: str, name: str) -> float:
+                    # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
+                    before = (self.accepted.block("archs", run, "per_fold", source) or {}).get(name)
+                    now = runs[run][source]["metrics"][name]
+                    return now - before if isinstance(before, (int, float)) else math.nan
+
+                deltas = [[[delta(run, source, name) for name in METRICS] for run in runs] for source in sources]
+                ci, methods = fold_mean_intervals(deltas, draws("paired_distribution"), seed=options.bootstrap_seed)
+                for i, name in enumerate(METRICS):
+                    undefined = any(math.isnan(d[i]) for fold in deltas for d in fold)
+                    if options.srocc_ranks != "average" and name == "srocc" or undefined:
+                        ci[name] = None
+                found["paired"] = {"rule": "paired", "ci": ci, "ci_method": methods}
+        return found
+
+    def _not_whole(self, test: str, run: str) -> Judgement | None:
+        """A skip when some fold of ``run`` did not run or could not be scored: a mean over the
+        others must not pass for the whole (the failed folds' own tests say what went wrong)."""
+        planned, ran = self.store.folds_of(run)
+        if not planned:
+            return Judgement(test, "skipped", f"no fold of {run} is planned")
+        if len(ran) < len(planned):
+            return Judgement(test, "skipped", f"partial run: {len(ran)} of {len(planned)} folds of {run} "
+                             "ran, so the aggregate bounds and comparison were not applied")
+        failed = sorted(r["name"] for r in ran.values() if not r["metrics"])
+        if failed:
+            return Judgement(test, "skipped", f"the aggregate of {run} covers {len(ran) - len(failed)} of "
+                             f"{len(planned)} folds ({', '.join(failed)} could not be scored), so its "
+                             "bounds and comparison were not applied")
+        return None
+
+    def _regressions(self, who: str, before: object, after: dict) -> list[str]:
+        """``after``'s mean metrics that slid beyond the allowance from the accepted ``before``."""
+        if not isinstance(before, dict):
+            return []
+        changes = aggregate_changes(before, after, self.options.max_drop, self.options.compare_mode)
+        return [f"{who}: mean {c.sentence()}" for c in changes if c.regressed]
+
+    def judge_aggregate(self, run: str) -> Judgement:
+        """Whether ``run``'s mean over folds holds: its bounds and its comparison with the accepted report."""
+        test = test_name("aggregate", run)
+        skip = self._not_whole(test, run)
+        if skip is not None:
+            return skip
+        block = self.aggregate(run, {s: r["metrics"] for s, r in self.store.folds_of(run)[1].items()})
+        assert block is not None
+        thresholds = self.options.thresholds
+        if self.store.plan.is_seeded(run):
+            thresholds = thresholds.for_seed()
+        lines = [f"{run}: {v.sentence()} over {block['n_folds']} folds" for v in check_aggregate(block, thresholds)]
+        lines += self._regressions(run, self.accepted.block("archs", run, "aggregate"), block)
+        return Judgement(test, "failed" if lines else "passed", "\n".join(lines))
+
+    def seed_summary(self, arch: str) -> dict | None:
+        """The across-seed figures of ``arch`` over the folds that were scored (``None`` without any)."""
+        scored = {seed: self.store.scored_folds_of(run) for seed, run in self.store.plan.seed_runs(arch).items()}
+        scored = {seed: folds for seed, folds in scored.items() if folds}
+        if not scored:
+            return None
+        summary = across_seeds({seed: {s: r["metrics"] for s, r in folds.items()} for seed, folds in scored.items()})
+        # the mean across seeds gets its interval too (and, in noise mode, its paired difference)
+        runs = self.store.plan.seed_runs(arch)
+        summary.update(self.intervals({runs[seed]: folds for seed, folds in scored.items()}))
+        return summary
+
+    def judge_seeds(self, arch: str) -> Judgement:
+        """The promotion rule over seeds (ADR-0303), and the across-seed comparison; whole runs only."""
+        test = test_name("seeds", arch)
+        for run in self.store.plan.seed_runs(arch).values():
+            skip = self._not_whole(test, run)
+            if skip is not None:
+                return skip
+        summary = self.seed_summary(arch)
+        assert summary is not None
+        who = f"{arch} over {summary['n_seeds']} seeds"
+        lines = [f"{who}: {v.sentence()}" for v in check_seeds(summary, self.options.thresholds)]
+        lines += self._regressions(who, self.accepted.block("seeds", arch), summary)
+        return Judgement(test, "failed" if lines else "passed", "\n".join(lines))

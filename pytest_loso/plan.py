@@ -1,0 +1,150 @@
+"""Planning: which tests the gate makes, from the fold folders, the corpus's sources and the options.
+
+One :class:`TestSpec` per fold (of every architecture and seed), per baseline and per ensemble;
+a problem already known here (a fold with no model, a source the corpus lacks) travels with
+its spec, and the test fails with it. The :class:`Plan` answers what the rest of the session
+asks of it: a run's folds, its seeds, the aggregate tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .corpus import Corpus
+from .errors import LosoInputError
+from .ids import Kind, aggregate_tests, run_name, test_name
+from .models import find_fold_models
+from .records import TestResult, new_result
+from .settings import GateOptions
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """One test: a fold model on its held-out source, or a baseline or ensemble on every source."""
+
+    kind: Kind
+    label: str  # arch-Source, arch-seedN-Source, baseline tag, or ensemble name
+    model_path: Path
+    arch: str | None = None
+    source: str | None = None
+    problem: str | None = None  # known at planning time: the test fails with this
+    fix: str | None = None  # and what to do about it
+    seed: int | None = None  # the training seed of a run repeated over seeds
+    members: tuple[Path, ...] = ()  # an ensemble's models
+
+    @property
+    def name(self) -> str:
+        return test_name(self.kind, self.label)
+
+    @property
+    def run(self) -> str | None:
+        """The LOSO run a fold belongs to, aggregated on its own: ``arch``, or ``arch-seedN``."""
+        return run_name(self.arch, self.seed) if self.arch else None
+
+    def new_result(self) -> TestResult:
+        return new_result(self.kind, self.name, self.label, self.run, self.seed, self.source, str(self.model_path))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The session's planned tests, in the order they are collected."""
+
+    specs: tuple[TestSpec, ...]
+
+    def __iter__(self):  # noqa: ANN204  (an iterator of TestSpec)
+        return iter(self.specs)
+
+    @property
+    def folds(self) -> list[TestSpec]:
+        return [spec for spec in self.specs if spec.kind == "fold"]
+
+    def folds_of(self, run: str) -> list[TestSpec]:
+        """The fold tests of one LOSO run (``arch`` or ``arch-seedN``)."""
+        return [spec for spec in self.folds if spec.run == run]
+
+    def is_seeded(self, run: str) -> bool:
+        return any(spec.seed is not None for spec in self.folds_of(run))
+
+    def seed_runs(self, arch: str) -> dict[int, str]:
+        """``{seed: run}`` of an architecture trained over seeds."""
+        return {spec.seed: spec.run for spec in self.folds  # type: ignore[misc]
+                if spec.arch == arch and spec.seed is not None and spec.run}
+
+    @property
+    def seeded_archs(self) -> list[str]:
+        return sorted({spec.arch for spec in self.folds if spec.arch and spec.seed is not None})
+
+    @property
+    def names(self) -> set[str]:
+        return {spec.name for spec in self.specs}
+
+    def aggregate_tests(self) -> list[str]:
+        """``aggregate[<run>]`` for each LOSO run, ``seeds[<arch>]`` for each architecture over seeds."""
+        return aggregate_tests((spec.arch, spec.seed) for spec in self.folds if spec.arch)
+
+
+def make_plan(options: GateOptions, corpus: Corpus) -> Plan:
+    """Every fold of every selected architecture over the corpus's sources, then the baselines and
+    ensembles; :class:`LosoInputError` when there is nothing to score."""
+    found = find_fold_models(options.loso_dirs)
+    archs = sorted({arch for arch, _, _ in found})
+    if options.archs:
+        unknown = [a for a in options.archs if a not in archs]
+        if unknown:
+            raise LosoInputError(
+                options.loso_dirs[0],
+                f"no fold models for --loso-arch {', '.join(unknown)} (found: {', '.join(archs) or 'none'})",
+            )
+        archs = [a for a in archs if a in options.archs]
+    if not archs:
+        raise LosoInputError(
+            options.loso_dirs[0],
+            "no fold models found",
+            "expected fold_<Source>/<arch>_final.onnx or loso_<arch>/fold_<Source>/<arch>_final.onnx",
+        )
+    sources = frozenset(corpus.sources)
+    specs = []
+    runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs}, key=lambda r: (r[0], r[1] or -1))
+    for arch, seed in runs:
+        # every seed of a run is held to the same folds: the sources, and any fold another seed has
+        for source in sorted(sources | {s for a, _, s in found if a == arch}):
+            path, problem, fix = _fold_problem(found, arch, seed, source, sources, corpus)
+            specs.append(TestSpec("fold", f"{run_name(arch, seed)}-{source}", path, arch=arch, source=source,
+                                  problem=problem, fix=fix, seed=seed))
+    for tag, path in zip(options.baseline_names, options.baselines):  # unique: options says so
+        specs.append(TestSpec("baseline", tag, path))
+    for ensemble in options.ensembles:
+        members = ensemble.members
+        problem = None
+        if len(members) < 2:
+            problem = (f"--loso-ensemble {ensemble.name}={ensemble.pattern} matches {len(members)} model file"
+                       f"{'' if len(members) == 1 else 's'}; an ensemble's spread needs at least two members")
+        specs.append(TestSpec("ensemble", ensemble.name, members[0] if members else Path(ensemble.pattern),
+                              problem=problem, fix="give a glob that matches the members' .onnx files",
+                              members=members))
+    return Plan(tuple(specs))
+
+
+def _fold_problem(found: dict, arch: str, seed: int | None, source: str, sources: frozenset[str],
+                  corpus: Corpus) -> tuple[Path, str | None, str | None]:
+    """A fold test's model file, and what is wrong with it known before scoring (with the fix)."""
+    paths = found.get((arch, seed, source), [])
+    if len(paths) > 1:
+        return (paths[0], f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}",
+                "give --loso-dir folders that offer each fold once")
+    if paths and source in sources:
+        return paths[0], None, None
+    if paths:
+        return (paths[0], f"fold for source {source}, which is not in {corpus.missing_source(source)}",
+                f"add the source's clips to the corpus, or remove fold_{source}")
+    # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
+    run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed) for p in ps)
+    expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
+    if source not in sources:  # only another seed has it: that seed's fold is the stray one
+        stray = min((p for (a, _, s), ps in found.items() if (a, s) == (arch, source) for p in ps), key=str)
+        return (expected, f"no fold for {source} here, where another seed has one ({stray}); and {source} is "
+                "not a source of the corpus",
+                f"remove fold_{source} from the seed that has it, or add the source's clips to the corpus")
+    return (expected, f"source {source} has no fold model: expected {expected}",
+            f"train and export the fold that holds out {source}, or take {source} out of the corpus")

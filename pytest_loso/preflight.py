@@ -1,0 +1,112 @@
+"""Checks at start that the files and folders the settings name can be used: a bad path is a usage
+error before anything is scored, never a failure in every test or a lost report at the end.
+
+No pytest here: each check raises :class:`~pytest_loso.errors.LosoUsageError`, which the options
+layer shows as pytest's usage error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import LosoInputError, LosoUsageError, what_is_at
+from .ids import report_files
+from .settings import GateOptions
+
+TABLE_SUFFIXES = (".jsonl", ".parquet")
+
+
+def check(options: GateOptions) -> None:
+    """Every file-system check of ``options``, in the order a user fixes them."""
+    if options.table is not None:
+        check_table(options.table)
+    for name, path in ([("--data-root", options.data_root)] if options.data_root else []) + \
+            [("--loso-dir", p) for p in options.loso_dirs]:
+        if not path.is_dir():
+            raise LosoUsageError(f"{name} {path}: folder not found")
+    for path in options.baselines:
+        if not path.is_file():
+            raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
+    report_folder(options.report_dir)
+    if options.plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
+    if options.compare is not None:
+        check_accepted(options.compare, accepting=options.accept)
+    if options.cache_dir.exists() and not options.cache_dir.is_dir():  # otherwise every fold fails on the same path
+        raise LosoUsageError(f"--loso-cache {options.cache_dir}: is not a folder; give the feature cache folder")
+    if options.recompute:
+        check_recompute(options)
+    for path, option in ((options.metrics_path, "--loso-metrics"), (options.verdict_path, "--loso-verdict")):
+        if path is not None:
+            writable_file(path, option)
+
+
+def check_table(table: Path) -> None:
+    from .table import TABLE_EXTRA_HINT
+
+    if table.suffix not in TABLE_SUFFIXES:
+        raise LosoUsageError(f"--loso-table {table}: expected a .jsonl or .parquet file")
+    if not table.is_file():
+        raise LosoUsageError(f"--loso-table {table}: file not found (or not a file)")
+    if table.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise LosoUsageError(f"--loso-table {table}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
+
+
+def check_accepted(path: Path, *, accepting: bool) -> None:
+    """The accepted report exists (unless this run writes it) and is one: a broken file stops the run here."""
+    from .accepted import load_accepted
+
+    if not accepting and not path.is_file():
+        raise LosoUsageError(f"--loso-compare {path}: file not found (create it on main with --loso-accept)")
+    if path.is_file():
+        try:
+            load_accepted(path)
+        except LosoInputError as exc:
+            raise LosoUsageError(f"--loso-compare {exc}") from None
+
+
+def check_recompute(options: GateOptions) -> None:
+    """``--loso-recompute`` needs a feature cache and something to recompute it with."""
+    from .extract import resolve_extractor
+
+    if options.table is not None:
+        raise LosoUsageError("--loso-recompute recomputes a YUV + cache corpus's cache; --loso-table has none")
+    if resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg) is None:
+        raise LosoUsageError(
+            f"--loso-recompute needs an extractor, and --loso-extractor {options.extractor} gives none: "
+            "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
+
+
+def writable_folder(path: Path, option: str) -> None:
+    """Refuse at start a folder the report cannot be written to, before anything is scored."""
+    for part in (path, *path.parents):
+        there = what_is_at(part)
+        if there is not None and there.startswith("a broken link"):
+            raise LosoUsageError(f"{option} {path}: {part} is {there}")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise LosoUsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
+    try:  # a real write, not os.access: root passes that on a read-only mount or in /sys
+        os.rmdir(tempfile.mkdtemp(prefix=".loso-write-check-", dir=existing))
+    except OSError as exc:
+        raise LosoUsageError(f"{option} {path}: cannot write in {existing}: {exc.strerror or exc}") from None
+
+
+def report_folder(path: Path) -> None:
+    """The report folder, and no folder (or FIFO) where one of its files goes."""
+    writable_folder(path, "--loso-report")
+    for file in report_files(path):
+        there = what_is_at(file)
+        if there is not None:
+            raise LosoUsageError(f"--loso-report {path}: {file} is {there}, not a regular file, and the report "
+                                 "is written there: remove it, or give another folder")
+
+
+def writable_file(path: Path, option: str) -> None:
+    """Refuse at start an output file that is a folder or cannot be created."""
+    if path.is_dir():
+        raise LosoUsageError(f"{option} {path}: is a folder; give a file path")
+    writable_folder(path.parent, option)

@@ -1,0 +1,81 @@
+"""Writing the report and the optional outputs: each returns the terminal's notes on what it
+wrote where, and says what it could not write instead of raising (the report is what CI keeps)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..files import write_atomically
+from ..ids import predictions_path, report_paths
+from ..predictions import write_predictions
+from ..records import TestResult
+from ..settings import GateOptions
+from .render import render_markdown
+
+
+def write_report(report: dict, results: dict[str, TestResult], report_dir: Path) -> tuple[list[str], str | None]:
+    """Write ``loso_eval.json``, ``loso_eval.md`` and the predictions file atomically: ``(notes, error)``,
+    the error when the report could not be written (the run then fails).
+
+    A partial run writes ``loso_eval.partial.*`` beside them: it must not replace a whole run's report.
+    """
+    paths = report_paths(report_dir, partial=bool(report["partial"]))
+    json_path, md_path = paths["json"], paths["markdown"]
+    entries = {name: r["predictions"] for name, r in sorted(results.items()) if r.get("predictions")}
+    predictions = predictions_path(json_path)
+    writing = report_dir  # the file being written, for the message (an atomic write fails on its temporary)
+    try:  # checked at start; a disk that fills (or a folder changed) since is said, not a traceback
+        report_dir.mkdir(parents=True, exist_ok=True)
+        # each test's predictions, for a later paired comparison; the report records the file's sha256
+        # (a reader checks it, so an older report never pairs with these predictions)
+        writing = predictions
+        report["predictions"] = {"file": predictions.name, "sha256": write_predictions(predictions, entries),
+                                 "tests": len(entries)}
+        writing = json_path
+        write_atomically(json_path, json.dumps(report, indent=2) + "\n")
+        writing = md_path
+        write_atomically(md_path, render_markdown(report))
+    except OSError as exc:
+        error = f"report NOT written: {writing}: {exc.strerror or exc}; the run fails, as its report is lost"
+        return [error], error
+    notes = [f"report: {json_path} (and {md_path.name})"]
+    if report["partial"]:
+        whole = report_paths(report_dir, partial=False)["json"]
+        notes.append(f"partial run: written beside the whole run's report, {whole} is left as it was")
+    return notes, None
+
+
+def publish(report: dict, results: dict[str, TestResult], options: GateOptions, *, passed: bool,
+            write_error: str | None) -> list[str]:
+    """The optional outputs: OpenMetrics, the GitHub step summary, the verdict and the plots."""
+    from ..ci import append_step_summary, write_openmetrics
+
+    notes = []
+    if options.metrics_path is not None:
+        try:
+            write_openmetrics(options.metrics_path, report)
+            notes.append(f"metrics: {options.metrics_path}")
+        except OSError as exc:  # the report is written; say what could not be, and go on
+            notes.append(f"metrics NOT written: {options.metrics_path}: {exc.strerror or exc}")
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target:
+        try:
+            append_step_summary(Path(target), render_markdown(report, summary=True))
+            notes.append(f"step summary: appended to {target}")
+        except OSError as exc:
+            notes.append(f"step summary NOT written: $GITHUB_STEP_SUMMARY={target}: {exc.strerror or exc}")
+    if options.verdict_path is not None:
+        from ..verdict import write_verdict
+
+        verdict = write_verdict(options.verdict_path, report, options.thresholds, passed=passed,
+                                write_error=write_error)
+        reasons = [r if len(r) <= 160 else r[:159] + "…" for r in verdict["reasons"]]  # whole in the file
+        notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
+                     + (f" ({'; '.join(reasons)})" if reasons else ""))
+    if options.plot_dir is not None:
+        from ..plots import write_plots
+
+        notes += [f"plot: {path}" for path in write_plots(options.plot_dir, report, results, options.thresholds)]
+    return notes

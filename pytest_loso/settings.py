@@ -1,0 +1,305 @@
+"""The gate's settings once resolved: :class:`GateOptions`, the bounds and allowances it holds,
+their defaults, and the parsers that turn one option's text into its value.
+
+A leaf: no pytest, and no file is read. ``options`` reads pytest's command line and ini into
+these values; ``preflight`` checks the files they name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from .errors import LosoUsageError
+
+EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
+COMPARE_MODES = ("bound", "noise")
+SROCC_RANKS = ("average", "ordinal")
+CompareMode = Literal["bound", "noise"]
+SroccRanks = Literal["average", "ordinal"]
+
+EXAMPLE_DIR = Path(__file__).parent / "example"
+EXAMPLE_FRAME_SIZE = (64, 48)  # of the bundled clips (scripts/build_example.py makes them)
+
+CACHE_ENV = "VMAF_TINY_AI_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$VMAF_TINY_AI_CACHE``, else ``~/.cache/vmaf-tiny-ai`` (shared with the training scripts)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "vmaf-tiny-ai"
+
+
+# Defaults catch a broken model, not a slightly worse one: a team sets its own bar in ini.
+DEFAULTS = {
+    "min_plcc": 0.75,
+    "min_srocc": 0.70,
+    "max_rmse": 20.0,
+    "min_mean_plcc": 0.85,
+    "max_mean_rmse": 12.0,
+    # Over seeds (ADR-0303 uses 0.95 and 0.005): off unless a team sets its promotion rule.
+    "min_seed_mean_plcc": None,
+    "max_seed_spread": None,
+}
+# KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
+DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Bounds on one scored set of frames; ``None`` disables a bound."""
+
+    min_plcc: float | None = None
+    min_srocc: float | None = None
+    max_rmse: float | None = None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    fold: Bounds
+    per_source: dict[str, Bounds] = field(default_factory=dict)
+    min_mean_plcc: float | None = None
+    max_mean_rmse: float | None = None
+    min_seed_mean_plcc: float | None = None  # every seed's mean PLCC over folds
+    max_seed_spread: float | None = None  # max - min of the per-seed mean PLCC
+
+    def for_source(self, source: str) -> Bounds:
+        return self.per_source.get(source, self.fold)
+
+    @property
+    def seed_mean_plcc_bound(self) -> float | None:
+        """Every seed's minimum mean PLCC: ``min_seed_mean_plcc``, by default ``min_mean_plcc``."""
+        return self.min_mean_plcc if self.min_seed_mean_plcc is None else self.min_seed_mean_plcc
+
+    def for_seed(self) -> Thresholds:
+        """The aggregate bounds of one seed's run: its mean PLCC is held to every seed's minimum."""
+        return replace(self, min_mean_plcc=self.seed_mean_plcc_bound)
+
+    def to_json(self) -> dict:
+        return {
+            "fold": asdict(self.fold),
+            "per_source": {s: asdict(b) for s, b in sorted(self.per_source.items())},
+            "aggregate": {"min_mean_plcc": self.min_mean_plcc, "max_mean_rmse": self.max_mean_rmse},
+            "seeds": {"min_seed_mean_plcc": self.min_seed_mean_plcc, "max_seed_spread": self.max_seed_spread},
+            "baselines": "fold bounds, applied to the all-sources concatenation",
+        }
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """How far one metric may slide from the accepted report: absolute, or a fraction of the accepted value."""
+
+    absolute: float | None = None
+    relative: float | None = None  # fraction of the accepted value
+
+    def of(self, accepted: float) -> float:
+        return max(self.absolute or 0.0, (self.relative or 0.0) * abs(accepted))
+
+    def to_json(self) -> dict:
+        return {"absolute": self.absolute, "relative": self.relative}
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """``--loso-ensemble NAME=GLOB``, with the model files its glob matched."""
+
+    name: str
+    pattern: str
+    members: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    loso_dirs: tuple[Path, ...]
+    data_root: Path | None
+    cache_dir: Path
+    baselines: tuple[Path, ...]
+    archs: tuple[str, ...]  # empty: every architecture found
+    report_dir: Path
+    thresholds: Thresholds
+    example: bool = False
+    ensembles: tuple[Ensemble, ...] = ()
+    baseline_names: tuple[str, ...] = ()  # one per baseline (NAME=PATH); a bare path: its file stem
+    extractor: str = "auto"
+    vmaf_bin: Path | None = None
+    ffmpeg: Path | None = None
+    frame_size: tuple[int, int] = (1920, 1080)
+    frame_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    jobs: int = 1
+    recompute: bool = False
+
+    compare: Path | None = None
+    max_drop: dict[str, Allowance] = field(default_factory=dict)
+    compare_mode: CompareMode = "bound"
+    accept: bool = False
+    accept_force: bool = False
+    bootstrap: int = 0
+    bootstrap_seed: int = 0
+    logistic: bool = False
+    metrics_path: Path | None = None
+    plot_dir: Path | None = None
+    verdict_path: Path | None = None
+    srocc_ranks: SroccRanks = "average"
+    table: Path | None = None  # a per-frame table instead of data_root (table.py)
+    target: str = "vmaf"
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def frame_size_of(self, source: str) -> tuple[int, int]:
+        return self.frame_sizes.get(source, self.frame_size)
+
+    @property
+    def accepting(self) -> bool:
+        """``--loso-accept``: write this run's report as the accepted one (at the ``--loso-compare`` path)."""
+        return self.accept and self.compare is not None
+
+    def to_json(self) -> dict:
+        return {
+            "loso_dirs": [str(p) for p in self.loso_dirs],
+            "data_root": str(self.data_root) if self.data_root else None,
+            "table": str(self.table) if self.table else None,
+            "target": self.target,
+            "where": {c: list(v) for c, v in self.where.items()},
+            "cache_dir": str(self.cache_dir),
+            "baselines": [str(p) for p in self.baselines],
+            "ensembles": {e.name: {"glob": e.pattern, "members": [str(p) for p in e.members]}
+                          for e in self.ensembles},
+            "archs": list(self.archs),
+            "report_dir": str(self.report_dir),
+            "example": self.example,
+            "extractor": self.extractor,
+            "vmaf_bin": str(self.vmaf_bin) if self.vmaf_bin else None,
+            "ffmpeg": str(self.ffmpeg) if self.ffmpeg else None,
+            "frame_size": "x".join(map(str, self.frame_size)),
+            "frame_sizes": {s: "x".join(map(str, v)) for s, v in sorted(self.frame_sizes.items())},
+            "jobs": self.jobs,
+            "recompute": self.recompute,
+            "compare": str(self.compare) if self.compare else None,
+            "compare_mode": self.compare_mode,
+            "max_drop": {m: a.to_json() for m, a in self.max_drop.items()},
+            "accept": self.accept,
+            "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
+            "logistic": self.logistic,
+            "srocc_ranks": self.srocc_ranks,
+        }
+
+
+# Parsers: one option's text -> its value; ``LosoUsageError`` naming the option when it is not one.
+
+def parse_bound(text: str | float | None, name: str) -> float | None:
+    """A bound from the command line or ini: a number, or ``none``/``off`` to disable it."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool):  # a TOML number
+        text = repr(float(text))
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):  # every comparison with NaN is false: the bound would pass everything
+        raise LosoUsageError(f"{name}: {text!r} is not a number (use e.g. 0.9, or 'none' to disable)")
+    return value
+
+
+_OVERRIDE_RE = re.compile(r"^\s*(?P<source>[A-Za-z0-9]+)\s*:(?P<rest>.*)$")
+
+
+def parse_source_overrides(lines: list[str], base: Bounds) -> dict[str, Bounds]:
+    """Parse ``FoxBird: min_plcc=0.92 max_rmse=18`` lines into per-source bounds over ``base``."""
+    overrides: dict[str, Bounds] = {}
+    keys = set(asdict(base))
+    for line in lines:
+        if not line.strip():
+            continue
+        match = _OVERRIDE_RE.match(line)
+        if not match:
+            raise LosoUsageError(f"loso_source_thresholds: {line!r} is not 'Source: key=value ...'")
+        bounds = overrides.get(match["source"], base)
+        for token in match["rest"].replace(",", " ").split():
+            key, _, value = token.partition("=")
+            if key not in keys:
+                raise LosoUsageError(f"loso_source_thresholds: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
+            bounds = replace(bounds, **{key: parse_bound(value, key)})
+        overrides[match["source"]] = bounds
+    return overrides
+
+
+_DROP_RE = re.compile(r"^(?P<metric>[a-z_]+)=(?P<value>[0-9.eE+-]+)(?P<pct>%?)$")
+
+
+def parse_max_drop(text: str) -> dict[str, Allowance]:
+    """``plcc=0.005,srocc=0.005,rmse=0.5,rmse=5%`` -> allowances per metric."""
+    from .metrics.names import HIGHER_IS_BETTER  # here: the always-loaded options need none of metrics/
+
+    allowances: dict[str, Allowance] = {}
+    for token in re.split(r"[,\s]+", text.strip()):
+        if not token:
+            continue
+        match = _DROP_RE.match(token)
+        try:
+            value = float(match["value"]) if match else math.nan
+        except ValueError:
+            value = math.nan
+        if not match or match["metric"] not in HIGHER_IS_BETTER or not math.isfinite(value) or value < 0:
+            raise LosoUsageError(
+                f"--loso-max-drop: {token!r} is not metric=number or metric=number% "
+                f"with a finite number >= 0 (metrics: {', '.join(HIGHER_IS_BETTER)})"
+            )
+        current = allowances.get(match["metric"], Allowance())
+        if match["pct"]:
+            current = Allowance(current.absolute, value / 100)
+        else:
+            current = Allowance(value, current.relative)
+        allowances[match["metric"]] = current
+    return allowances
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+def parse_frame_size(text: str, where: str) -> tuple[int, int]:
+    match = _SIZE_RE.match(text)
+    if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
+        raise LosoUsageError(f"{where}: {text!r} is not an even frame size WxH such as 1920x1080")
+    return int(match[1]), int(match[2])
+
+
+def parse_frame_sizes(lines: list[str]) -> dict[str, tuple[int, int]]:
+    """``loso_frame_sizes`` lines, ``Source: WxH``."""
+    sizes = {}
+    for line in lines:
+        source, sep, size = line.partition(":")
+        if line.strip():
+            if not sep:
+                raise LosoUsageError(f"loso_frame_sizes: {line!r} is not 'Source: WxH'")
+            sizes[source.strip()] = parse_frame_size(size, f"loso_frame_sizes ({source.strip()})")
+    return sizes
+
+
+def parse_where(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """``["corpus=netflix", "cq=30"]`` -> ``{column: allowed values}`` (values of one column are OR-ed)."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise LosoUsageError(f"--loso-where {item!r}: expected COLUMN=VALUE, e.g. corpus=netflix")
+        where.setdefault(column.strip(), []).append(value.strip())
+    return {column: tuple(values) for column, values in where.items()}
+
+
+_ENSEMBLE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def parse_ensemble(spec: str) -> tuple[str, str]:
+    """``NAME=GLOB`` -> ``(name, glob)``."""
+    name, sep, pattern = spec.partition("=")
+    name, pattern = name.strip(), pattern.strip()
+    if not sep or not _ENSEMBLE_NAME.fullmatch(name) or not pattern:
+        raise LosoUsageError(f"--loso-ensemble / loso_ensemble: {spec!r} is not NAME=GLOB "
+                         "(e.g. fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx)")
+    return name, pattern
