@@ -1,4 +1,4 @@
-"""The README's CI examples: what they install, the options they pass, and the cache they keep."""
+"""The CI examples of docs/ci.md: what they install, the options they pass, and the cache they keep."""
 
 from __future__ import annotations
 
@@ -8,16 +8,22 @@ from pathlib import Path
 
 from loso_helpers import install_open_recorder
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+CI_DOC = ROOT / "docs" / "ci.md"
+
+
+def _yaml_blocks(path: Path) -> dict[str, str]:
+    """The ```yaml blocks of a document, by their first line (the file they stand for, e.g. `# .gitlab-ci.yml`)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return {block.splitlines()[0].strip(): block for block in blocks}
 
 
 def _ci_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## In CI\n"):]
-    section = section[: section.index("\n## ", 1)]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
-    assert len(blocks) == 2, "expected the GitHub and the GitLab example"
-    return blocks
+    """The GitHub workflow and the GitLab job that gate pull requests against the report accepted on main."""
+    blocks = _yaml_blocks(CI_DOC)
+    wanted = ("# .github/workflows/loso.yml", "# .gitlab-ci.yml")
+    assert all(name in blocks for name in wanted), f"expected the GitHub and the GitLab example in {CI_DOC}"
+    return [blocks[name] for name in wanted]
 
 
 def _gate_commands(block: str) -> list[str]:
@@ -85,10 +91,11 @@ def test_ci_examples_run_as_written_on_main_then_on_a_pull_request(gate):
 
 
 def test_a_warm_cache_never_opens_the_yuvs(gate):
-    """What the README promises CI: with every cache file present the corpus is only listed."""
+    """What docs/ci.md promises CI: with every cache file present the corpus is only listed."""
     opened = install_open_recorder(gate.pytester)
     run = gate.run()  # default extractor: a missing cache file would be computed from the YUVs
     assert run.result.ret == 0, run.output
     corpus = str(gate.data_root.resolve()) + "/"
     assert not [p for p in json.loads(opened.read_text()) if p.startswith(corpus)]
     assert all(not p.endswith(".yuv") for p in json.loads(opened.read_text()))
+
