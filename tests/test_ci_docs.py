@@ -1,4 +1,5 @@
-"""The README's CI examples: what they install, the options they pass, and the cache they keep."""
+"""The CI examples of docs/ci.md: what they install, the options they pass, and the cache they keep;
+and the documentation itself: README.md stays short, and its links and docs/'s resolve."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ from pathlib import Path
 
 from loso_helpers import install_open_recorder
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CI_DOC = ROOT / "docs" / "ci.md"
+
+
+def _yaml_blocks(path: Path) -> dict[str, str]:
+    """The ```yaml blocks of a document, by their first line (the file they stand for, e.g. `# .gitlab-ci.yml`)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return {block.splitlines()[0].strip(): block for block in blocks}
 
 
 def _ci_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## In CI\n"):]
-    section = section[: section.index("\n## ", 1)]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
-    assert len(blocks) == 2, "expected the GitHub and the GitLab example"
-    return blocks
+    """The GitHub workflow and the GitLab job that gate pull requests against the report accepted on main."""
+    blocks = _yaml_blocks(CI_DOC)
+    wanted = ("# .github/workflows/loso.yml", "# .gitlab-ci.yml")
+    assert all(name in blocks for name in wanted), f"expected the GitHub and the GitLab example in {CI_DOC}"
+    return [blocks[name] for name in wanted]
 
 
 def _gate_commands(block: str) -> list[str]:
@@ -85,10 +93,58 @@ def test_ci_examples_run_as_written_on_main_then_on_a_pull_request(gate):
 
 
 def test_a_warm_cache_never_opens_the_yuvs(gate):
-    """What the README promises CI: with every cache file present the corpus is only listed."""
+    """What docs/ci.md promises CI: with every cache file present the corpus is only listed."""
     opened = install_open_recorder(gate.pytester)
     run = gate.run()  # default extractor: a missing cache file would be computed from the YUVs
     assert run.result.ret == 0, run.output
     corpus = str(gate.data_root.resolve()) + "/"
     assert not [p for p in json.loads(opened.read_text()) if p.startswith(corpus)]
     assert all(not p.endswith(".yuv") for p in json.loads(opened.read_text()))
+
+
+def test_the_readme_ci_snippet_runs_the_gate_command_of_the_full_example():
+    """README.md's short CI snippet and docs/ci.md's GitHub workflow pass the gate the same options."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## In CI\n"):]
+    section = section[: section.index("\n## ", 1)]
+    (snippet,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert 'pip install "pytest-loso[vmaf] @ git+https://' in snippet
+    folded = snippet[snippet.index("pytest -m loso"):].replace("\\\n", " ")
+    readme_args = re.sub(r"#.*", "", folded).split()
+    (github,) = _gate_commands(_ci_blocks()[0])
+    github_args = re.sub(r"\$\{\{.*?\}\}", "", github).split()
+    assert readme_args == github_args
+    assert "--loso-accept" in folded  # what main adds
+
+
+def test_the_readme_stays_short():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines < 200, f"README.md has {lines} lines: move details to docs/"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_every_relative_link_in_the_docs_points_at_an_existing_file():
+    pages = [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 3
+    checked = 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:: not a file
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.is_file(), f"{page.relative_to(ROOT)}: {target} is not a file"
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), f"{page.relative_to(ROOT)}: {target}: no such heading"
+            checked += 1
+    assert checked > 10

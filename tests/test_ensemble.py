@@ -83,28 +83,30 @@ def test_a_malformed_ensemble_option_is_a_usage_error(ensemble):
     assert "'no-equals-sign' is not NAME=GLOB" in run.output
 
 
-def _readme_seed_sweep_command() -> list[str]:
-    """The gate command of the README's seed-sweep CI example (section "Seeds"), folded lines joined."""
+def _docs_seed_sweep_command() -> list[str]:
+    """The gate command of the seed-sweep CI example in docs/ci.md (section "Promoting a seed sweep"),
+    folded lines joined."""
     import re
     import shlex
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Seeds\n"):]
-    (block,) = re.findall(r"```yaml\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+    text = (Path(__file__).resolve().parent.parent / "docs" / "ci.md").read_text(encoding="utf-8")
+    section = text[text.index("## Promoting a seed sweep (ADR-0303)\n"):]
+    end = section.find("\n## ", 1)
+    (block,) = re.findall(r"```yaml\n(.*?)```", section if end < 0 else section[:end], re.S)
     folded = block[block.index("run: >\n") + len("run: >\n"):].split("\n      - ")[0]
     return shlex.split(" ".join(line.strip() for line in folded.splitlines()))
 
 
-def test_the_readme_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writes_the_verdict(ensemble):
-    """The README's CI example as written: seeds over a per-frame table, the ensemble, the ADR-0303 rule."""
+def test_the_docs_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writes_the_verdict(ensemble):
+    """The seed-sweep CI example of docs/ci.md as written: seeds over a per-frame table, the ensemble, the ADR-0303 rule."""
     import json
 
     from pytest_loso.training import train_folds
     from test_table import _rows, _write_jsonl
 
     gate = ensemble
-    args = _readme_seed_sweep_command()
+    args = _docs_seed_sweep_command()
     assert args[:3] == ["pytest", "-m", "loso"]
     option = dict(a.split("=", 1) for a in args[3:] if "=" in a)
     root = gate.root

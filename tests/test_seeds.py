@@ -239,7 +239,7 @@ def _cache_file_hashes(gate) -> dict[str, str]:
 
 @pytest.mark.parametrize("bound", ["--loso-min-mean-plcc", "--loso-min-seed-mean-plcc"])
 def test_verdict_names_the_failing_seed_as_its_aggregate_test_judged_it(seeded, bound):
-    """The seed bound defaults to --loso-min-mean-plcc (README): the verdict says the same as the
+    """The seed bound defaults to --loso-min-mean-plcc (docs/statistics.md, Seeds): the verdict says the same as the
     seed's aggregate test, with the seed as an int, as ensemble_prod_gate.py writes it."""
     clean = _run(seeded).report["seeds"][ARCH]
     lowest, bar = clean["lowest_seed"], clean["lowest_seed_mean_plcc"] + 1e-6

@@ -211,8 +211,8 @@ def test_single_run_layout(gate):
     assert sorted(run.report["archs"]["linear"]["per_fold"]) == list(SOURCES)
 
 
-def test_pyproject_configuration_as_in_the_readme(gate):
-    """The README's [tool.pytest.ini_options] example: lists for paths, strings for bounds, a block of overrides."""
+def test_pyproject_configuration_as_in_the_docs(gate):
+    """The [tool.pytest.ini_options] example of docs/options.md: lists for paths, strings for bounds, a block of overrides."""
     gate.pytester.makepyprojecttoml(
         """
         [tool.pytest.ini_options]
