@@ -389,11 +389,11 @@ def read_options(config: pytest.Config) -> GateOptions | None:
 
     Read once per process; a bad value or an unusable path is pytest's usage error at start.
     """
-    from . import preflight
-
     example = bool(config.getoption("loso_example"))
     if not example and not _paths(config, "--loso-dir"):
         return None
+    from . import preflight
+
     try:
         options = GateOptions(example=example, thresholds=_thresholds(config), **_corpus(config, example),
                               **_models(config, example), **_comparison(config), **_extraction(config, example),

@@ -25,7 +25,7 @@ import numpy as np
 
 from pytest_loso.cache_corpus import discover, load_source
 from pytest_loso.extract import resolve_extractor, write_cache
-from pytest_loso.options import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE
+from pytest_loso.settings import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE
 from pytest_loso.training import export_onnx, train
 
 (WIDTH, HEIGHT), FPS, FRAMES = EXAMPLE_FRAME_SIZE, 24, 20
