@@ -1,7 +1,7 @@
 """The gate in one process: a small facade over the corpus, the plan, scoring and judging.
 
 :meth:`Gate.plan` turns the options into :class:`~.plan.TestSpec` s (one per fold, baseline
-and ensemble); :meth:`Gate.run` scores one and judges it, returning its
+and ensemble); :meth:`Gate.evaluate` scores one and judges it, returning its
 :class:`~.records.TestResult` and, when it failed, why. Results are plain JSON-able records,
 because under pytest-xdist they travel from the worker that computed them to the process that
 aggregates them.
@@ -92,7 +92,7 @@ class Gate:
                          f"(sources: {', '.join(corpus.sources)})")
         return found
 
-    def run(self, spec: TestSpec) -> Scored:
+    def evaluate(self, spec: TestSpec) -> Scored:
         """Score ``spec`` and judge it. A failure keeps what was computed: :class:`LosoInputError` for
         input that cannot be used, :class:`ThresholdFailure` for a broken bound or a regression, any
         other exception a bug of the gate's (its traceback is kept for pytest to show)."""

@@ -79,7 +79,7 @@ class LosoItem(pytest.Item):
         self.loso_result: TestResult = spec.new_result()
 
     def runtest(self) -> None:
-        scored = self.gate.run(self.spec)  # a re-run (e.g. pytest-rerunfailures) starts clean
+        scored = self.gate.evaluate(self.spec)  # a re-run (e.g. pytest-rerunfailures) starts clean
         self.loso_result = scored.result
         self._record_properties()
         if scored.failure is not None:
