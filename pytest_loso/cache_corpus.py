@@ -27,6 +27,7 @@ from .cache_files import ForeignCacheFile, Pair, PairFrames, read_capped, read_p
 from .errors import LosoInputError, data_warning, what_is_at
 from .features import canonical, select
 from .frames import SourceData
+from .records import ExtractionRecord
 from .settings import GateOptions
 
 if TYPE_CHECKING:
@@ -293,10 +294,10 @@ class CacheCorpus:
                  for pair in listing.pairs[source]]
         self.filler.fill(pairs, self.options.jobs, progress, recompute=self.options.recompute)
 
-    def extraction(self) -> dict:
+    def extraction(self) -> ExtractionRecord:
         """What this process computed with libvmaf, for the report."""
         if self.filler is None:
-            return {"extractor": None, "computed": [], "recomputed": {}}
+            return ExtractionRecord(extractor=None, computed=[], recomputed={})
         return {
             "extractor": {"kind": self.filler.extractor.kind, "path": str(self.filler.extractor.binary)},
             "computed": list(self.filler.computed),

@@ -13,6 +13,7 @@ from typing import Protocol
 from .errors import LosoInputError
 from .files import sha256_or_none
 from .frames import SourceData
+from .records import ExtractionRecord
 from .settings import GateOptions
 
 
@@ -45,7 +46,7 @@ class Corpus(Protocol):
     def prefill(self, sources: set[str] | None, progress: Callable[[str], None] | None) -> None:
         """Compute what is missing for ``sources`` before any test runs (a cold feature cache)."""
 
-    def extraction(self) -> dict | None:
+    def extraction(self) -> ExtractionRecord | None:
         """What this process computed with libvmaf (``None``: this kind computes nothing)."""
 
     def provenance(self) -> dict | None:

@@ -67,7 +67,7 @@ class Gate:
     def extraction(self) -> ExtractionRecord | None:
         """What this process computed with libvmaf (``None``: the corpus computes nothing)."""
         try:
-            return self.corpus.extraction()  # type: ignore[return-value]
+            return self.corpus.extraction()
         except LosoInputError:
             return None
 

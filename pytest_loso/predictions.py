@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .files import write_atomically
 from .ids import predictions_path
+from .records import PredictionsRecord
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +36,7 @@ def targets_digest(target: np.ndarray, pair_frames: tuple[int, ...]) -> str:
     return digest.hexdigest()
 
 
-def entry(pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...]) -> dict:
+def entry(pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...]) -> PredictionsRecord:
     """One test's part of the predictions file, as plain bytes and strings (it travels from xdist workers)."""
     import numpy as np
 
@@ -43,7 +44,7 @@ def entry(pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...]) ->
             "targets_sha256": targets_digest(target, pair_frames), "pair_frames": list(pair_frames)}
 
 
-def write_predictions(path: Path, entries: dict[str, dict]) -> str:
+def write_predictions(path: Path, entries: dict[str, PredictionsRecord]) -> str:
     """Write ``{test: entry}`` as one ``.npz`` (atomically); return its sha256."""
     import numpy as np
 

@@ -17,7 +17,7 @@ from ..gate import Gate
 from ..ids import primary_arch, report_paths
 from ..judging import AggregateJudge
 from ..metrics import finite_or_none
-from ..records import TestResult
+from ..records import ExtractionRecord, TestResult
 from ..results import ResultStore
 from .provenance import extraction_provenance, git_state, iso_time, versions
 from .render import SROCC_METHODS
@@ -146,7 +146,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
     return report
 
 
-def _extraction(extraction: dict | None, results: list[TestResult], read: set[str]) -> dict | None:
+def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], read: set[str]) -> dict | None:
     """How the cache was filled, over every process's results (``None``: a corpus that computes nothing)."""
     if extraction is None:
         return None  # a table is read as it is: no cache, nothing computed
