@@ -8,6 +8,7 @@ asks of it: a run's folds, its seeds, the aggregate tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class Plan:
 
     specs: tuple[TestSpec, ...]
 
-    def __iter__(self):  # noqa: ANN204  (an iterator of TestSpec)
+    def __iter__(self) -> Iterator[TestSpec]:
         return iter(self.specs)
 
     @property
