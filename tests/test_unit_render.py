@@ -309,3 +309,18 @@ def test_markdown_seed_tables():
     short = render_markdown(make_report(seeds=SEEDS), summary=True).splitlines()
     assert title in short
     assert folds not in short
+
+
+def test_seed_tables_show_undefined_figures_as_dashes():
+    seeds = copy.deepcopy(SEEDS)
+    summary = seeds["mlp_small"]
+    summary["per_seed"][2]["mean_plcc"] = summary["mean_plcc"] = summary["spread_plcc"] = None
+    summary["lowest_seed_mean_plcc"] = None
+    lines = render_markdown(make_report(seeds=seeds)).splitlines()
+    start = lines.index("## mlp_small over seeds: each seed's mean over folds")
+    assert lines[start + 5:start + 9] == [
+        "| seed 2 | 2 folds | — ± 0.0100 | 0.8800 ± — | — | 4.500 ± 0.500 |  |",
+        "| mean ± std over 2 seeds | — | — ± 0.0100 | 0.8900 ± — | — | 4.250 ± 0.500 | FAILED |",
+        "| spread (max − min) | — | — | 0.0200 | — | 0.500 |  |",
+        "| lowest seed: 2 | — | — | — | — | — |  |",
+    ]

@@ -212,3 +212,32 @@ def test_a_seed_failing_another_bound_fails_the_gate():
     assert gate["per_seed_pass"] is True
     assert gate["passed"] is False
     assert verdict["verdict"] == "HOLD"
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="bug: a seed whose mean PLCC is undefined (NaN, written as null) makes the spread null, "
+                          "and _gate compares None <= max_seed_spread")
+def test_an_undefined_spread_holds_when_the_spread_is_bounded():
+    """A seed's fold with constant predictions has an undefined PLCC (NaN): its seed's mean, the mean over
+    seeds and their spread are NaN, null in the report. The verdict should be HOLD, not a crash."""
+    report = seeds_report({1: 0.96, 2: 0.95}, spread=0.01,
+                          failures=[{"test": "fold[mlp_small-seed2-A]", "message": "PLCC is undefined (nan)"}])
+    summary = report["seeds"]["mlp_small"]
+    summary["per_seed"][2]["mean_plcc"] = summary["mean_plcc"] = summary["spread_plcc"] = None
+    thresholds = Thresholds(fold=Bounds(), min_mean_plcc=0.85, max_seed_spread=0.005)
+    verdict = build_verdict(report, thresholds, passed=False)
+    assert verdict["verdict"] == "HOLD"
+    assert verdict["gate"]["plcc_spread_pass"] is False
+    assert verdict["gate"]["failing_seeds"] == [2]
+
+
+def test_an_undefined_seed_mean_fails_that_seed_when_the_spread_is_not_bounded():
+    report = seeds_report({1: 0.96, 2: 0.95}, spread=0.01,
+                          failures=[{"test": "fold[mlp_small-seed2-A]", "message": "PLCC is undefined (nan)"}])
+    summary = report["seeds"]["mlp_small"]
+    summary["per_seed"][2]["mean_plcc"] = summary["mean_plcc"] = summary["spread_plcc"] = None
+    verdict = build_verdict(report, THRESHOLDS, passed=False)
+    gate = verdict["gate"]
+    assert (gate["failing_seeds"], gate["mean_plcc_pass"], gate["passed"]) == ([2], False, False)
+    assert gate["per_seed_plccs"] == {"1": 0.96, "2": None}
+    assert verdict["verdict"] == "HOLD"
