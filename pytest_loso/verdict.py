@@ -40,7 +40,8 @@ def _gate(arch: str, report: dict, thresholds: Thresholds) -> dict:
     seed_min = thresholds.seed_mean_plcc_bound  # what each seed's aggregate test held its mean PLCC to
     failing = sorted(seed_of[s] for s, v in per_seed.items() if v is None or (seed_min is not None and v < seed_min))
     mean_pass = mean is not None and (mean_min is None or mean >= mean_min)
-    spread_pass = spread_max is None or spread <= spread_max
+    # an undefined spread (a seed's mean PLCC was NaN, null in the report) cannot hold a bound
+    spread_pass = spread_max is None or (spread is not None and spread <= spread_max)
     return {
         "passed": check.get("outcome") == "passed" and mean_pass and spread_pass and not failing
         and all(c.get("outcome") == "passed" for c in seed_checks),

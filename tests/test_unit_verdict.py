@@ -214,9 +214,6 @@ def test_a_seed_failing_another_bound_fails_the_gate():
     assert verdict["verdict"] == "HOLD"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="bug: a seed whose mean PLCC is undefined (NaN, written as null) makes the spread null, "
-                          "and _gate compares None <= max_seed_spread")
 def test_an_undefined_spread_holds_when_the_spread_is_bounded():
     """A seed's fold with constant predictions has an undefined PLCC (NaN): its seed's mean, the mean over
     seeds and their spread are NaN, null in the report. The verdict should be HOLD, not a crash."""
