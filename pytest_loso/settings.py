@@ -195,6 +195,8 @@ def parse_bound(text: str | float | None, name: str) -> float | None:
         return None
     if isinstance(text, (int, float)) and not isinstance(text, bool):  # a TOML number
         text = repr(float(text))
+    if not isinstance(text, str):  # e.g. a TOML true
+        text = repr(text)
     if text.strip().lower() in ("", "none", "off"):
         return None
     try:

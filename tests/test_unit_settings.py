@@ -45,7 +45,7 @@ def test_parse_bound(text, value):
 @pytest.mark.parametrize(
     ("text", "shown"),
     [("nan", "'nan'"), ("NaN", "'NaN'"), (math.nan, "'nan'"), ("abc", "'abc'"), ("0.9x", "'0.9x'"),
-     ("0,9", "'0,9'"), ("disabled", "'disabled'")],
+     ("0,9", "'0,9'"), ("disabled", "'disabled'"), (True, "'True'")],
 )
 def test_parse_bound_refuses_non_numbers(text, shown):
     with pytest.raises(LosoUsageError) as info:
