@@ -234,6 +234,7 @@ def load_source(corpus: DataRoot, source: str, cache_dir: Path, filler: CacheFil
         fingerprint=digest.hexdigest(),
         file_sha256=file_sha256,
         dropped=dropped,
+        clip_names=tuple(pair.dis_path.name for pair in pairs),
     )
 
 

@@ -29,6 +29,25 @@ class SourceData:
     # Per-frame metadata a codec-aware model needs (e.g. "encoder", "cq", "preset"), when the
     # corpus has it: a per-frame table does, a YUV + cache corpus does not.
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # Each frame's place, for joining predictions written elsewhere (held_out.py): each pair's clip
+    # name (a table's dis_basename, a YUV + cache corpus's distorted file name; None: a table
+    # without dis_basename), and each frame's frame_index (None: its position in its clip).
+    clip_names: tuple[str, ...] | None = None
+    frame_indices: np.ndarray | None = None
+
+    def frame_keys(self) -> list[tuple[str, int]] | None:
+        """``(clip name, frame_index)`` of every frame, in order (``None``: the clips have no names)."""
+        if self.clip_names is None:
+            return None
+        keys = []
+        start = 0
+        for clip, count in zip(self.clip_names, self.pair_frames):
+            if self.frame_indices is None:
+                keys += [(clip, i) for i in range(count)]
+            else:
+                keys += [(clip, int(i)) for i in self.frame_indices[start:start + count]]
+            start += count
+        return keys
 
     @property
     def names_file(self) -> Path:

@@ -16,6 +16,7 @@ from functools import cached_property
 from .accepted import AcceptedReport
 from .corpus import Corpus, open_corpus, unreadable_provenance
 from .errors import LosoInputError, ThresholdFailure
+from .held_out import HeldOut
 from .judging import judge_test
 from .plan import Plan, TestSpec, make_plan
 from .records import ExtractionRecord, TestResult
@@ -37,7 +38,7 @@ class Gate:
     def __init__(self, options: GateOptions) -> None:
         self.options = options
         self.accepted = AcceptedReport(options.compare)
-        self.scorer = Scorer(options, lambda: self.corpus, self.accepted)
+        self.scorer = Scorer(options, lambda: self.corpus, self.accepted, lambda: self.held_out)
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -45,8 +46,13 @@ class Gate:
         return open_corpus(self.options)
 
     @cached_property
+    def held_out(self) -> HeldOut | None:
+        """The ``--loso-predictions`` tables, read once per process (``None``: none given)."""
+        return HeldOut(self.options.held_out) if self.options.held_out else None
+
+    @cached_property
     def _plan(self) -> Plan:
-        return make_plan(self.options, self.corpus)
+        return make_plan(self.options, self.corpus, self.held_out)
 
     def plan(self) -> Plan:
         """Every fold of every selected architecture over the discovered sources, then the baselines.
@@ -77,6 +83,16 @@ class Gate:
             return self.corpus.provenance()
         except LosoInputError:
             return unreadable_provenance(self.options)
+
+    def held_out_provenance(self) -> list[dict]:
+        """Each ``--loso-predictions`` file's path, sha256, rows and runs (path and sha256 when unreadable)."""
+        from .files import sha256_or_none
+
+        try:
+            held_out = self.held_out
+        except LosoInputError:
+            return [{"path": str(p), "sha256": sha256_or_none(p)} for p in self.options.held_out]
+        return held_out.provenance() if held_out is not None else []
 
     def corpus_warnings(self) -> list[str]:
         """What the corpus and the options disagree on without making a test fail."""
@@ -114,6 +130,8 @@ class Gate:
 
 def _scored_by(spec: TestSpec) -> str:
     """The line that says which model files made the predictions."""
+    if spec.held_out is not None:
+        return f"held-out predictions: {spec.held_out} (run {spec.run})"
     if spec.kind == "ensemble":
         return f"members: {', '.join(p.name for p in spec.members)} in {spec.members[0].parent}"
     return f"model: {spec.model_path}"

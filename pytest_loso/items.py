@@ -44,7 +44,8 @@ class LosoCollector(pytest.Collector):
         unknown = [n for n in self.named or () if not any(i.nodeid == n or i.nodeid.startswith(n + "::")
                                                           for i in items)]
         if unknown:  # as pytest's "not found" for a test id that names nothing
-            raise LosoInputError(self.gate.options.loso_dirs[0], f"no gate test {', '.join(unknown)}",
+            options = self.gate.options
+            raise LosoInputError((options.loso_dirs or options.held_out)[0], f"no gate test {', '.join(unknown)}",
                                  "list the gate's tests with: pytest loso --collect-only -q")
         yield from items
 

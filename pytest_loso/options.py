@@ -43,6 +43,8 @@ __all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "read_
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
 _PATH_OPTIONS = [
     ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
+    ("--loso-predictions", "paths", "held-out predictions from any trainer: a .jsonl or .parquet table with columns "
+     "run, [seed,] source, dis_basename, frame_index, prediction; scored as fold tests (repeatable)"),
     ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
     ("--loso-table", "string", "per-frame table (.jsonl or .parquet) as the corpus, instead of --data-root"),
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
@@ -300,7 +302,7 @@ def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
             raise LosoUsageError(f"{' and '.join(given)} (or {' / '.join(map(ini_key, given))} in the ini) "
                                  "apply to a per-frame table (--loso-table); this run reads --data-root")
         if data_root is None:
-            raise LosoUsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
+            raise LosoUsageError("--loso-dir or --loso-predictions is set but --data-root is not: give the corpus root (ref/ and dis/) "
                                  "or a per-frame table with --loso-table")
     elif data_root is not None:
         raise LosoUsageError("--data-root and --loso-table are two corpora: give one of them")
@@ -322,7 +324,8 @@ def _models(config: pytest.Config, example: bool) -> dict[str, Any]:
         both = " and ".join(str(p) for n, p in zip(baseline_names, baselines) if n == name)
         raise LosoUsageError(f"--loso-baseline: two baselines are named {name} ({both}); "
                              "name each with NAME=PATH, e.g. --loso-baseline=candidate=PATH")
-    return {"loso_dirs": tuple(loso_dirs), "baselines": tuple(baselines), "baseline_names": tuple(baseline_names),
+    return {"loso_dirs": tuple(loso_dirs), "held_out": tuple(_paths(config, "--loso-predictions")),
+            "baselines": tuple(baselines), "baseline_names": tuple(baseline_names),
             "ensembles": _ensembles(config) if not example or config.getoption("loso_ensemble") else (),
             "archs": tuple(config.getoption("loso_arch") or _ini(config, "loso_arch"))}
 
@@ -385,12 +388,13 @@ def _outputs(config: pytest.Config) -> dict[str, Any]:
 
 
 def read_options(config: pytest.Config) -> GateOptions | None:
-    """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off).
+    """The gate's settings, or ``None`` when neither ``--loso-dir`` nor ``--loso-predictions`` is
+    configured (the gate is off).
 
     Read once per process; a bad value or an unusable path is pytest's usage error at start.
     """
     example = bool(config.getoption("loso_example"))
-    if not example and not _paths(config, "--loso-dir"):
+    if not example and not _paths(config, "--loso-dir") and not _paths(config, "--loso-predictions"):
         return None
     from . import preflight
 

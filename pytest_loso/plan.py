@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .corpus import Corpus
 from .errors import LosoInputError
+from .held_out import HeldOut
 from .ids import Kind, aggregate_tests, run_name, test_name
 from .models import find_fold_models
 from .records import TestResult, new_result
@@ -33,6 +34,9 @@ class TestSpec:
     fix: str | None = None  # and what to do about it
     seed: int | None = None  # the training seed of a run repeated over seeds
     members: tuple[Path, ...] = ()  # an ensemble's models
+    # where a fold's predictions come from: None, running the model at model_path; else the
+    # --loso-predictions file (model_path too) whose rows are the run's held-out predictions
+    held_out: Path | None = None
 
     @property
     def name(self) -> str:
@@ -85,22 +89,25 @@ class Plan:
         return aggregate_tests((spec.arch, spec.seed) for spec in self.folds if spec.arch)
 
 
-def make_plan(options: GateOptions, corpus: Corpus) -> Plan:
-    """Every fold of every selected architecture over the corpus's sources, then the baselines and
-    ensembles; :class:`LosoInputError` when there is nothing to score."""
+def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = None) -> Plan:
+    """Every fold of every selected architecture (and held-out predictions' run) over the corpus's
+    sources, then the baselines and ensembles; :class:`LosoInputError` when there is nothing to score."""
     found = find_fold_models(options.loso_dirs)
-    archs = sorted({arch for arch, _, _ in found})
+    predicted = held_out.runs if held_out is not None else []
+    archs = sorted({arch for arch, _, _ in found} | {run for run, _ in predicted})
+    where = options.loso_dirs[0] if options.loso_dirs else options.held_out[0]
     if options.archs:
         unknown = [a for a in options.archs if a not in archs]
         if unknown:
             raise LosoInputError(
-                options.loso_dirs[0],
-                f"no fold models for --loso-arch {', '.join(unknown)} (found: {', '.join(archs) or 'none'})",
+                where,
+                f"no fold models or held-out predictions for --loso-arch {', '.join(unknown)} "
+                f"(found: {', '.join(archs) or 'none'})",
             )
         archs = [a for a in archs if a in options.archs]
     if not archs:
         raise LosoInputError(
-            options.loso_dirs[0],
+            where,
             "no fold models found",
             "expected fold_<Source>/<arch>_final.onnx or loso_<arch>/fold_<Source>/<arch>_final.onnx",
         )
@@ -113,6 +120,25 @@ def make_plan(options: GateOptions, corpus: Corpus) -> Plan:
             path, problem, fix = _fold_problem(found, arch, seed, source, sources, corpus)
             specs.append(TestSpec("fold", f"{run_name(arch, seed)}-{source}", path, arch=arch, source=source,
                                   problem=problem, fix=fix, seed=seed))
+    for run, seed in (r for r in predicted if r[0] in archs):
+        assert held_out is not None
+        path = held_out.path_of(run, seed)
+        if (run, seed) in runs:
+            raise LosoInputError(path, f"run {run_name(run, seed)} has fold models in --loso-dir too",
+                                 "give the held-out predictions' run another name than the fold models' architecture")
+        predicted_sources = held_out.sources_of(run, seed)
+        for source in sorted(sources | {s for r, sd in predicted if r == run for s in held_out.sources_of(r, sd)}):
+            problem = fix = None
+            if source not in sources:
+                problem = (f"run {run_name(run, seed)} has held-out predictions for source {source}, which is not "
+                           f"in {corpus.missing_source(source)}")
+                fix = f"add the source's clips to the corpus, or drop its rows from {path.name}"
+            elif source not in predicted_sources:
+                problem = f"run {run_name(run, seed)} has no held-out predictions for source {source}"
+                fix = (f"write the predictions of the fold that holds out {source}, or take {source} out of "
+                       "the corpus")
+            specs.append(TestSpec("fold", f"{run_name(run, seed)}-{source}", path, arch=run, source=source,
+                                  problem=problem, fix=fix, seed=seed, held_out=path))
     for tag, path in zip(options.baseline_names, options.baselines):  # unique: options says so
         specs.append(TestSpec("baseline", tag, path))
     for ensemble in options.ensembles:

@@ -27,6 +27,8 @@ def check(options: GateOptions) -> None:
             [("--loso-dir", p) for p in options.loso_dirs]:
         if not path.is_dir():
             raise LosoUsageError(f"{name} {path}: folder not found")
+    for path in options.held_out:
+        check_held_out(path)
     for path in options.baselines:
         if not path.is_file():
             raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
@@ -53,6 +55,17 @@ def check_table(table: Path) -> None:
         raise LosoUsageError(f"--loso-table {table}: file not found (or not a file)")
     if table.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
         raise LosoUsageError(f"--loso-table {table}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
+
+
+def check_held_out(path: Path) -> None:
+    from .table import TABLE_EXTRA_HINT
+
+    if path.suffix not in TABLE_SUFFIXES:
+        raise LosoUsageError(f"--loso-predictions {path}: expected a .jsonl or .parquet file")
+    if not path.is_file():
+        raise LosoUsageError(f"--loso-predictions {path}: file not found (or not a file)")
+    if path.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise LosoUsageError(f"--loso-predictions {path}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
 
 
 def check_accepted(path: Path, *, accepting: bool) -> None:

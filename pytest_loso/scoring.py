@@ -16,6 +16,7 @@ from .accepted import AcceptedReport
 from .corpus import Corpus
 from .errors import LosoInputError, data_warning
 from .frames import SourceData, SourceStore
+from .held_out import HeldOut
 from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, logistic_metrics, score
 from .models import OnnxModel, load_model
 from .plan import TestSpec
@@ -34,8 +35,10 @@ PLOT_POINTS = 2000  # a scatter needs no more
 class Scorer:
     """Scores tests in one process: each source's frames are read once (:class:`SourceStore`)."""
 
-    def __init__(self, options: GateOptions, corpus: Callable[[], Corpus], accepted: AcceptedReport) -> None:
+    def __init__(self, options: GateOptions, corpus: Callable[[], Corpus], accepted: AcceptedReport,
+                 held_out: Callable[[], HeldOut | None] = lambda: None) -> None:
         self.options = options
+        self._held_out = held_out  # the --loso-predictions tables (read with the plan)
         self._corpus = corpus  # opened on first use: a corpus that cannot be read fails the tests that need it
         self.accepted = accepted
         self.store = SourceStore(lambda source: self._corpus().load(source))
@@ -47,6 +50,9 @@ class Scorer:
         """
         if spec.problem:
             raise LosoInputError(spec.model_path, spec.problem, spec.fix)
+        if spec.held_out is not None:  # a fold whose predictions a trainer wrote: no model to run
+            self._score_held_out(spec, result)
+            return
         if spec.kind == "ensemble":
             models = [load_model(path) for path in spec.members]
             result["models"] = {str(m.path): self._model_record(m) for m in models}
@@ -61,6 +67,17 @@ class Scorer:
                                                  f"source {data.source}", result, model.path)
         else:
             self._score_baseline(model, result)
+
+    def _score_held_out(self, spec: TestSpec, result: TestResult) -> None:
+        """A fold scored on the predictions its run's table holds for the held-out source's frames."""
+        held_out = self._held_out()
+        assert held_out is not None and spec.held_out is not None and spec.source is not None and spec.arch
+        result["models"] = {str(spec.held_out): ModelRecord(sha256=held_out.sha256_of(spec.held_out),
+                                                           data_path=None, data_sha256=None)}
+        data = self._source(spec.source, result)
+        pred = held_out.predict(spec.arch, spec.seed, data, self._corpus().describe())
+        result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
+                                             spec.held_out)
 
     def _model_record(self, model: OnnxModel) -> ModelRecord:
         """The model's files, and how its sidecar says to feed it on this corpus."""

@@ -147,6 +147,7 @@ class GateOptions:
     table: Path | None = None  # a per-frame table instead of data_root (table.py)
     target: str = "vmaf"
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    held_out: tuple[Path, ...] = ()  # --loso-predictions: held-out predictions tables (held_out.py)
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -168,6 +169,7 @@ class GateOptions:
             "ensembles": {e.name: {"glob": e.pattern, "members": [str(p) for p in e.members]}
                           for e in self.ensembles},
             "archs": list(self.archs),
+            "predictions": [str(p) for p in self.held_out],
             "report_dir": str(self.report_dir),
             "example": self.example,
             "extractor": self.extractor,

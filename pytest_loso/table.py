@@ -319,6 +319,9 @@ class TableCorpus:
             fingerprint=digest.hexdigest(),
             file_sha256={self.path.name: self.sha256},
             columns=columns,
+            clip_names=tuple(str(values[CLIP_COLUMN][clip[0]]) for clip in clips) if CLIP_COLUMN in values else None,
+            frame_indices=(np.array([self._frame_number(values[FRAME_COLUMN][i], i, source) for i in order],
+                                    dtype=np.int64) if FRAME_COLUMN in values else None),
         )
 
     def _numeric(self, column: str, order: list[int], source: str) -> np.ndarray:

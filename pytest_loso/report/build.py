@@ -120,6 +120,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
             "table": gate.corpus_provenance(),
             "cache_dir": str(options.cache_dir),
             "loso_dirs": [str(p) for p in options.loso_dirs],
+            "held_out_predictions": gate.held_out_provenance(),
             "archs": sorted(archs),
             "baselines": {str(p): sha256_or_none(p) for p in options.baselines},
             "models": dict(sorted(models.items())),

@@ -1,0 +1,281 @@
+"""--loso-predictions: held-out predictions written by any trainer, scored as fold tests.
+
+The predictions are written here as a trainer would: its own onnxruntime run of each fold model
+on the frames the fold held out (read from the cache files, not through the plugin), one long
+table of (run, seed, source, dis_basename, frame_index, prediction) rows in shuffled order. The
+gate must give exactly the numbers the fold models give it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from loso_helpers import ARCHS, SOURCES
+
+ARCH = ARCHS[0]
+
+
+def _cache_frames(gate, source: str) -> list[tuple[str, list[dict], list[float]]]:
+    """``(stem, per-frame features, per-frame vmaf)`` of each cache file of ``source``, sorted by name."""
+    found = []
+    for stem in gate.stems(source):
+        payload = json.loads((gate.cache_dir / source / f"{stem}.json").read_text())
+        names = payload["features"]["feature_names"]
+        found.append((stem, [dict(zip(names, f)) for f in payload["features"]["per_frame"]],
+                      payload["scores"]["per_frame"]))
+    return found
+
+
+def _onnx_predict(path: Path, features: list[dict]) -> np.ndarray:
+    import onnxruntime as ort
+
+    from pytest_loso.features import FEATURE_NAMES
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.array([[f[name] for name in FEATURE_NAMES] for f in features], dtype=np.float32)
+    return session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1)
+
+
+def trainer_rows(gate, archs=ARCHS, *, clip_name=lambda stem: f"{stem}.yuv", run_of=lambda a: a,
+                 seed: int | None = None) -> list[dict]:
+    """What a trainer writes: every fold's held-out predictions, one row per frame, rows shuffled."""
+    rows = []
+    for arch in archs:
+        for source in SOURCES:
+            for stem, features, _ in _cache_frames(gate, source):
+                pred = _onnx_predict(gate.fold_path(arch, source), features)
+                for i, p in enumerate(pred):
+                    row = {"run": run_of(arch), "src": f"{source}_24fps", "dis_basename": clip_name(stem),
+                           "frame_index": i, "prediction": float(p)}
+                    if seed is not None:
+                        row["seed"] = seed
+                    rows.append(row)
+    random.Random(1).shuffle(rows)
+    return rows
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def predictions_args(gate, *paths: Path, corpus: tuple[str, ...] | None = None) -> list[str]:
+    corpus = corpus or (f"--data-root={gate.data_root}", f"--loso-cache={gate.cache_dir}", "--loso-extractor=none")
+    return ["-p", "no:cacheprovider", "-rA", *corpus, f"--loso-report={gate.report_dir}",
+            *(f"--loso-predictions={p}" for p in paths)]
+
+
+def _numbers(report: dict) -> dict:
+    return {"archs": {a: b["per_fold"] for a, b in report["archs"].items()},
+            "aggregates": {a: b["aggregate"] for a, b in report["archs"].items()}}
+
+
+def table_rows(gate) -> list[dict]:
+    """The cache corpus as a per-frame table (the cache files' floats unchanged), rows shuffled."""
+    rows = []
+    for source in SOURCES:
+        for stem, features, vmaf in _cache_frames(gate, source):
+            for i, (f, v) in enumerate(zip(features, vmaf)):
+                rows.append({"source": source, "dis_basename": stem, "frame_index": i, "vmaf": v, **f})
+    random.Random(2).shuffle(rows)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_predictions_give_the_fold_models_numbers_to_the_last_digit(gate, kind):
+    onnx_run = gate.run("--loso-bootstrap=30", "--loso-extractor=none", baseline=False)
+    assert set(onnx_run.outcomes.values()) == {"PASSED"}, onnx_run.output
+    predictions = write(gate.root / f"held_out.{kind}", trainer_rows(gate))
+    run = gate.run(*predictions_args(gate, predictions), "--loso-bootstrap=30", plain=True)
+    assert run.outcomes == onnx_run.outcomes, run.output
+    assert _numbers(run.report) == _numbers(onnx_run.report)
+    import hashlib
+    [provenance] = run.report["run_provenance"]["held_out_predictions"]
+    assert provenance["sha256"] == hashlib.sha256(predictions.read_bytes()).hexdigest()
+    assert provenance["rows"] == len(trainer_rows(gate)) and provenance["runs"] == sorted(ARCHS)
+    assert run.report["run_provenance"]["models"][str(predictions)]["sha256"] == provenance["sha256"]
+
+
+def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate):
+    table = write(gate.root / "frames.parquet", table_rows(gate))
+    corpus = (f"--loso-table={table}",)
+    onnx_run = gate.run(*predictions_args(gate, corpus=corpus), f"--loso-dir={gate.runs}", "--loso-bootstrap=30",
+                        plain=True)
+    assert set(onnx_run.outcomes.values()) == {"PASSED"}, onnx_run.output
+    # a table names its clips by dis_basename (the stem here): the predictions use its names
+    predictions = write(gate.root / "held_out.jsonl", trainer_rows(gate, clip_name=lambda stem: stem))
+    run = gate.run(*predictions_args(gate, predictions, corpus=corpus), "--loso-bootstrap=30", "-n", "2",
+                   plain=True, subprocess=True)
+    assert run.outcomes == onnx_run.outcomes, run.output
+    assert _numbers(run.report) == _numbers(onnx_run.report)
+
+
+def test_seeds_mixed_with_fold_models_baselines_and_an_accepted_report(gate):
+    """Two seeds' predictions of another run beside the fold models and the baseline: seeds[...] and
+    the paired comparison work as for fold models."""
+    rows = trainer_rows(gate, (ARCH,), run_of=lambda a: "trainer", seed=0)
+    rows += trainer_rows(gate, (ARCHS[1],), run_of=lambda a: "trainer", seed=1)
+    predictions = write(gate.root / "held_out.jsonl", rows)
+    accepted = gate.root / "accepted.json"
+    first = gate.run(f"--loso-predictions={predictions}", "--loso-extractor=none", f"--loso-compare={accepted}",
+                     "--loso-accept", "--loso-bootstrap=30")
+    assert first.result.ret == 0, first.output
+    run = gate.run(f"--loso-predictions={predictions}", "--loso-extractor=none", f"--loso-compare={accepted}",
+                   "--loso-compare-mode=noise", "--loso-bootstrap=30")
+    assert run.result.ret == 0, run.output
+    for seed in (0, 1):
+        for source in SOURCES:
+            assert run.outcomes[f"loso::fold[trainer-seed{seed}-{source}]"] == "PASSED"
+            paired = run.report["archs"][f"trainer-seed{seed}"]["per_fold"][source]["paired"]
+            assert paired["rule"] == "paired" and paired["ci"]["plcc"] == [0.0, 0.0]
+    assert run.outcomes["loso::seeds[trainer]"] == "PASSED"
+    assert run.outcomes["loso::aggregate[trainer-seed0]"] == "PASSED"
+    assert {f"loso::fold[{a}-{s}]" for a in ARCHS for s in SOURCES} <= set(run.outcomes)
+    # seed 0 holds the mlp_small folds' predictions, seed 1 the linear ones: their numbers
+    for seed, arch in ((0, ARCH), (1, ARCHS[1])):
+        assert run.report["archs"][f"trainer-seed{seed}"]["per_fold"] == {
+            s: {**m, "paired": run.report["archs"][f"trainer-seed{seed}"]["per_fold"][s]["paired"]}
+            for s, m in run.report["archs"][arch]["per_fold"].items()}
+    assert "loso::baseline[vmaf_tiny_v1]" in run.outcomes
+
+
+def _fails_cleanly(run, test: str, *words: str) -> str:
+    assert run.outcomes.get(test) == "FAILED", run.output
+    text = run.failure_text(test)
+    assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
+    for word in words:
+        assert word in text, text
+    return text
+
+
+def _one_arch(gate) -> list[dict]:
+    return trainer_rows(gate, (ARCH,))
+
+
+def _first(rows: list[dict], source: str) -> int:
+    return next(i for i, r in enumerate(rows) if r["src"].startswith(source))
+
+
+def test_a_frame_predicted_twice_fails_its_fold_naming_both_lines(gate):
+    rows = _one_arch(gate)
+    i = _first(rows, SOURCES[1])
+    rows.append(dict(rows[i]))
+    predictions = write(gate.root / "p.jsonl", rows)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[1]}]", str(predictions), f"line {i + 1}", f"line {len(rows)}",
+                   "predicted twice", "fix:")
+    assert run.outcomes[f"loso::fold[{ARCH}-{SOURCES[0]}]"] == "PASSED"
+    assert f"the aggregate of {ARCH} covers 2 of 3 folds" in run.output  # skipped, not judged on the others
+
+
+def test_a_corpus_frame_without_a_prediction_fails_its_fold(gate):
+    rows = _one_arch(gate)
+    dropped = rows.pop(_first(rows, SOURCES[2]))
+    predictions = write(gate.root / "p.jsonl", rows)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[2]}]", str(predictions), "1 of", "have no prediction",
+                   repr(dropped["dis_basename"]), f"frame_index {dropped['frame_index']}", "never drops")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"frame_index": 999}, ["frame_index 999 is not a frame of source"]),
+    ({"dis_basename": "nope.yuv"}, ["'nope.yuv'", "is not a frame of source"]),
+    ({"prediction": float("nan")}, ["prediction nan", "not a finite number"]),
+    ({"prediction": "high"}, ["prediction 'high'", "not a finite number"]),
+    ({"frame_index": 1.5}, ["frame_index 1.5 is not a whole number"]),
+])
+def test_a_bad_row_fails_its_fold_naming_the_line(gate, change, words):
+    rows = _one_arch(gate)
+    i = _first(rows, SOURCES[0])
+    rows[i].update(change)
+    predictions = gate.root / "p.jsonl"
+    predictions.write_text("".join(json.dumps(r).replace("NaN", "NaN") + "\n" for r in rows))
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[0]}]", str(predictions), f"line {i + 1}", "fix:", *words)
+
+
+def test_a_source_not_predicted_or_not_in_the_corpus_fails_that_fold(gate):
+    rows = [r for r in _one_arch(gate) if not r["src"].startswith(SOURCES[1])]
+    rows.append({"run": ARCH, "src": "Elsewhere_24fps", "dis_basename": "x", "frame_index": 0, "prediction": 1.0})
+    predictions = write(gate.root / "p.jsonl", rows)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[1]}]", "no held-out predictions for source")
+    _fails_cleanly(run, f"loso::fold[{ARCH}-Elsewhere]", "not in the data root")
+
+
+@pytest.mark.parametrize("column", ["run", "src", "dis_basename", "frame_index", "prediction"])
+def test_a_missing_column_stops_the_gate_naming_it(gate, column):
+    rows = _one_arch(gate)
+    for row in rows:
+        del row[column]
+    predictions = write(gate.root / "p.jsonl", rows)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    assert run.result.ret != 0
+    assert "the gate cannot make its tests" in run.output and str(predictions) in run.output
+    assert f"no {'source' if column == 'src' else column} column" in run.output
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"run": "a-b", "source": "S", "dis_basename": "x", "frame_index": 0, "prediction": 1}\n', ["run 'a-b'"]),
+    ('{"run": "a", "seed": "one", "source": "S", "dis_basename": "x", "frame_index": 0, "prediction": 1}\n',
+     ["seed 'one'"]),
+    ('{"run": "a", "source": null, "dis_basename": "x", "frame_index": 0, "prediction": 1}\n', ["has no source"]),
+    ("not json\n", ["line 1 is not valid JSON"]),
+])
+def test_a_bad_run_seed_or_source_stops_the_gate(gate, content, words):
+    predictions = gate.root / "p.jsonl"
+    predictions.write_text(content)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    assert run.result.ret != 0
+    assert "the gate cannot make its tests" in run.output and str(predictions) in run.output
+    for word in words:
+        assert word in run.output
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+
+
+def test_a_missing_file_or_another_suffix_is_a_usage_error(gate):
+    run = gate.run(*predictions_args(gate, gate.root / "none.jsonl"), plain=True)
+    assert run.result.ret == 4 and "--loso-predictions" in run.output and "file not found" in run.output
+    other = gate.root / "p.csv"
+    other.write_text("run\n")
+    run = gate.run(*predictions_args(gate, other), plain=True)
+    assert run.result.ret == 4 and "expected a .jsonl or .parquet file" in run.output
+
+
+def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(gate):
+    a = write(gate.root / "a.jsonl", _one_arch(gate))
+    b = write(gate.root / "b.jsonl", _one_arch(gate))
+    run = gate.run(*predictions_args(gate, a, b), plain=True)
+    assert run.result.ret != 0 and f"run {ARCH} is also in {a}" in run.output
+    run = gate.run(*predictions_args(gate, a), f"--loso-dir={gate.runs}", plain=True)
+    assert run.result.ret != 0 and "has fold models in --loso-dir too" in run.output
+
+
+def test_a_table_without_dis_basename_cannot_be_joined(gate):
+    rows = table_rows(gate)
+    for row in rows:
+        row["cq"] = int(row.pop("dis_basename").split("_")[1])
+    table = write(gate.root / "frames.jsonl", rows)
+    predictions = write(gate.root / "p.jsonl", trainer_rows(gate, (ARCH,), clip_name=lambda stem: stem))
+    run = gate.run(*predictions_args(gate, predictions, corpus=(f"--loso-table={table}",)), plain=True)
+    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[0]}]", "has no dis_basename column")
+
+
+def test_clip_names_with_or_without_yuv_join_the_cache_corpus(gate):
+    rows = trainer_rows(gate, (ARCH,), clip_name=lambda stem: stem)
+    predictions = write(gate.root / "p.jsonl", rows)
+    run = gate.run(*predictions_args(gate, predictions), plain=True)
+    assert set(run.outcomes.values()) == {"PASSED"}, run.output
+    assert not math.isnan(run.report["archs"][ARCH]["aggregate"]["mean_plcc"])
