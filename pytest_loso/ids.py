@@ -53,6 +53,11 @@ def aggregate_tests(runs: Iterable[tuple[str, int | None]]) -> list[str]:
     return [test_name("aggregate", run) for run in names] + [test_name("seeds", arch) for arch in seeded]
 
 
+def versus_test(new: str, old: str) -> str:
+    """``versus[<new>-<old>]``: the paired A/B test of run ``new`` against run ``old``."""
+    return test_name("versus", f"{new}-{old}")
+
+
 def primary_arch(names: Iterable[str]) -> str | None:
     """The architecture a one-figure summary describes: ``mlp_small`` when scored, else the first by name."""
     names = sorted(names)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .accepted import AcceptedReport
 from .compare import aggregate_changes, compare
 from .ids import Outcome, test_name
-from .metrics import METRICS, across_seeds, aggregate, fold_mean_intervals
+from .metrics import HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, label
 from .plan import TestSpec
 from .records import TestResult
 from .results import ResultStore
@@ -66,8 +66,10 @@ class AggregateJudge:
         self.accepted = accepted
 
     def judge(self, test: str) -> Judgement:
-        """The judgement of an aggregate test by name: ``aggregate[<run>]`` or ``seeds[<arch>]``."""
+        """The judgement of an aggregate test by name: ``aggregate[<run>]``, ``seeds[<arch>]`` or ``versus[...]``."""
         kind, _, rest = test.partition("[")
+        if kind == "versus":
+            return self.judge_versus(test)
         return self.judge_seeds(rest[:-1]) if kind == "seeds" else self.judge_aggregate(rest[:-1])
 
     def as_run(self, judgement: Judgement) -> Judgement:
@@ -199,4 +201,91 @@ class AggregateJudge:
         who = f"{arch} over {summary['n_seeds']} seeds"
         lines = [f"{who}: {v.sentence()}" for v in check_seeds(summary, self.options.thresholds)]
         lines += self._regressions(who, self.accepted.block("seeds", arch), summary)
+        return Judgement(test, "failed" if lines else "passed", "\n".join(lines))
+
+    def versus(self, new: str, old: str) -> dict | None:
+        """Run ``new`` against run ``old`` over their common scored folds (``None``: none in common).
+
+        Per metric: the mean over folds of new − old, its 95% interval, and the folds where new is
+        worse. The interval is the paired bootstrap: in each fold both runs' clip bootstraps drew the
+        same clips (same source, same seed), so their difference is taken draw by draw, then the
+        two-stage resample over folds (:func:`two_stage_intervals`), as the noise-mode comparison does.
+        """
+        import numpy as np
+
+        from .metrics import two_stage_intervals
+
+        a, b = self.store.scored_folds_of(new), self.store.scored_folds_of(old)
+        sources = sorted(set(a) & set(b))
+        if not sources:
+            return None
+        deltas = np.array([[a[s]["metrics"][m] - b[s]["metrics"][m] for m in METRICS] for s in sources])
+        block: dict = {
+            "new": new, "old": old, "rule": self.options.versus_rule, "n_folds": len(sources), "sources": sources,
+            "mean_new": {m: float(np.mean([a[s]["metrics"][m] for s in sources])) for m in METRICS},
+            "mean_old": {m: float(np.mean([b[s]["metrics"][m] for s in sources])) for m in METRICS},
+            "difference": {m: float(deltas[:, i].mean()) for i, m in enumerate(METRICS)},
+            "worse_folds": {m: [s for s, d in zip(sources, deltas[:, i]) if (d < 0) == HIGHER_IS_BETTER[m] and d != 0]
+                            for i, m in enumerate(METRICS)},
+        }
+        results = [r[s] for r in (a, b) for s in sources]
+        if len(sources) >= 2 and all("distribution" in r for r in results):
+            def draws(r: TestResult) -> np.ndarray:
+                return np.frombuffer(r["distribution"], dtype=np.float64).reshape(len(METRICS), -1)
+
+            paired = np.stack([draws(a[s]) - draws(b[s]) for s in sources])
+            block["ci"], block["ci_method"] = two_stage_intervals(deltas, paired, seed=self.options.bootstrap_seed)
+            block["ci_method"] = {m: f"paired {method}" for m, method in block["ci_method"].items()}
+            if self.options.srocc_ranks != "average":
+                block["ci"]["srocc"] = None
+        else:
+            block["ci"], block["ci_method"] = dict.fromkeys(METRICS), {}
+            block["ci_reason"] = ("fewer than 2 common folds" if len(sources) < 2
+                                  else "a fold has fewer than 2 clips, so no clip bootstrap")
+        plcc = block["ci"]["plcc"]
+        block["winner"] = (new if plcc and plcc[0] > 0 else old if plcc and plcc[1] < 0 else None)
+        return block
+
+    def versus_failures(self, block: dict) -> list[str]:
+        """What the rule says against ``block``'s new run: ``not-worse`` fails a mean difference whose
+        interval lies wholly beyond the ``--loso-max-drop`` allowance; ``better`` fails unless the PLCC
+        difference's interval lies wholly above zero."""
+        new, old, n = block["new"], block["old"], block["n_folds"]
+        lines = []
+        for metric in METRICS if block["rule"] == "not-worse" else ("plcc",):
+            d, ci = block["difference"][metric], block["ci"].get(metric)
+            shown = f"{d:+.{digits(metric) + 1}f}" + (
+                f" (95% CI [{ci[0]:+.{digits(metric) + 1}f}, {ci[1]:+.{digits(metric) + 1}f}])" if ci else
+                " (no interval: " + block.get("ci_reason", "undefined") + ")")
+            worse = block["worse_folds"][metric]
+            where = f"; {new} is worse on {', '.join(worse)}" if worse else ""
+            sign = 1 if HIGHER_IS_BETTER[metric] else -1
+            if block["rule"] == "better":
+                if not ci or sign * ci[0] <= 0:
+                    lines.append(f"versus {new} vs {old}: mean {label(metric)} difference {shown} over {n} folds "
+                                 f"is not surely above zero (rule: better){where}")
+                continue
+            allowance = self.options.max_drop.get(metric)
+            if allowance is None:
+                continue
+            limit = allowance.of(block["mean_old"][metric])
+            # ci's side nearer to zero (the estimate without an interval) is beyond the allowance
+            nearest = (ci[1] if sign > 0 else ci[0]) if ci else d
+            if sign * nearest < -limit:
+                lines.append(f"versus {new} vs {old}: mean {label(metric)} difference {shown} over {n} folds is "
+                             f"worse than the allowance {limit:.{digits(metric) + 1}g} beyond the noise "
+                             f"(rule: not-worse){where}")
+        return lines
+
+    def judge_versus(self, test: str) -> Judgement:
+        """``versus[<new>-<old>]``: whole runs only, judged by ``--loso-versus-rule``."""
+        new, old = self.store.plan.versus_of(test)
+        for run in (new, old):
+            skip = self._not_whole(test, run)
+            if skip is not None:
+                return skip
+        block = self.versus(new, old)
+        if block is None:
+            return Judgement(test, "skipped", f"{new} and {old} have no scored fold in common")
+        lines = self.versus_failures(block)
         return Judgement(test, "failed" if lines else "passed", "\n".join(lines))

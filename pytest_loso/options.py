@@ -24,6 +24,7 @@ from .settings import (
     EXAMPLE_FRAME_SIZE,
     EXTRACTORS,
     SROCC_RANKS,
+    VERSUS_RULES,
     Bounds,
     Ensemble,
     GateOptions,
@@ -35,6 +36,7 @@ from .settings import (
     parse_frame_sizes,
     parse_max_drop,
     parse_source_overrides,
+    parse_versus,
     parse_where,
 )
 
@@ -123,6 +125,12 @@ def add_options(parser: pytest.Parser) -> None:
                     help="accept even when tests failed")
     group.addoption("--loso-bootstrap", type=int, default=None,
                     help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
+    group.addoption("--loso-versus", action="append", default=None,
+                    help="NEW=OLD: judge run NEW against run OLD on their common folds with the paired bootstrap, "
+                    "as the test versus[NEW-OLD] (repeatable)")
+    group.addoption("--loso-versus-rule", choices=VERSUS_RULES, default=None,
+                    help="not-worse: fail when NEW's mean difference is surely below -allowance (--loso-max-drop); "
+                    "better: fail unless NEW's mean PLCC is surely above OLD's (default not-worse)")
     group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
@@ -187,6 +195,8 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_logistic", "also report logistic-mapped PLCC and RMSE", type="bool", default=False)
     parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
     parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
+    parser.addini("loso_versus", "paired A/B tests, one 'NEW=OLD' a line", type="linelist")
+    parser.addini("loso_versus_rule", "not-worse or better", default="not-worse")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
 
 
@@ -355,10 +365,13 @@ def _comparison(config: pytest.Config) -> dict[str, Any]:
     if accept and compare is None:
         raise LosoUsageError("--loso-accept writes the accepted report to the --loso-compare path: give one")
     bootstrap = _integer(config, "--loso-bootstrap", minimum=0)
-    return {"compare": compare, "accept": accept, "accept_force": bool(config.getoption("loso_accept_force")),
+    versus = parse_versus(_lines(config, "--loso-versus", "loso_versus"))
+    if versus and bootstrap == 0:
+        raise LosoUsageError("--loso-versus judges on the paired bootstrap: drop --loso-bootstrap=0")
+    return {"versus": versus, "versus_rule": _choice(config, "--loso-versus-rule", VERSUS_RULES),"compare": compare, "accept": accept, "accept_force": bool(config.getoption("loso_accept_force")),
             "max_drop": parse_max_drop(_value(config, "--loso-max-drop")),
             "compare_mode": _choice(config, "--loso-compare-mode", COMPARE_MODES),
-            "bootstrap": bootstrap if bootstrap is not None else (1000 if compare else 0),
+            "bootstrap": bootstrap if bootstrap is not None else (1000 if compare or versus else 0),
             "bootstrap_seed": _integer(config, "--loso-bootstrap-seed", minimum=0) or 0}
 
 

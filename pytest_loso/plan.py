@@ -15,7 +15,7 @@ from pathlib import Path
 from .corpus import Corpus
 from .errors import LosoInputError
 from .held_out import HeldOut
-from .ids import Kind, aggregate_tests, run_name, test_name
+from .ids import Kind, aggregate_tests, run_name, test_name, versus_test
 from .models import find_fold_models
 from .records import TestResult, new_result
 from .settings import GateOptions
@@ -56,6 +56,7 @@ class Plan:
     """The session's planned tests, in the order they are collected."""
 
     specs: tuple[TestSpec, ...]
+    versus: tuple[tuple[str, str], ...] = ()  # (new run, old run) of each versus[...] test
 
     def __iter__(self) -> Iterator[TestSpec]:
         return iter(self.specs)
@@ -86,7 +87,12 @@ class Plan:
 
     def aggregate_tests(self) -> list[str]:
         """``aggregate[<run>]`` for each LOSO run, ``seeds[<arch>]`` for each architecture over seeds."""
-        return aggregate_tests((spec.arch, spec.seed) for spec in self.folds if spec.arch)
+        return aggregate_tests((spec.arch, spec.seed) for spec in self.folds if spec.arch) + [
+            versus_test(new, old) for new, old in self.versus]
+
+    def versus_of(self, test: str) -> tuple[str, str]:
+        """The ``(new, old)`` runs a ``versus[...]`` test judges (run names may hold a '-' of their own)."""
+        return next(pair for pair in self.versus if versus_test(*pair) == test)
 
 
 def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = None) -> Plan:
@@ -150,7 +156,15 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
         specs.append(TestSpec("ensemble", ensemble.name, members[0] if members else Path(ensemble.pattern),
                               problem=problem, fix="give a glob that matches the members' .onnx files",
                               members=members))
-    return Plan(tuple(specs))
+    runs_planned = sorted({spec.run for spec in specs if spec.run})
+    for new, old in options.versus:
+        unknown = [run for run in (new, old) if run not in runs_planned]
+        if unknown:
+            raise LosoInputError(where, f"--loso-versus {new}={old} names {' and '.join(unknown)}, which no fold "
+                                 f"model or predictions file of this run makes (runs: {', '.join(runs_planned)})",
+                                 "name two runs this session scores (an architecture, a predictions run, or "
+                                 "arch-seedN)")
+    return Plan(tuple(specs), options.versus)
 
 
 def _fold_problem(found: dict, arch: str, seed: int | None, source: str, sources: frozenset[str],

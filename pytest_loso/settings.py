@@ -19,6 +19,7 @@ from .errors import LosoUsageError
 EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
 COMPARE_MODES = ("bound", "noise")
 SROCC_RANKS = ("average", "ordinal")
+VERSUS_RULES = ("not-worse", "better")
 CompareMode = Literal["bound", "noise"]
 SroccRanks = Literal["average", "ordinal"]
 
@@ -148,6 +149,8 @@ class GateOptions:
     target: str = "vmaf"
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     held_out: tuple[Path, ...] = ()  # --loso-predictions: held-out predictions tables (held_out.py)
+    versus: tuple[tuple[str, str], ...] = ()  # --loso-versus NEW=OLD: (new run, old run)
+    versus_rule: str = "not-worse"
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -170,6 +173,8 @@ class GateOptions:
                           for e in self.ensembles},
             "archs": list(self.archs),
             "predictions": [str(p) for p in self.held_out],
+            "versus": [f"{new}={old}" for new, old in self.versus],
+            "versus_rule": self.versus_rule,
             "report_dir": str(self.report_dir),
             "example": self.example,
             "extractor": self.extractor,
@@ -307,3 +312,16 @@ def parse_ensemble(spec: str) -> tuple[str, str]:
         raise LosoUsageError(f"--loso-ensemble / loso_ensemble: {spec!r} is not NAME=GLOB "
                          "(e.g. fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx)")
     return name, pattern
+
+
+def parse_versus(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["v4=v3"]`` -> ``(("v4", "v3"),)``: two runs of this session, the new one first."""
+    pairs: list[tuple[str, str]] = []
+    for item in (i.strip() for i in items if i.strip()):
+        new, sep, old = (part.strip() for part in item.partition("="))
+        if not sep or not new or not old or new == old:
+            raise LosoUsageError(f"--loso-versus {item!r}: expected NEW=OLD naming two runs of this session, "
+                                 "e.g. mlp_small=linear or vmaf_tiny_v4=vmaf_tiny_v3")
+        if (new, old) not in pairs:
+            pairs.append((new, old))
+    return tuple(pairs)

@@ -79,6 +79,19 @@ def _corpus(report: dict) -> dict:
     }
 
 
+def _versus(block: dict) -> dict:
+    """A paired A/B test's winner, with the mean PLCC difference new − old and its 95% interval."""
+    d, ci = (block.get("difference") or {}).get("plcc"), (block.get("ci") or {}).get("plcc")
+    new, old, winner = block["new"], block["old"], block.get("winner")
+    shown = "not computed" if d is None else f"mean PLCC {new} - {old} = {d:+.5f}" + (
+        f" (95% CI [{ci[0]:+.5f}, {ci[1]:+.5f}])" if ci else " (no interval)")
+    loser = old if winner == new else new
+    return {"new": new, "old": old, "winner": winner, "difference_plcc": d, "ci_plcc": ci,
+            "rule": block.get("rule"), "outcome": block["check"]["outcome"],
+            "sentence": (f"{winner} beats {loser}: {shown}" if winner else
+                         f"no difference shown between {new} and {old}: {shown}")}
+
+
 def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool, write_error: str | None = None) -> dict:
     """PROMOTE only when every gate test passed, every bound held, the run was whole and its report written."""
     runs = sorted(report.get("seeds") or {}) or sorted(report["archs"])
@@ -109,6 +122,7 @@ def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool, write_e
         "corpus": _corpus(report),
         "models": provenance["models"],
         "reasons": reasons,
+        "versus": {test: _versus(block) for test, block in (report.get("versus") or {}).items()},
         "recommendation": "promote: every gate test passed and every bound held" if verdict == "PROMOTE"
         else "hold: " + "; ".join(reasons or ["no architecture was gated"]),
         "report": provenance["outputs"]["json"] if write_error is None else None,  # not this run's, if any

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..compare import session_comparison
 from ..files import sha256_or_none
 from ..gate import Gate
-from ..ids import primary_arch, report_paths
+from ..ids import primary_arch, report_paths, versus_test
 from ..judging import AggregateJudge
 from ..metrics import finite_or_none
 from ..records import ExtractionRecord, TestResult
@@ -76,6 +76,12 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         seeds[arch] = dict(summary, check=judgement.to_json())
         if judgement.outcome == "failed":
             failures.append({"test": judgement.test, "message": judgement.message})
+    versus = {}
+    for new, old in store.plan.versus:
+        judgement = judge.as_run(judge.judge_versus(versus_test(new, old)))
+        versus[judgement.test] = dict(judge.versus(new, old) or {"new": new, "old": old}, check=judgement.to_json())
+        if judgement.outcome == "failed":
+            failures.append({"test": judgement.test, "message": judgement.message})
     primary = primary_arch(archs)
     baselines = {r["label"]: {"model_path": r["model_path"], "per_clip": r.get("per_clip", {}),
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "baseline"}
@@ -103,6 +109,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         "ensembles": ensembles,
         "aggregate_checks": aggregate_checks,
         "seeds": seeds,
+        "versus": versus,
         "thresholds": options.thresholds.to_json(),
         "srocc_method": SROCC_METHODS[options.srocc_ranks],
         "failures": failures + ([accept_failure] if accept_failure else []),

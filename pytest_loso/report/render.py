@@ -173,6 +173,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
                   "an interval made otherwise names its method.", ""]
     lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
     lines += thresholds_markdown(report["thresholds"])
+    lines += versus_markdown(report.get("versus"))
     lines += comparison_markdown(report.get("comparison"))
     if report["failures"]:
         lines += ["## Failures", ""]
@@ -205,6 +206,29 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _difference(block: dict, metric: str) -> str:
+    d = (block.get("difference") or {}).get(metric)
+    if d is None:
+        return "—"
+    places = digits(metric) + 1
+    ci = (block.get("ci") or {}).get(metric)
+    return f"{d:+.{places}f}" + (f" [{ci[0]:+.{places}f}, {ci[1]:+.{places}f}]" if ci else "")
+
+
+def versus_markdown(versus: dict | None) -> list[str]:
+    """The paired A/B tests: per pair the mean differences new − old with their 95% intervals, and the winner."""
+    if not versus:
+        return []
+    lines = ["## Versus (paired, new − old over common folds; 95% interval)", "",
+             "| test | folds | PLCC | SROCC | RMSE | winner | rule | status |", "|---|---:|---:|---:|---:|---|---|---|"]
+    for test, block in versus.items():
+        winner = block.get("winner") or ("no difference shown" if "difference" in block else "—")
+        lines.append(f"| {_md(test)} | {block.get('n_folds', 0)} | {_difference(block, 'plcc')} | "
+                     f"{_difference(block, 'srocc')} | {_difference(block, 'rmse')} | {_md(winner)} | "
+                     f"{_md(block.get('rule', ''))} | {block['check']['outcome']} |")
+    return lines + [""]
 
 
 def thresholds_markdown(thresholds: dict) -> list[str]:
