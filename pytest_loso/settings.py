@@ -172,9 +172,6 @@ class GateOptions:
             "ensembles": {e.name: {"glob": e.pattern, "members": [str(p) for p in e.members]}
                           for e in self.ensembles},
             "archs": list(self.archs),
-            "predictions": [str(p) for p in self.held_out],
-            "versus": [f"{new}={old}" for new, old in self.versus],
-            "versus_rule": self.versus_rule,
             "report_dir": str(self.report_dir),
             "example": self.example,
             "extractor": self.extractor,
@@ -191,6 +188,10 @@ class GateOptions:
             "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
             "logistic": self.logistic,
             "srocc_ranks": self.srocc_ranks,
+            # the newer options only when given: a report without them keeps its shape
+            **({"predictions": [str(p) for p in self.held_out]} if self.held_out else {}),
+            **({"versus": [f"{new}={old}" for new, old in self.versus], "versus_rule": self.versus_rule}
+               if self.versus else {}),
         }
 
 
