@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +280,27 @@ def test_clip_names_with_or_without_yuv_join_the_cache_corpus(gate):
     run = gate.run(*predictions_args(gate, predictions), plain=True)
     assert set(run.outcomes.values()) == {"PASSED"}, run.output
     assert not math.isnan(run.report["archs"][ARCH]["aggregate"]["mean_plcc"])
+
+
+def test_the_documented_example_gives_the_example_folds_numbers(pytester):
+    """docs/held_out.md's trainer script, run as written, on the bundled corpus."""
+    import re
+
+    from pytest_loso.settings import EXAMPLE_DIR
+
+    doc = (Path(__file__).parent.parent / "docs" / "held_out.md").read_text()
+    script = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    (pytester.path / "trainer.py").write_text(script)
+    result = pytester.run(sys.executable, str(pytester.path / "trainer.py"))
+    assert result.ret == 0, result.stderr.str()
+    report = pytester.path / "report"
+    common = ["-p", "no:cacheprovider", "-rA", f"--loso-report={report}", "--loso-extractor=none"]
+    example = pytester.runpytest(*common, "--loso-example", "--loso-bootstrap=1000")  # as --loso-versus turns on
+    folds = json.loads((report / "loso_eval.json").read_text())["archs"]
+    run = pytester.runpytest(*common, "--loso-predictions=held_out.jsonl", f"--data-root={EXAMPLE_DIR / 'corpus'}",
+                             f"--loso-cache={EXAMPLE_DIR / 'cache'}", "--loso-frame-size=64x48",
+                             "--loso-versus=mlp_small=linear")
+    assert run.ret == 0 and example.ret == 0, run.stdout.str()
+    held_out = json.loads((report / "loso_eval.json").read_text())
+    assert held_out["archs"] == folds
+    assert held_out["versus"]["versus[mlp_small-linear]"]["check"]["outcome"] == "passed"
