@@ -107,7 +107,7 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
         if unknown:
             raise LosoInputError(
                 where,
-                f"no fold models or held-out predictions for --loso-arch {', '.join(unknown)} "
+                f"no fold models{' or held-out predictions' if predicted else ''} for --loso-arch {', '.join(unknown)} "
                 f"(found: {', '.join(archs) or 'none'})",
             )
         archs = [a for a in archs if a in options.archs]
