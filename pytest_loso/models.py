@@ -366,3 +366,24 @@ def find_fold_models(loso_dirs: list[Path] | tuple[Path, ...]) -> dict[tuple[str
                         arch = model.name[: -len("_final.onnx")]
                         found.setdefault((arch, seed, source), []).append(model)
     return found
+
+
+def find_empty_seed_runs(loso_dirs: list[Path] | tuple[Path, ...],
+                         found: dict[tuple[str, int | None, str], list[Path]]) -> dict[tuple[str, int], Path]:
+    """``{(arch, seed): seed folder}`` of each ``seed<N>/`` that has ``fold_*/`` folders but no fold model,
+    while another seed of the same run has models of ``arch``: a seed whose training never exported
+    (or whose download never came) must fail its folds, not vanish from the promotion."""
+    owners = {p.resolve().parent.parent: arch for (arch, _, _), paths in found.items() for p in paths}
+    empty: dict[tuple[str, int], Path] = {}
+    for root in loso_dirs:
+        for run in [root, *sorted(p for p in root.glob("loso_*") if p.is_dir())]:
+            seeds = _seed_runs(run)
+            archs = {arch for _, seed_run in seeds if (arch := owners.get(seed_run.resolve()))}
+            for seed, seed_run in seeds:
+                if seed is None or seed_run.resolve() in owners:
+                    continue
+                if any(p.is_dir() for p in seed_run.glob("fold_*")):
+                    for arch in archs:
+                        if not any(a == arch and sd == seed for a, sd, _ in found):
+                            empty.setdefault((arch, seed), seed_run)
+    return empty
