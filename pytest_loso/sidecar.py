@@ -329,6 +329,16 @@ def v2_preset_ordinal(encoder: object, preset: object) -> float:
     return V2_PRESET_ORDINAL.get(enc, {}).get(str(preset), V2_PRESET_UNLISTED) / V2_PRESET_MAX_ORDINAL
 
 
+def _finite_number(value: object) -> bool:
+    """A finite int or float (not a bool), and one a float can hold: a 400-digit int is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     """``[one-hot(encoder over encoder_vocab), preset_norm, crf_norm]`` per frame, by the model's recipe."""
     import numpy as np
@@ -338,16 +348,24 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     _, encoders = _column(sidecar, data, ENCODER_COLUMNS, "encoder")
     cq_name, cqs = _column(sidecar, data, recipe.cq_columns, recipe.cq_columns[0])
     slots = {name: i for i, name in enumerate(sidecar.encoder_vocab)}
-    index = np.array([_encoder_slot(recipe, slots, e) for e in encoders.tolist()], dtype=np.int64)
+    encoder_list = encoders.tolist()
+    odd = next((k for k, e in enumerate(encoder_list) if isinstance(e, (list, dict))), None)
+    if odd is not None:  # str() of it would pick a one-hot slot for a value that names no encoder
+        raise LosoInputError(data.names_file, f"source {data.source}: encoder value {encoder_list[odd]!r} (frame "
+                             f"{odd} of the source) is not an encoder name, and {sidecar.path.stem} needs each "
+                             "frame's encoder", "fix or drop that source's bad rows in the encoder column")
+    index = np.array([_encoder_slot(recipe, slots, e) for e in encoder_list], dtype=np.int64)
     onehot = np.eye(len(sidecar.encoder_vocab), dtype=np.float32)[index]
     if cqs.dtype.kind in "iuf":  # numbers: checked at once (this runs for every model on every source)
         nonfinite = np.flatnonzero(~np.isfinite(cqs))
         bad = int(nonfinite[0]) if nonfinite.size else None
     else:  # texts, nulls or booleans among them: the first that is not a finite number
-        bad = next((k for k, v in enumerate(cqs.tolist())
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), None)
+        bad = next((k for k, v in enumerate(cqs.tolist()) if not _finite_number(v)), None)
     if bad is not None:  # the table's file, and the value, as for a bad feature value
-        raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {cqs.tolist()[bad]!r} (frame "
+        value = cqs.tolist()[bad]
+        shown = f"a {len(str(abs(value)))}-digit number" if isinstance(value, int) and not isinstance(value, bool) \
+            else repr(value)
+        raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {shown} (frame "
                              f"{bad} of the source) is not a finite number, and {sidecar.path.stem} needs each "
                              f"frame's {cq_name}", f"fix or drop that source's bad rows in the {cq_name} column")
     cq = np.asarray(cqs, dtype=np.float32)
