@@ -1,0 +1,31 @@
+"""Issue 20, items 12 and 15: an output path that is an input of the run is a usage error at start;
+outputs that cannot be written are said, never a traceback that loses JUnit."""
+
+from __future__ import annotations
+
+import pytest
+from test_compare import accept, accepted_file
+
+
+@pytest.mark.parametrize("option, target", [
+    ("--loso-report", "accepted folder"),
+    ("--loso-metrics", "accepted"),
+    ("--loso-verdict", "accepted"),
+    ("--loso-metrics", "predictions"),
+    ("--loso-verdict", "baseline"),
+    ("--loso-plot", "accepted"),
+])
+def test_an_output_that_is_an_input_is_a_usage_error(gate, option, target):
+    accept(gate)
+    accepted = accepted_file(gate)
+    renamed = accepted.with_name("loso_eval.json")
+    accepted.rename(renamed)
+    accepted.with_name("accepted.predictions.npz").rename(renamed.with_name("loso_eval.predictions.npz"))
+    before = renamed.read_bytes()
+    path = {"accepted folder": renamed.parent, "accepted": renamed,
+            "predictions": renamed.with_name("loso_eval.predictions.npz"), "baseline": gate.baseline}[target]
+    args = [a for a in gate.args() if not (option == "--loso-report" and a.startswith("--loso-report="))]
+    run = gate.run(*args, f"--loso-compare={renamed}", f"{option}={path}", plain=True)
+    assert run.result.ret == 4, run.output  # usage error, before anything is scored
+    assert "this run reads; give another path" in run.output and option in run.output
+    assert renamed.read_bytes() == before
