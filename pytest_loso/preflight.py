@@ -35,8 +35,8 @@ def check(options: GateOptions) -> None:
         raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
     if options.compare is not None:
         check_accepted(options.compare, accepting=options.accept)
-    if options.cache_dir.exists() and not options.cache_dir.is_dir():  # otherwise every fold fails on the same path
-        raise LosoUsageError(f"--loso-cache {options.cache_dir}: is not a folder; give the feature cache folder")
+    if options.table is None:  # a table run reads no cache: its default folder may be anything
+        check_cache(options.cache_dir)
     if options.recompute:
         check_recompute(options)
     for path, option in ((options.metrics_path, "--loso-metrics"), (options.verdict_path, "--loso-verdict")):
@@ -75,6 +75,16 @@ def outputs_are_not_inputs(options: GateOptions) -> None:
                 shown = output if option != "--loso-report" else options.report_dir
                 raise LosoUsageError(f"{option} {shown}: would write {output}, which is {what} this run reads; "
                                      "give another path")
+
+
+def check_cache(cache_dir: Path) -> None:
+    """The cache folder is a folder, or can become one; otherwise every fold would fail on the same path."""
+    try:
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise LosoUsageError(f"--loso-cache {cache_dir}: is not a folder; give the feature cache folder")
+    except OSError as exc:  # e.g. a parent folder that cannot be searched
+        raise LosoUsageError(f"--loso-cache {cache_dir}: cannot be read ({exc.strerror or exc}); give a feature "
+                             "cache folder this user can read (or set $VMAF_TINY_AI_CACHE)") from None
 
 
 def check_table(table: Path) -> None:

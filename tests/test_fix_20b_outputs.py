@@ -29,3 +29,37 @@ def test_an_output_that_is_an_input_is_a_usage_error(gate, option, target):
     assert run.result.ret == 4, run.output  # usage error, before anything is scored
     assert "this run reads; give another path" in run.output and option in run.output
     assert renamed.read_bytes() == before
+
+
+def _unreadable(monkeypatch, cache) -> None:
+    from pathlib import Path
+
+    real = Path.exists
+
+    def exists(self, *args, **kwargs):
+        if str(self).startswith(str(cache)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+
+
+def test_an_unreadable_default_cache_does_not_stop_a_table_run(gate, monkeypatch):
+    """Issue 20 item 20: the default cache folder is not looked at by a run that reads a table."""
+    from test_table import _rows, _table_args, _write_jsonl
+
+    table = _write_jsonl(gate.root / "frames.jsonl", _rows(gate))
+    cache = gate.root / "locked" / "cache"
+    monkeypatch.setenv("VMAF_TINY_AI_CACHE", str(cache))
+    _unreadable(monkeypatch, cache)
+    run = gate.run(*_table_args(gate, table), plain=True)
+    assert "INTERNALERROR" not in run.output and run.result.ret == 0, run.output
+
+
+def test_an_unreadable_cache_is_a_usage_error_for_a_cache_run(gate, monkeypatch):
+    cache = gate.root / "locked" / "cache"
+    _unreadable(monkeypatch, cache)
+    args = [a for a in gate.args() if not a.startswith("--loso-cache=")]
+    run = gate.run(*args, f"--loso-cache={cache}", plain=True)
+    assert "INTERNALERROR" not in run.output and run.result.ret == 4, run.output
+    assert f"--loso-cache {cache}: cannot be read (Permission denied)" in run.output
