@@ -63,3 +63,17 @@ def test_an_unreadable_cache_is_a_usage_error_for_a_cache_run(gate, monkeypatch)
     run = gate.run(*args, f"--loso-cache={cache}", plain=True)
     assert "INTERNALERROR" not in run.output and run.result.ret == 4, run.output
     assert f"--loso-cache {cache}: cannot be read (Permission denied)" in run.output
+
+
+def test_a_step_summary_that_is_a_fifo_is_not_written_and_does_not_hang(gate, monkeypatch):
+    """Issue 20 item 15: opening a FIFO for writing waits for a reader forever (old code: the run hung)."""
+    import os
+
+    fifo = gate.root / "summary.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(fifo))
+    junit = gate.root / "junit.xml"
+    run = gate.run(f"--junitxml={junit}", subprocess=True)
+    assert run.result.ret == 0, run.output
+    assert f"step summary NOT written: $GITHUB_STEP_SUMMARY={fifo}: not a regular file (a FIFO)" in run.output
+    assert run.report is not None and junit.exists()
