@@ -279,7 +279,7 @@ def load_model(path: Path) -> OnnxModel:
     try:
         with open(path, "rb") as handle:
             head = handle.read(1)
-            if not _starts_a_field(head):  # e.g. a preallocated download never filled: not read further
+            if head and not _starts_a_field(head):  # (an empty file: "no graph", below)  # e.g. a preallocated download never filled: not read further
                 raise LosoInputError(path, "not an ONNX model, or truncated (it does not start with a "
                                      f"protobuf field: first byte {head!r})", "re-export or re-copy it")
             raw = head + handle.read()
