@@ -126,7 +126,7 @@ def accepted_metrics(report: dict, kind: str, arch: str | None, label: str, sour
     if kind == "fold":
         entry = report.get("archs", {}).get(arch, {}).get("per_fold", {}).get(source)
     else:
-        entry = report.get(f"{kind}s", {}).get(label, {}).get("all_clips_concat")
+        entry = ((report.get(f"{kind}s") or {}).get(label) or {}).get("all_clips_concat")  # null: none
     return entry if entry and "plcc" in entry else None
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from .files import write_atomically
@@ -50,6 +51,19 @@ def write_openmetrics(path: Path, report: dict) -> None:
 
 
 def append_step_summary(target: Path, markdown: str) -> None:
-    """Append to the file GitHub Actions names in ``$GITHUB_STEP_SUMMARY`` (raises ``OSError``)."""
-    with open(target, "a", encoding="utf-8") as handle:
+    """Append to the file GitHub Actions names in ``$GITHUB_STEP_SUMMARY`` (raises ``OSError``).
+
+    Only a regular file (or a new one) is written: opening a FIFO would wait forever for a reader.
+    Text the encoding cannot hold (a lone surrogate from a file name) is written escaped."""
+    import stat
+
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file (a {'FIFO' if stat.S_ISFIFO(mode) else 'folder or device'}); "
+                      "not opened, as it could block the run")
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    with open(fd, "a", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(markdown + "\n")

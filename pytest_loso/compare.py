@@ -232,8 +232,8 @@ def _failed_tests(report: dict) -> set[str]:
     """Folds and baselines of ``report`` that ran but could not be scored."""
     failed = {f"fold[{arch}-{source}]" for arch, block in report.get("archs", {}).items()
               for source, entry in block.get("per_fold", {}).items() if "plcc" not in entry}
-    failed |= {f"{kind}[{tag}]" for kind in ("baseline", "ensemble") for tag, block in report.get(f"{kind}s", {}).items()
-               if "plcc" not in block.get("all_clips_concat", {})}
+    failed |= {f"{kind}[{tag}]" for kind in ("baseline", "ensemble") for tag, block in (report.get(f"{kind}s") or {}).items()
+               if "plcc" not in (block.get("all_clips_concat") or {})}
     return failed
 
 
@@ -249,7 +249,7 @@ def _tests(report: dict) -> dict[str, dict]:
     for arch, summary in (report.get("seeds") or {}).items():
         tests[f"seeds[{arch}]"] = summary  # the mean over seeds of the per-seed means
     for kind in ("baseline", "ensemble"):
-        for tag, block in report.get(f"{kind}s", {}).items():
-            if "plcc" in block.get("all_clips_concat", {}):
+        for tag, block in (report.get(f"{kind}s") or {}).items():  # null in a hand-edited report: none
+            if "plcc" in (block.get("all_clips_concat") or {}):
                 tests[f"{kind}[{tag}]"] = block["all_clips_concat"]
     return tests

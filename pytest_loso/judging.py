@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from .accepted import AcceptedReport
 from .compare import aggregate_changes, compare
 from .ids import Outcome, test_name
-from .metrics import HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, label
+from .metrics import (HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, hold_estimates,
+                      label)
 from .plan import TestSpec
 from .records import TestResult
 from .results import ResultStore
@@ -89,6 +90,8 @@ class AggregateJudge:
             block["n_folds_planned"] = len(planned) or block["n_folds"]
             scored = {s: r for s, r in ran.items() if "plcc" in (per_fold.get(s) or {})}
             block.update(self.intervals({run: scored}))
+            if block.get("ci"):  # the interval holds the mean printed beside it
+                block["ci"] = hold_estimates(block["ci"], {name: block.get(f"mean_{name}") for name in block["ci"]})
         return block
 
     def intervals(self, runs: dict[str, dict[str, TestResult]]) -> dict:

@@ -59,8 +59,12 @@ class OnnxModel:
         return {self.input_name: features}
 
     def predict_data(self, data: SourceData) -> np.ndarray:
-        """The model's predictions for one source's frames."""
-        return self.run(self.inputs(data))
+        """The model's predictions for one source's frames, one per frame."""
+        pred = self.run(self.inputs(data))
+        if pred.shape != data.scores.shape:  # before an ensemble stacks its members' predictions
+            raise LosoInputError(self.path, f"model returned {pred.shape[0]} predictions for "
+                                 f"{data.scores.shape[0]} frames of source {data.source}")
+        return pred
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """One batched run of a single-input model on ``features`` as they are."""
@@ -82,7 +86,11 @@ class OnnxModel:
             outputs = self.session.run(None, {k: v.astype(np.float32, copy=False) for k, v in inputs.items()})
         except Exception as exc:  # onnxruntime raises its own exception types
             raise LosoInputError(self.path, f"onnxruntime failed to run the model: {exc}") from None
-        return np.asarray(outputs[0]).reshape(-1)
+        output = np.asarray(outputs[0])
+        if output.dtype.kind not in "fiu":
+            raise LosoInputError(self.path, f"the model's first output is a {output.dtype} tensor, not numbers",
+                                 "score a model whose first output is the predicted VMAF")
+        return output.reshape(-1)
 
 
 # Where tensors live in the ONNX protobuf schema (onnx.proto3), by field number. Reading
@@ -118,6 +126,8 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
     while i < len(buf):
         key, i = _varint(buf, i)
         wire = key & 7
+        if key >> 3 == 0:  # field 0 does not exist: zeros (a preallocated file) are refused at once
+            raise ValueError("field number 0")
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire in (1, 5):
@@ -242,18 +252,37 @@ def _external_data(model_path: Path, tensors: list[tuple[str, dict[str, str]]]) 
                 "copy the complete weights file",
             )
         end = max(end, offset + length)
-    with open(data_path, "rb") as handle:
-        blob = handle.read(end)
+    try:
+        with open(data_path, "rb") as handle:
+            blob = handle.read(end)
+    except OSError as exc:
+        raise LosoInputError(data_path, f"cannot read the external data file: {exc.strerror or exc}") from None
     return data_path, blob
+
+
+MAX_MODEL_BYTES = 2 << 30  # protobuf's limit for one message: a bigger .onnx cannot be a model
+
+
+def _starts_a_field(head: bytes) -> bool:
+    """True when ``head`` can begin a ModelProto: a field number above 0 and a known wire type."""
+    return bool(head) and head[0] >> 3 != 0 and head[0] & 7 in (0, 1, 2, 5)
 
 
 def load_model(path: Path) -> OnnxModel:
     """Load ``path`` into an onnxruntime session (CPU, one thread: the models are tiny)."""
     import onnxruntime as ort
 
-    _regular_file(path, "model file")
+    size = _regular_file(path, "model file")
+    if size > MAX_MODEL_BYTES:
+        raise LosoInputError(path, f"{size} bytes: larger than the 2 GiB a serialized ONNX model can be; "
+                             "refusing to read it", "re-export it with its weights in external data")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(1)
+            if head and not _starts_a_field(head):  # (an empty file: "no graph", below)  # e.g. a preallocated download never filled: not read further
+                raise LosoInputError(path, "not an ONNX model, or truncated (it does not start with a "
+                                     f"protobuf field: first byte {head!r})", "re-export or re-copy it")
+            raw = head + handle.read()
     except OSError as exc:
         raise LosoInputError(path, f"cannot read the model: {exc.strerror or exc}") from None
     try:
@@ -337,3 +366,24 @@ def find_fold_models(loso_dirs: list[Path] | tuple[Path, ...]) -> dict[tuple[str
                         arch = model.name[: -len("_final.onnx")]
                         found.setdefault((arch, seed, source), []).append(model)
     return found
+
+
+def find_empty_seed_runs(loso_dirs: list[Path] | tuple[Path, ...],
+                         found: dict[tuple[str, int | None, str], list[Path]]) -> dict[tuple[str, int], Path]:
+    """``{(arch, seed): seed folder}`` of each ``seed<N>/`` that has ``fold_*/`` folders but no fold model,
+    while another seed of the same run has models of ``arch``: a seed whose training never exported
+    (or whose download never came) must fail its folds, not vanish from the promotion."""
+    owners = {p.resolve().parent.parent: arch for (arch, _, _), paths in found.items() for p in paths}
+    empty: dict[tuple[str, int], Path] = {}
+    for root in loso_dirs:
+        for run in [root, *sorted(p for p in root.glob("loso_*") if p.is_dir())]:
+            seeds = _seed_runs(run)
+            archs = {arch for _, seed_run in seeds if (arch := owners.get(seed_run.resolve()))}
+            for seed, seed_run in seeds:
+                if seed is None or seed_run.resolve() in owners:
+                    continue
+                if any(p.is_dir() for p in seed_run.glob("fold_*")):
+                    for arch in archs:
+                        if not any(a == arch and sd == seed for a, sd, _ in found):
+                            empty.setdefault((arch, seed), seed_run)
+    return empty

@@ -16,7 +16,7 @@ from .corpus import Corpus
 from .errors import LosoInputError
 from .held_out import HeldOut
 from .ids import Kind, aggregate_tests, run_name, test_name, versus_test
-from .models import find_fold_models
+from .models import find_empty_seed_runs, find_fold_models
 from .records import TestResult, new_result
 from .settings import GateOptions
 
@@ -119,11 +119,13 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
         )
     sources = frozenset(corpus.sources)
     specs = []
-    runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs}, key=lambda r: (r[0], r[1] or -1))
+    empty = {run: folder for run, folder in find_empty_seed_runs(options.loso_dirs, found).items() if run[0] in archs}
+    runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs} | set(empty),
+                  key=lambda r: (r[0], r[1] or -1))
     for arch, seed in runs:
         # every seed of a run is held to the same folds: the sources, and any fold another seed has
         for source in sorted(sources | {s for a, _, s in found if a == arch}):
-            path, problem, fix = _fold_problem(found, arch, seed, source, sources, corpus)
+            path, problem, fix = _fold_problem(found, arch, seed, source, sources, corpus, empty.get((arch, seed)))
             specs.append(TestSpec("fold", f"{run_name(arch, seed)}-{source}", path, arch=arch, source=source,
                                   problem=problem, fix=fix, seed=seed))
     for run, seed in (r for r in predicted if r[0] in archs):
@@ -168,8 +170,10 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
 
 
 def _fold_problem(found: dict, arch: str, seed: int | None, source: str, sources: frozenset[str],
-                  corpus: Corpus) -> tuple[Path, str | None, str | None]:
-    """A fold test's model file, and what is wrong with it known before scoring (with the fix)."""
+                  corpus: Corpus, empty_seed: Path | None = None) -> tuple[Path, str | None, str | None]:
+    """A fold test's model file, and what is wrong with it known before scoring (with the fix).
+
+    ``empty_seed`` is the run's seed folder when it holds fold folders but no model at all."""
     paths = found.get((arch, seed, source), [])
     if len(paths) > 1:
         return (paths[0], f"two fold models for {run_name(arch, seed)} on {source}: {', '.join(map(str, paths))}",
@@ -180,8 +184,13 @@ def _fold_problem(found: dict, arch: str, seed: int | None, source: str, sources
         return (paths[0], f"fold for source {source}, which is not in {corpus.missing_source(source)}",
                 f"add the source's clips to the corpus, or remove fold_{source}")
     # where this run's other folds are (a sweep keeps them in loso_<arch>/[seed<N>/])
-    run_dir = min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed) for p in ps)
+    run_dir = empty_seed or min(p.parent.parent for (a, sd, _), ps in found.items() if (a, sd) == (arch, seed)
+                                for p in ps)
     expected = run_dir / f"fold_{source}" / f"{arch}_final.onnx"
+    if empty_seed is not None and source in sources:
+        return (expected, f"source {source} has no fold model: expected {expected} ({empty_seed.name}/ has fold "
+                "folders but no fold model at all)",
+                f"export seed {seed}'s fold models, or remove {empty_seed}")
     if source not in sources:  # only another seed has it: that seed's fold is the stray one
         stray = min((p for (a, _, s), ps in found.items() if (a, s) == (arch, source) for p in ps), key=str)
         return (expected, f"no fold for {source} here, where another seed has one ({stray}); and {source} is "

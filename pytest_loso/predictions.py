@@ -18,7 +18,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .files import write_atomically
 from .ids import predictions_path
@@ -61,12 +61,25 @@ def write_predictions(path: Path, entries: dict[str, PredictionsRecord]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+MAX_PREDICTIONS_BYTES = 1 << 30  # the file as stored; each member is capped again as it is inflated
+MAX_INDEX_BYTES = 64 << 20  # the index: a test name and two digests per test
+
+
+def _member(npz: object, name: str, limit: int = MAX_INDEX_BYTES) -> np.ndarray:
+    """One member of an ``.npz``, read only when its inflated size is within ``limit`` bytes (plus the
+    .npy header): a small file that inflates to gigabytes is refused, not inflated."""
+    info = npz.zip.getinfo(f"{name}.npy")  # type: ignore[attr-defined]  # KeyError when absent
+    if info.file_size > limit + 4096:
+        raise ValueError(f"member {name} inflates to {info.file_size} bytes, more than the {limit} it can hold")
+    return npz[name]  # type: ignore[index]
+
+
 @dataclass
 class AcceptedPredictions:
     """The accepted run's predictions, or why there are none (then the comparison is unpaired)."""
 
     path: Path
-    arrays: dict | None = None  # the loaded .npz, when its sha256 matches the accepted report's
+    arrays: Any = None  # the .npz (an NpzFile, members read lazily), when its sha256 matches the report's
     index: dict | None = None
     problem: str | None = None
 
@@ -75,27 +88,40 @@ class AcceptedPredictions:
         import numpy as np
 
         path = predictions_path(report_path)
-        expected = (accepted.get("predictions") or {}).get("sha256")
-        if expected is None:
+        record = accepted.get("predictions")
+        expected = record.get("sha256") if isinstance(record, dict) else None
+        if not isinstance(expected, str):
             return cls(path, problem="the accepted report names no predictions sidecar")
+        if not path.is_file():
+            return cls(path, problem=f"no predictions sidecar {path}" if not path.exists()
+                       else f"predictions sidecar {path} is not a regular file")
         try:
+            size = path.stat().st_size
+            if size > MAX_PREDICTIONS_BYTES:
+                return cls(path, problem=f"predictions sidecar {path} is larger than {MAX_PREDICTIONS_BYTES} bytes")
             data = path.read_bytes()
-        except FileNotFoundError:
-            return cls(path, problem=f"no predictions sidecar {path}")
         except OSError as exc:
             return cls(path, problem=f"predictions sidecar {path} unreadable ({exc.strerror or exc})")
         if hashlib.sha256(data).hexdigest() != expected:
             return cls(path, problem=f"predictions sidecar {path} does not match the sha256 the accepted report "
                                      "records (changed or replaced)")
         try:
-            arrays = dict(np.load(io.BytesIO(data), allow_pickle=False))
-            index = json.loads(str(arrays["index"]))
-        except (OSError, ValueError, KeyError) as exc:
-            return cls(path, problem=f"predictions sidecar {path} unreadable ({exc})")
+            arrays = np.load(io.BytesIO(data), allow_pickle=False)
+            if not isinstance(arrays, np.lib.npyio.NpzFile):
+                return cls(path, problem=f"predictions sidecar {path} is not an .npz archive")
+            index = json.loads(str(_member(arrays, "index")))
+        except Exception as exc:  # a hand-edited or truncated zip raises zipfile's, numpy's or json's errors
+            return cls(path, problem=f"predictions sidecar {path} unreadable ({type(exc).__name__}: {exc})")
+        if not isinstance(index, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("key"), str) for v in index.values()):
+            return cls(path, problem=f"predictions sidecar {path} has an index that is not "
+                                     "{test: {\"key\": ..., \"targets_sha256\": ...}}")
         return cls(path, arrays, index)
 
     def lookup(self, test: str, target: np.ndarray, pair_frames: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
         """The accepted predictions of ``test`` on these very frames, else ``None`` and why not."""
+        import numpy as np
+
         if self.arrays is None or self.index is None:
             return None, str(self.problem)
         known = self.index.get(test)
@@ -103,7 +129,10 @@ class AcceptedPredictions:
             return None, f"the accepted predictions sidecar has no {test}"
         if known.get("targets_sha256") != targets_digest(target, pair_frames):
             return None, "the frames differ from the accepted run's (other targets or clips)"
-        pred = self.arrays.get(f"{known['key']}_pred")
-        if pred is None or pred.shape != target.shape:
+        try:
+            pred = _member(self.arrays, f"{known['key']}_pred", limit=4 * target.size)
+        except Exception as exc:  # missing, oversized or corrupt member: this test is unpaired, not an error
+            return None, f"the accepted predictions of {test} are unreadable ({type(exc).__name__}: {exc})"
+        if pred.dtype != np.float32 or pred.shape != target.shape:
             return None, f"the accepted predictions of {test} do not fit its frames"
         return pred, "paired"

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LosoInputError, LosoUsageError, what_is_at
-from .ids import report_files
+from .ids import predictions_path, report_files
 from .settings import GateOptions
 
 TABLE_SUFFIXES = (".jsonl", ".parquet")
@@ -37,13 +37,56 @@ def check(options: GateOptions) -> None:
         raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
     if options.compare is not None:
         check_accepted(options.compare, accepting=options.accept)
-    if options.cache_dir.exists() and not options.cache_dir.is_dir():  # otherwise every fold fails on the same path
-        raise LosoUsageError(f"--loso-cache {options.cache_dir}: is not a folder; give the feature cache folder")
+    if options.table is None:  # a table run reads no cache: its default folder may be anything
+        check_cache(options.cache_dir)
     if options.recompute:
         check_recompute(options)
     for path, option in ((options.metrics_path, "--loso-metrics"), (options.verdict_path, "--loso-verdict")):
         if path is not None:
             writable_file(path, option)
+    outputs_are_not_inputs(options)
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def outputs_are_not_inputs(options: GateOptions) -> None:
+    """No file the run writes is one it reads: the accepted report and its predictions file, a model,
+    the table. Otherwise the end of the run would replace its own input (an accepted report
+    overwritten by this run's, or by OpenMetrics text)."""
+    inputs: list[tuple[Path, str]] = []
+    if options.compare is not None:
+        inputs += [(options.compare, "the accepted report (--loso-compare)"),
+                   (predictions_path(options.compare), "the accepted report's predictions file")]
+    if options.table is not None:
+        inputs.append((options.table, "the table (--loso-table)"))
+    inputs += [(path, "a baseline model (--loso-baseline)") for path in options.baselines]
+    inputs += [(path, f"a member of ensemble {e.name}") for e in options.ensembles for path in e.members]
+    # --loso-accept writes the accepted report and its predictions itself: the report folder may hold them
+    accepted_files = {options.compare, predictions_path(options.compare)} if options.accept and options.compare else set()
+    outputs = [(file, "--loso-report") for file in report_files(options.report_dir)]
+    outputs += [(path, option) for path, option in ((options.metrics_path, "--loso-metrics"),
+                                                    (options.verdict_path, "--loso-verdict"),
+                                                    (options.plot_dir, "--loso-plot")) if path is not None]
+    for output, option in outputs:
+        for path, what in inputs:
+            if path in accepted_files and option == "--loso-report":
+                continue
+            if _same(output, path):
+                shown = output if option != "--loso-report" else options.report_dir
+                raise LosoUsageError(f"{option} {shown}: would write {output}, which is {what} this run reads; "
+                                     "give another path")
+
+
+def check_cache(cache_dir: Path) -> None:
+    """The cache folder is a folder, or can become one; otherwise every fold would fail on the same path."""
+    try:
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise LosoUsageError(f"--loso-cache {cache_dir}: is not a folder; give the feature cache folder")
+    except OSError as exc:  # e.g. a parent folder that cannot be searched
+        raise LosoUsageError(f"--loso-cache {cache_dir}: cannot be read ({exc.strerror or exc}); give a feature "
+                             "cache folder this user can read (or set $VMAF_TINY_AI_CACHE)") from None
 
 
 def check_table(table: Path) -> None:

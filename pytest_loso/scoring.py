@@ -17,7 +17,7 @@ from .corpus import Corpus
 from .errors import LosoInputError, data_warning
 from .frames import SourceData, SourceStore
 from .held_out import HeldOut
-from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, logistic_metrics, score
+from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, hold_estimates, logistic_metrics, score
 from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
@@ -119,7 +119,7 @@ class Scorer:
             return
         statistic = ClipStatistic(pred, scores, pair_frames)
         own = bootstrap(statistic, n_resamples=options.bootstrap, seed=options.bootstrap_seed)
-        metrics["ci"], metrics["ci_method"] = own.intervals, own.methods
+        metrics["ci"], metrics["ci_method"] = hold_estimates(own.intervals, metrics), own.methods
         result["distribution"] = own.distribution.astype(np.float64).tobytes()
         if options.compare_mode == "noise" and self.accepted.report is not None:
             metrics["paired"] = self._paired(own, scores, pair_frames, result)
@@ -156,6 +156,7 @@ class Scorer:
             "cache_files": len(data.cache_files),
             "file_sha256": data.file_sha256,
             "frames": int(data.scores.size),
+            "clips": len(data.pair_frames),
             "dropped": data.dropped,
         }
         for stem, counts in data.dropped.items():

@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LosoInputError
+from .errors import LosoInputError, what_is_at
 from .features import FEATURE_NAMES, canonical, select
 
 if TYPE_CHECKING:
@@ -116,15 +117,45 @@ def _numbers(path: Path, payload: dict, key: str, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+MAX_SIDECAR_BYTES = 16 << 20  # a sidecar is a few KB; a bigger file is not one
+
+
+def _read_sidecar(model_path: Path, path: Path, fix: str) -> bytes:
+    """The sidecar's bytes: only a regular file inside the model's own folder, read with a cap.
+
+    A sidecar that is there but cannot be read (a broken link, a FIFO, a folder) fails the
+    model: feeding it raw instead would score the wrong inputs and could still pass loose bounds.
+    A link that leaves the folder is refused as external data is, before anything is read.
+    """
+    there = what_is_at(path)
+    if there is not None:
+        raise LosoInputError(path, f"the model's sidecar is {there}, not a regular file; refusing to read it",
+                             f"put {model_path.stem}.json beside the model as a file, or remove it")
+    folder, real = Path(os.path.realpath(model_path.parent)), Path(os.path.realpath(path))
+    if folder not in real.parents:
+        raise LosoInputError(path, "the model's sidecar is a link that leaves the model's folder; refusing to read it",
+                             f"copy the sidecar into {model_path.parent} as {path.name}")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise LosoInputError(path, f"cannot read the model's sidecar: {exc.strerror or exc}", fix) from None
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise LosoInputError(path, f"the model's sidecar is larger than {MAX_SIDECAR_BYTES >> 20} MiB; "
+                             "refusing to read it", fix)
+    return raw
+
+
 def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int | None]]) -> Sidecar | None:
     """The model's sidecar, checked against the model's bytes and ``(name, width)`` inputs; None without one."""
     path = sidecar_path(model_path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     fix = "use the sidecar exported with this model (ai/scripts/export_*.py), or fix it"
+    raw_sidecar = _read_sidecar(model_path, path, fix)
     try:
-        payload = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        payload = json.loads(raw_sidecar)
+    except (ValueError, RecursionError) as exc:
         raise LosoInputError(path, f"model sidecar is not readable JSON ({exc})", fix) from None
     if not isinstance(payload, dict):
         raise LosoInputError(path, "model sidecar is not a JSON object", fix)
@@ -137,9 +168,14 @@ def load_sidecar(model_path: Path, raw: bytes, inputs: Sequence[tuple[str, int |
     input_names = payload.get("input_names", names if len(names) == 1 else None)
     if input_names is None:
         raise LosoInputError(path, f"lacks input_names, which a model with inputs {', '.join(names)} needs", fix)
+    if not isinstance(input_names, list) or not all(isinstance(name, str) for name in input_names):
+        raise LosoInputError(path, f"input_names must be a list of the model's input names, got {input_names!r}", fix)
     if sorted(map(str, input_names)) != sorted(names) or len(input_names) > 2:
         raise LosoInputError(path, f"input_names {input_names} disagree with the model's inputs {names}", fix)
-    order = tuple(payload.get("feature_order", FEATURE_NAMES))
+    order = payload.get("feature_order", FEATURE_NAMES)
+    if not isinstance(order, (list, tuple)):
+        raise LosoInputError(path, f"feature_order must be a list of feature names, got {order!r}", fix)
+    order = tuple(order)
     if not all(isinstance(name, str) for name in order):
         raise LosoInputError(path, f"feature_order {list(order)} holds values that are not feature names", fix)
     canonical_order = [canonical(name) for name in order]
@@ -260,7 +296,17 @@ def build_inputs(sidecar: Sidecar, data: SourceData) -> dict[str, np.ndarray]:
     if sidecar.mean is not None and sidecar.std is not None:
         # (x - mean) / std in float64, then float32: ai/scripts/train_fr_regressor_v2_ensemble_loso.py
         # (_load_corpus fits the scaler, the training loop applies it) and the sidecar stores it.
-        x = ((x.astype(np.float64) - np.asarray(sidecar.mean)) / np.asarray(sidecar.std))
+        raw = x
+        with np.errstate(all="ignore"):
+            x = ((x.astype(np.float64) - np.asarray(sidecar.mean)) / np.asarray(sidecar.std)).astype(np.float32)
+        overflow = ~np.isfinite(x) & np.isfinite(raw)
+        if overflow.any():  # the sidecar's scale, not the model's weights, made these values
+            column = int(np.flatnonzero(overflow.any(axis=0))[0])
+            raise LosoInputError(
+                sidecar.path, f"standardising {sidecar.feature_order[column]} of source {data.source} by "
+                f"feature_std {sidecar.std[column]!r} overflows float32: the sidecar's feature_std is not "
+                "the scale the model was trained with", "use the sidecar exported with this model, or fix "
+                "its feature_mean / feature_std")
     inputs = {sidecar.features_input: np.asarray(x, dtype=np.float32)}
     if sidecar.codec_input is not None:
         inputs[sidecar.codec_input] = codec_block(sidecar, data)
@@ -283,6 +329,16 @@ def v2_preset_ordinal(encoder: object, preset: object) -> float:
     return V2_PRESET_ORDINAL.get(enc, {}).get(str(preset), V2_PRESET_UNLISTED) / V2_PRESET_MAX_ORDINAL
 
 
+def _finite_number(value: object) -> bool:
+    """A finite int or float (not a bool), and one a float can hold: a 400-digit int is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     """``[one-hot(encoder over encoder_vocab), preset_norm, crf_norm]`` per frame, by the model's recipe."""
     import numpy as np
@@ -292,16 +348,24 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
     _, encoders = _column(sidecar, data, ENCODER_COLUMNS, "encoder")
     cq_name, cqs = _column(sidecar, data, recipe.cq_columns, recipe.cq_columns[0])
     slots = {name: i for i, name in enumerate(sidecar.encoder_vocab)}
-    index = np.array([_encoder_slot(recipe, slots, e) for e in encoders.tolist()], dtype=np.int64)
+    encoder_list = encoders.tolist()
+    odd = next((k for k, e in enumerate(encoder_list) if isinstance(e, (list, dict))), None)
+    if odd is not None:  # str() of it would pick a one-hot slot for a value that names no encoder
+        raise LosoInputError(data.names_file, f"source {data.source}: encoder value {encoder_list[odd]!r} (frame "
+                             f"{odd} of the source) is not an encoder name, and {sidecar.path.stem} needs each "
+                             "frame's encoder", "fix or drop that source's bad rows in the encoder column")
+    index = np.array([_encoder_slot(recipe, slots, e) for e in encoder_list], dtype=np.int64)
     onehot = np.eye(len(sidecar.encoder_vocab), dtype=np.float32)[index]
     if cqs.dtype.kind in "iuf":  # numbers: checked at once (this runs for every model on every source)
         nonfinite = np.flatnonzero(~np.isfinite(cqs))
         bad = int(nonfinite[0]) if nonfinite.size else None
     else:  # texts, nulls or booleans among them: the first that is not a finite number
-        bad = next((k for k, v in enumerate(cqs.tolist())
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), None)
+        bad = next((k for k, v in enumerate(cqs.tolist()) if not _finite_number(v)), None)
     if bad is not None:  # the table's file, and the value, as for a bad feature value
-        raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {cqs.tolist()[bad]!r} (frame "
+        value = cqs.tolist()[bad]
+        shown = f"a {len(str(abs(value)))}-digit number" if isinstance(value, int) and not isinstance(value, bool) \
+            else repr(value)
+        raise LosoInputError(data.names_file, f"source {data.source}: {cq_name} value {shown} (frame "
                              f"{bad} of the source) is not a finite number, and {sidecar.path.stem} needs each "
                              f"frame's {cq_name}", f"fix or drop that source's bad rows in the {cq_name} column")
     cq = np.asarray(cqs, dtype=np.float32)

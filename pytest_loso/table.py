@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .frames import SourceData
 from .errors import LosoInputError
@@ -40,6 +40,21 @@ FRAME_COLUMN = "frame_index"
 METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset")
 _FPS_SUFFIX = re.compile(r"_\d+fps$")
 TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
+
+
+MAX_LINE_BYTES = 256 * 1024 * 1024  # as a cache file's cap: far above any real row
+_FLOAT_LIMIT = 2 ** 1024  # an int this large has no float: it is named as a bad value, never an OverflowError
+
+
+def _beyond_floats(value: object) -> bool:
+    return type(value) is int and not -_FLOAT_LIMIT < value < _FLOAT_LIMIT
+
+
+def _shown(value: object) -> str:
+    """A value for a message: a 400-digit number is said as such, not printed whole."""
+    if _beyond_floats(value):
+        return f"a {len(str(abs(value)))}-digit number"  # type: ignore[arg-type]
+    return repr(value)
 
 
 def source_name(raw: object) -> str:
@@ -64,7 +79,18 @@ def _read_jsonl(path: Path, digest: hashlib._Hash, numeric: Callable[[str], bool
     """The rows, read a line at a time (and hashed into ``digest`` as they go): holding the
     file's bytes and a list of its lines besides the parsed values more than doubled the peak."""
     with open(path, "rb") as file:
-        return _parse_jsonl(path, _hashed(file, digest), numeric)
+        return _parse_jsonl(path, _hashed(_bounded_lines(path, file), digest), numeric)
+
+
+def _bounded_lines(path: Path, file: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, each refused once it passes ``MAX_LINE_BYTES``: before it is held whole."""
+    number = 0
+    while line := file.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise LosoInputError(path, f"line {number} is longer than {MAX_LINE_BYTES} bytes (a table row is a few "
+                                 "hundred); refusing to read it", "fix the table: one JSON object per line")
+        yield line
 
 
 def _hashed(lines: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
@@ -84,7 +110,10 @@ def _parse_jsonl(path: Path, lines: Iterable[bytes], numeric: Callable[[str], bo
             continue
         try:
             row = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise LosoInputError(path, f"line {number} is not valid JSON (values nested too deep)",
+                                 "fix or delete that line (one JSON object per line)") from None
+        except ValueError as exc:  # also an integer of more than 4,300 digits (sys.int_max_str_digits)
             raise LosoInputError(path, f"line {number} is not valid JSON ({exc})",
                                  "fix or delete that line (one JSON object per line)") from None
         if not isinstance(row, dict):
@@ -97,8 +126,8 @@ def _parse_jsonl(path: Path, lines: Iterable[bytes], numeric: Callable[[str], bo
         for key, column in values.items():
             value = row.get(key)
             if type(column) is array:
-                if type(value) is float or type(value) is int:  # not bool: it is no number here
-                    column.append(value)
+                if type(value) is float or (type(value) is int and -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
+                    column.append(value)  # not bool: it is no number here; nor an int beyond any float
                     continue
                 values[key] = column = column.tolist()
             column.append(strings.setdefault(value, value) if type(value) is str else value)
@@ -287,6 +316,10 @@ class TableCorpus:
 
     def _frame_number(self, value: object, row: int, source: str) -> float:
         """A frame_index as a number; anything else would put the frame in a made-up place."""
+        if _beyond_floats(value):
+            raise LosoInputError(self.path, f"source {source}: {FRAME_COLUMN} value {_shown(value)} at "
+                                 f"{self._where(row)} is beyond any frame number",
+                                 "fix or drop that source's bad rows (or filter them with --loso-where)")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
             return float(value)
         raise LosoInputError(self.path, f"source {source}: {FRAME_COLUMN} value {value!r} at {self._where(row)} is "
@@ -340,9 +373,11 @@ class TableCorpus:
             return picked_numbers.astype(np.float32)
         picked = [raw[i] for i in order]
         for i, value in zip(order, picked):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                problem = "non-finite" if isinstance(value, float) else "non-numeric"
-                raise LosoInputError(self.path, f"source {source}: {problem} {column} value {value!r} at {self._where(i)}",
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or _beyond_floats(value)
+                    or not math.isfinite(value)):
+                problem = "non-finite" if isinstance(value, float) or _beyond_floats(value) else "non-numeric"
+                raise LosoInputError(self.path, f"source {source}: {problem} {column} value {_shown(value)} at "
+                                     f"{self._where(i)}",
                                      "fix or drop that source's bad rows (or filter them with --loso-where)")
         return np.asarray(picked, dtype=np.float32)
 
@@ -352,12 +387,18 @@ def _metadata(values: list) -> np.ndarray:
     unicode array would copy every frame's text into each source's data, all held by the store)."""
     import numpy as np
 
+    if any(isinstance(v, (list, dict)) or _beyond_floats(v) for v in values):
+        # an array or object (or a number beyond floats) in a frame's cell stays that one value: the
+        # column is not made 2-D nor refused here; a model that reads the column names it
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        return column
     array_ = np.asarray(values)
     return np.array(values, dtype=object) if array_.dtype.kind == "U" else array_
 
 
 def _sortable(value: object) -> tuple[int, float | str]:
     """Numbers in numeric order, anything else after them as text (never compares a number with text)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _beyond_floats(value):
         return (0, float(value))
     return (1, str(value))

@@ -55,6 +55,7 @@ def make_report(**changes):
             "versions": {"python": "3.11", "numpy": "2.0"},
             "options": {"bootstrap": {"resamples": 200, "seed": 0}},
         },
+        "intervals": {"method": "BCa", "resamples": 200, "few_clips": {}, "note": None},
     }
     report.update(changes)
     return report
@@ -87,7 +88,7 @@ def test_markdown_fold_table():
         "|---|---:|---:|---:|---:|---:|---|",
         "| A | 10 | 0.9000 | 0.8000 | — | 5.000 | ok |",
         # BCa is named once in the note; another method is named in the cell
-        "| B\\|&lt;x&gt; C | 12 | 0.9123 [0.8500, 0.9500] | 0.8500 [0.8000, 0.9000] (percentile) | 0.7000 | 4.500 | ok |",
+        "| B\\|&lt;x&gt; C | 12 | 0.9123 [0.8500, 0.9500] | 0.8500 [0.8000, 0.9000]* | 0.7000 | 4.500 | ok |",
         "| D | — | — | — | — | — | FAILED |",
         "| mean ± std (2 of 3 folds) | — | 0.9000 ± 0.0100 [0.8800, 0.9200] | 0.8000 ± — | — | 5.000 ± 0.500 "
         "| not checked |",
@@ -136,7 +137,8 @@ def test_markdown_sections():
     text = render_markdown(make_report())
     lines = text.splitlines()
     assert lines[:5] == ["# LOSO evaluation", "", "Generated: 2024-05-01T12:00:00+0000  ", "Corpus: `/data/corpus`", ""]
-    assert "Intervals: 95% BCa bootstrap over clips (200 resamples); an interval made otherwise names its method." in lines
+    assert ("Intervals: 95% BCa bootstrap over clips (200 resamples); an interval marked * is the percentile one, BCa "
+            "being undefined or missing its estimate there (its method is ci_method in loso_eval.json).") in lines
     assert "SROCC: average ranks (scipy.stats.spearmanr)." in lines
     start = lines.index("## Thresholds")
     assert lines[start:start + 7] == [
@@ -165,6 +167,7 @@ def test_markdown_sections():
 def test_markdown_without_bootstrap_failures_or_warnings():
     report = make_report(failures=[], warnings=[], dropped_frames={})
     report["run_provenance"]["options"]["bootstrap"]["resamples"] = 0
+    report["intervals"] = None
     lines = render_markdown(report).splitlines()
     assert not [line for line in lines if line.startswith("Intervals:")]
     assert "## Failures" not in lines and "## Warnings" not in lines

@@ -18,14 +18,16 @@ from .clip_statistic import ClipStatistic
 from .correlations import logistic_metrics, score
 from .intervals import (
            CI_METHOD,
+           FEW_CLIPS,
            Bootstrap,
            bootstrap,
            bootstrap_intervals,
            fold_mean_intervals,
+           hold_estimates,
            two_stage_intervals,
 )
 from .names import HIGHER_IS_BETTER, LABELS, METRICS, digits, finite_or_none, label
 
-__all__ = ["CI_METHOD", "HIGHER_IS_BETTER", "LABELS", "METRICS", "Bootstrap", "ClipStatistic", "across_seeds",
+__all__ = ["CI_METHOD", "FEW_CLIPS", "hold_estimates", "HIGHER_IS_BETTER", "LABELS", "METRICS", "Bootstrap", "ClipStatistic", "across_seeds",
            "aggregate", "bootstrap", "bootstrap_intervals", "digits", "finite_or_none", "label", "logistic_metrics",
            "fold_mean_intervals", "score", "two_stage_intervals"]

@@ -16,7 +16,7 @@ from ..files import sha256_or_none
 from ..gate import Gate
 from ..ids import primary_arch, report_paths, versus_test
 from ..judging import AggregateJudge
-from ..metrics import finite_or_none
+from ..metrics import CI_METHOD, FEW_CLIPS, finite_or_none
 from ..records import ExtractionRecord, TestResult
 from ..results import ResultStore
 from .provenance import extraction_provenance, git_state, iso_time, versions
@@ -148,6 +148,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
             "finished": iso_time(time.time()),
         },
     })
+    report["intervals"] = _intervals(options.bootstrap, sources)
     if gate.accepted.report is not None and options.compare is not None:
         report["comparison"] = clean(session_comparison(gate.accepted.report, report, options.max_drop,
                                                         options.compare_mode, options.compare, not_run))
@@ -164,3 +165,18 @@ def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], 
         recomputed.update((r.get("extraction") or {}).get("recomputed", {}))
     return extraction_provenance(extraction["extractor"], computed, recomputed, read,
                                  extraction.get("kept_on_recompute", []))
+
+
+def _intervals(resamples: int, sources: dict[str, dict]) -> dict | None:
+    """How the intervals were made and, said once, the sources with too few clips to trust theirs."""
+    if resamples <= 0:
+        return None
+    few = {source: v["clips"] for source, v in sorted(sources.items()) if v.get("clips", FEW_CLIPS) < FEW_CLIPS}
+    note = None
+    if few:
+        listed = ", ".join(f"{source} ({clips})" for source, clips in list(few.items())[:10])
+        more = f" and {len(few) - 10} more" if len(few) > 10 else ""
+        note = (f"{len(few)} source{'s have' if len(few) > 1 else ' has'} fewer than {FEW_CLIPS} clips, too few for a "
+                f"trustworthy bootstrap interval: {listed}{more}. Their intervals (and any mean over them) "
+                "are a rough guide only; with so few clips BCa often misses its own estimate.")
+    return {"method": CI_METHOD, "resamples": resamples, "few_clips": few, "note": note}

@@ -27,8 +27,27 @@ def _with_ci(m: dict, name: str, digits: int) -> str:
     if not interval:
         return text
     method = (m.get("ci_method") or {}).get(name, "")
-    shown = "" if method == CI_METHOD else f" ({method})"  # the table's note names BCa; fallbacks are named here
+    # the tables' note says once what the mark means; ci_method in the JSON names each method
+    shown = "" if method.startswith(CI_METHOD) or not method else NOT_BCA_MARK
     return f"{text} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]{shown}"
+
+
+NOT_BCA_MARK = "*"
+
+
+def interval_notes(report: dict, *, marked: bool = True) -> list[str]:
+    """Said once under the tables: what the bootstrap was, what a marked interval is, and which
+    sources have too few clips for their intervals to be trusted; ``marked=False`` leaves out
+    the first sentence (the terminal says it only when a row is marked)."""
+    intervals = report.get("intervals")
+    if not intervals:
+        return []
+    notes = [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({intervals['resamples']} resamples); an interval "
+             f"marked {NOT_BCA_MARK} is the percentile one, BCa being undefined or missing its estimate there "
+             "(its method is ci_method in loso_eval.json)."] if marked else []
+    if intervals.get("note"):
+        notes.append(intervals["note"])
+    return notes
 
 
 def _with_logistic(m: dict, name: str, digits: int) -> str:
@@ -167,10 +186,8 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
                   "|---|" + "---:|" * 5 + "---|" * (len(header) - 6)]
         lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
         lines.append("")
-    resamples = report.get("run_provenance", {}).get("options", {}).get("bootstrap", {}).get("resamples")
-    if resamples:
-        lines += [f"Intervals: 95% {CI_METHOD} bootstrap over clips ({resamples} resamples); "
-                  "an interval made otherwise names its method.", ""]
+    for note in interval_notes(report):
+        lines += [_md(note), ""]
     lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
     lines += thresholds_markdown(report["thresholds"])
     lines += versus_markdown(report.get("versus"))
@@ -297,6 +314,9 @@ def render_terminal(report: dict) -> list[str]:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])] + [row[-1]]
             lines.append("  " + "  ".join(cells).rstrip())
         lines.append("")
+    marked = any(f"]{NOT_BCA_MARK}" in cell for _, rows in tables(report) for row in rows for cell in row)
+    notes = interval_notes(report, marked=marked)
+    lines += [*notes, ""] if notes and lines else []
     comparison = report.get("comparison")
     if comparison:
         changed = comparison_rows(comparison, changed_only=True)
