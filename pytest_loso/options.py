@@ -38,12 +38,23 @@ from .settings import (
     parse_where,
 )
 
-__all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "read_options"]
+__all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "add_unprefixed_data_root", "read_options"]
+
+# The one unprefixed spelling, kept because the team's CI uses it: registered after the
+# project's initial conftests and only where free (add_unprefixed_data_root), so a project
+# that defines its own --data-root / data_root keeps it, and the gate reads --loso-data-root.
+UNPREFIXED_OPTION = "--data-root"
+UNPREFIXED_DEST = "loso_unprefixed_data_root"
+UNPREFIXED_INI = "data_root"
+_UNPREFIXED_HELP = "corpus root with ref/ and dis/: the same as --loso-data-root"
+# whether this session's --data-root / data_root are the gate's (set where they were registered)
+UNPREFIXED_OURS: pytest.StashKey[tuple[bool, bool]] = pytest.StashKey()
 
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
 _PATH_OPTIONS = [
     ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
-    ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
+    ("--loso-data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names); "
+     "also --data-root, unless the project defines its own"),
     ("--loso-table", "string", "per-frame table (.jsonl or .parquet) as the corpus, instead of --data-root"),
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
     ("--loso-baseline", "linelist", "baseline ONNX scored on every source and their concatenation: NAME=PATH, or "
@@ -188,6 +199,47 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
 
 
+def add_unprefixed_data_root(config: pytest.Config, parser: pytest.Parser, *, option: bool) -> None:
+    """Register ``--data-root`` (when ``option``) and the ini key ``data_root`` as the gate's, each only
+    if the project's initial conftests left it free. Called once they are loaded; idempotent."""
+    taken = {name for group in parser._groups for opt in group.options for name in opt.names()}
+    dests = {opt.dest for group in parser._groups for opt in group.options}
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    if option and not option_ours and UNPREFIXED_OPTION not in taken and "data_root" not in dests:
+        parser.getgroup("loso").addoption(UNPREFIXED_OPTION, dest=UNPREFIXED_DEST, default=None, help=_UNPREFIXED_HELP)
+        option_ours = True
+    if not ini_ours and UNPREFIXED_INI not in parser._inidict:
+        parser.addini(UNPREFIXED_INI, "the same as loso_data_root (unless the project defines data_root)", default=None)
+        ini_ours = True
+    config.stash[UNPREFIXED_OURS] = (option_ours, ini_ours)
+
+
+def _data_root(config: pytest.Config) -> Path | None:
+    """``--loso-data-root`` (or ``--data-root`` where it is the gate's), else the ini's ``loso_data_root``
+    (or ``data_root`` where it is the gate's)."""
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    cli = config.getoption("loso_data_root") or (config.getoption(UNPREFIXED_DEST, None) if option_ours else None)
+    if cli:
+        return config.invocation_params.dir / cli
+    ini = _ini(config, "loso_data_root") or (_ini(config, UNPREFIXED_INI) if ini_ours else None)
+    return _ini_base(config) / ini if ini else None
+
+
+def _data_root_given_on_command_line(config: pytest.Config) -> bool:
+    option_ours, _ = config.stash.get(UNPREFIXED_OURS, (False, False))
+    return bool(config.getoption("loso_data_root") or (option_ours and config.getoption(UNPREFIXED_DEST, None)))
+
+
+def _not_ours_hint(config: pytest.Config) -> str:
+    """When the project owns --data-root / data_root: how to reach the gate's corpus root instead."""
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    owned = [UNPREFIXED_OPTION] * (not option_ours) + [UNPREFIXED_INI] * (not ini_ours)
+    if not owned:
+        return ""
+    return (f" ({' and '.join(owned)} belong to this project, not to the gate: "
+            "use --loso-data-root or the ini key loso_data_root)")
+
+
 def _ini_base_or_cwd(config: pytest.Config) -> Path:
     return config.inipath.parent if config.inipath else config.invocation_params.dir
 
@@ -283,14 +335,17 @@ def _ensembles(config: pytest.Config) -> tuple[Ensemble, ...]:
 def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
     """Where the frames come from: the bundled example, a data root with its cache, or a per-frame table."""
     if example:
-        for option in ("--loso-dir", "--data-root", "--loso-table", "--loso-where", "--loso-target"):
+        if _data_root_given_on_command_line(config):
+            raise LosoUsageError("--loso-example gates the bundled example corpus and its folds: drop "
+                                 "--data-root, or drop --loso-example to gate your own")
+        for option in ("--loso-dir", "--loso-table", "--loso-where", "--loso-target"):
             if config.getoption(ini_key(option)):  # silently gating another corpus than asked would lie
                 raise LosoUsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
                                      f"{option}, or drop --loso-example to gate your own")
         # the ini's table settings describe your corpus, not the example (as its baselines do)
         return {"data_root": EXAMPLE_DIR / "corpus", "table": None, "target": "vmaf", "where": {},
                 "cache_dir": _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"}  # another cache: see it filled
-    data_root, table = _path(config, "--data-root"), _path(config, "--loso-table")
+    data_root, table = _data_root(config), _path(config, "--loso-table")
     target = str(_value(config, "--loso-target") or "vmaf").strip()
     where = parse_where(_lines(config, "--loso-where", "loso_where"))
     if table is None:
@@ -301,7 +356,7 @@ def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
                                  "apply to a per-frame table (--loso-table); this run reads --data-root")
         if data_root is None:
             raise LosoUsageError("--loso-dir is set but --data-root is not: give the corpus root (ref/ and dis/) "
-                                 "or a per-frame table with --loso-table")
+                                 "or a per-frame table with --loso-table" + _not_ours_hint(config))
     elif data_root is not None:
         raise LosoUsageError("--data-root and --loso-table are two corpora: give one of them")
     return {"data_root": data_root, "table": table, "target": target, "where": where,

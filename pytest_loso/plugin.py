@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import add_ini, add_options, read_options
+from .options import add_ini, add_options, add_unprefixed_data_root, read_options
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -29,6 +29,15 @@ SELECTION: pytest.StashKey[GateSelection] = pytest.StashKey()  # which of the ga
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
     add_ini(parser)  # also when loaded alone (-p pytest_loso.plugin without autoload); registering twice is harmless
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> Generator[None, object, object]:
+    """``--data-root`` / ``data_root`` once the project's initial conftests have added their options:
+    the gate's only where they left them free (a project's own --data-root must keep working)."""
+    result = yield
+    add_unprefixed_data_root(early_config, parser, option=True)
+    return result
 
 
 def pytest_configure(config: pytest.Config) -> None:
