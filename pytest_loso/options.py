@@ -29,6 +29,7 @@ from .settings import (
     GateOptions,
     Thresholds,
     default_cache_dir,
+    check_bound_range,
     parse_bound,
     parse_ensemble,
     parse_frame_size,
@@ -386,7 +387,7 @@ def _thresholds(config: pytest.Config) -> Thresholds:
     bounds = {}
     for option, key, _ in _THRESHOLD_OPTIONS:
         given = _value(config, option)
-        bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
+        bounds[key] = DEFAULTS[key] if given is None else check_bound_range(key, parse_bound(given, option), option)
     fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
     return Thresholds(
         fold=fold,
