@@ -163,6 +163,12 @@ class _ResultListener:
             # counted and in JUnit like any. When tests failed, they already say why the run is red.
             session.testscollected += 1
             report_deferred(session.config, "accept", "failed", refusal)
+        config = session.config
+        self.session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+        if self.session.write_error is not None:
+            # the report is what CI keeps: lost, it is a failed test (loso::report), counted and in JUnit
+            session.testscollected += 1
+            report_deferred(config, "report", "failed", self.session.write_error)
         return result
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -178,8 +184,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate_session = config.stash[SESSION]
     if gate_session.store.nothing_ran:
         return
-    gate_session.acceptance.decide(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
-    gate_session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+    if gate_session.report is None:  # the run loop did not end (interrupted, or a collection error)
+        gate_session.acceptance.decide(passed=session.exitstatus == pytest.ExitCode.OK)
+        gate_session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     if gate_session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
     gate_session.publish(passed=session.exitstatus == pytest.ExitCode.OK)
