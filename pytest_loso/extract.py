@@ -5,7 +5,7 @@ features the tiny models consume (libvmaf names them ``integer_adm2``,
 ``integer_vif_scale0..3``, ``integer_motion2``) and the per-frame VMAF target. Two
 backends: libvmaf's own command-line tool (``$VMAF_BIN`` / ``--loso-vmaf-bin``), or an
 ffmpeg with the ``libvmaf`` filter, by default the one inside the ``imageio-ffmpeg`` wheel
-(``pip install 'pytest-loso[vmaf]'``).
+(``pip install imageio-ffmpeg filelock``).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Extractor:
             raise LosoInputError(
                 dis,
                 f"cannot run libvmaf: {exc}\n  command: {' '.join(command)}",
-                "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
+                "pip install imageio-ffmpeg filelock, or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
             ) from None
         if run.returncode != 0:
             raise LosoInputError(
@@ -297,7 +297,7 @@ class CacheFiller:
             from filelock import FileLock
         except ImportError:
             raise LosoInputError(
-                Path("filelock"), "filling the cache needs the filelock package", "pip install 'pytest-loso[vmaf]'"
+                Path("filelock"), "filling the cache needs the filelock package", "pip install filelock"
             ) from None
         path = pair.cache_path(self.cache_dir)
         if path in self._failed:

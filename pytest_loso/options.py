@@ -60,7 +60,8 @@ _PATH_OPTIONS = [
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
     ("--loso-baseline", "linelist", "baseline ONNX scored on every source and their concatenation: NAME=PATH, or "
      "PATH named by its file stem (repeatable; ini paths relative to the ini file)"),
-    ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
+    ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval in the ini file's folder, else in "
+     "the folder pytest was started in)"),
     ("--loso-vmaf-bin", "string", "libvmaf's vmaf tool, to fill a cold cache (default: $VMAF_BIN)"),
     ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
     ("--loso-compare", "string", "the accepted loso_eval.json (from main) to compare every metric with"),

@@ -39,7 +39,7 @@ FRAME_COLUMN = "frame_index"
 # Per-frame metadata handed to codec-aware models through SourceData.columns.
 METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset")
 _FPS_SUFFIX = re.compile(r"_\d+fps$")
-TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
+TABLE_EXTRA_HINT = "pip install pyarrow"
 
 
 def source_name(raw: object) -> str:
