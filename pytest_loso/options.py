@@ -441,6 +441,21 @@ def _outputs(config: pytest.Config) -> dict[str, Any]:
             "srocc_ranks": _choice(config, "--loso-srocc-ranks", SROCC_RANKS)}
 
 
+def why_the_gate_is_off(config: pytest.Config) -> str | None:
+    """When the gate is off (no ``--loso-dir``) but the command line asks for it (its options, or
+    ``-m loso``): why nothing of it ran, for the terminal; ``None`` when nothing asked for it."""
+    option_ours, _ = config.stash.get(UNPREFIXED_OURS, (False, False))
+    given = [UNPREFIXED_OPTION] * bool(option_ours and config.getoption(UNPREFIXED_DEST, None))
+    given += [option for option in ("--loso-data-root", "--loso-table", "--loso-baseline", "--loso-ensemble",
+                                    "--loso-compare", "--loso-report", "--loso-arch") if config.getoption(ini_key(option))]
+    if "loso" in (config.getoption("markexpr", "") or ""):
+        given.append("-m loso")
+    if not given:
+        return None
+    return (f"loso: the gate did not run: {', '.join(given)} given, but no --loso-dir (nor loso_dir in the ini): "
+            "name the fold models' folder with --loso-dir, or try --loso-example")
+
+
 def read_options(config: pytest.Config) -> GateOptions | None:
     """The gate's settings, or ``None`` when no ``--loso-dir`` is configured (the gate is off).
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import add_ini, add_options, add_unprefixed_data_root, read_options
+from .options import add_ini, add_options, add_unprefixed_data_root, read_options, why_the_gate_is_off
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 GATE: pytest.StashKey[Gate] = pytest.StashKey()
 SESSION: pytest.StashKey[GateSession] = pytest.StashKey()
 SELECTION: pytest.StashKey[GateSelection] = pytest.StashKey()  # which of the gate's tests the command line names
+NOT_RUN: pytest.StashKey[str] = pytest.StashKey()  # why the gate asked for did not run, for the terminal
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,12 +45,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "loso: a test made by pytest-loso (select the gate alone with -m loso)")
     options = read_options(config)
     if options is None:
+        why = why_the_gate_is_off(config)
+        if why is not None:
+            config.stash[NOT_RUN] = why
         return
     from .gate import Gate
     from .items import select_gate
 
     selection = select_gate(config)
     if not selection.runs:  # e.g. `pytest tests/test_x.py`: the gate is not part of the selection
+        if config.invocation_params.args and any(str(a).startswith("--loso") for a in config.invocation_params.args):
+            config.stash[NOT_RUN] = ("loso: the gate did not run: the path arguments select none of its tests; "
+                                     "add `loso` to them (or `-m loso` without paths) to run it too")
         return
     config.stash[SELECTION] = selection
     config.stash[GATE] = Gate(options)
@@ -193,6 +200,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if NOT_RUN in config.stash:
+        terminalreporter.write_line(config.stash[NOT_RUN], yellow=True)
     if SESSION not in config.stash or config.stash[SESSION].report is None:
         return
     from .report.render import render_terminal
