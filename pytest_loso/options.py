@@ -66,7 +66,7 @@ _PATH_OPTIONS = [
     ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
     ("--loso-compare", "string", "the accepted loso_eval.json (from main) to compare every metric with"),
     ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
-    ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs the 'plot' extra)"),
+    ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs matplotlib)"),
     ("--loso-verdict", "string", "write a PROMOTE / HOLD verdict JSON here (the shape of validate_ensemble_seeds.py)"),
 ]
 _THRESHOLD_OPTIONS = [
@@ -94,21 +94,41 @@ _INTEGER_INI = [  # (key, help, default): whole-number ini keys, registered as n
 _NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {key for key, _, _ in _INTEGER_INI}
 
 
+_METAVARS = {'--loso-dir': 'DIR', '--loso-data-root': 'DIR', '--loso-table': 'PATH', '--loso-cache': 'DIR', '--loso-baseline': '[NAME=]PATH', '--loso-report': 'DIR', '--loso-vmaf-bin': 'PATH', '--loso-ffmpeg': 'PATH', '--loso-compare': 'PATH', '--loso-metrics': 'PATH', '--loso-plot': 'DIR', '--loso-verdict': 'PATH'}
+
+
+def _threshold_help(key: str, help_text: str) -> str:
+    """The help of a bound, with its default said once (a bound that defaults to another says so itself)."""
+    if "default" in help_text:
+        return f"{help_text}; 'none' disables"
+    default = DEFAULTS[key]
+    return f"{help_text} (default {'off' if default is None else default}; 'none' disables)"
+
+
 def add_options(parser: pytest.Parser) -> None:
     """The command-line options (the ini keys are :func:`add_ini`'s)."""
     group = parser.getgroup("loso", "LOSO accuracy gate (pytest-loso)")
+    group.addoption(  # first: where a newcomer starts
+        "--loso-example",
+        action="store_true",
+        default=False,
+        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --loso-data-root, its baseline, "
+        "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
+    )
     for option, ini_type, help_text in _PATH_OPTIONS:
-        group.addoption(option, action="append" if ini_type in ("paths", "linelist") else "store", default=None, help=help_text)
-    group.addoption("--loso-ensemble", action="append", default=None,
+        group.addoption(option, action="append" if ini_type in ("paths", "linelist") else "store", default=None,
+                        metavar=_METAVARS[option], help=help_text)
+    group.addoption("--loso-ensemble", action="append", default=None, metavar="NAME=GLOB",
                     help="NAME=GLOB: score the members' mean as ensemble[NAME], e.g. "
                     "'fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx' (repeatable)")
-    group.addoption("--loso-arch", action="append", default=None, help="score only this architecture (repeatable)")
+    group.addoption("--loso-arch", action="append", default=None, metavar="ARCH", help="score only this architecture (repeatable)")
     for option, key, help_text in _THRESHOLD_OPTIONS:
-        group.addoption(option, default=None, help=f"{help_text} (default {DEFAULTS[key]}; 'none' disables)")
+        group.addoption(option, default=None, metavar="X", help=_threshold_help(key, help_text))
     group.addoption(
         "--loso-source-threshold",
         action="append",
         default=None,
+        metavar="'SOURCE: KEY=X ...'",
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
     group.addoption(
@@ -121,9 +141,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-recompute", action="store_true", default=False,
                     help="recompute with libvmaf every cache file the gate wrote that the selected tests read "
                     "(files another tool wrote are kept)")
-    group.addoption("--loso-frame-size", default=None, help="frame size of the raw YUVs, WxH (default 1920x1080)")
-    group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
-    group.addoption("--loso-max-drop", default=None,
+    group.addoption("--loso-frame-size", default=None, metavar="WxH", help="frame size of the raw YUVs, WxH (default 1920x1080)")
+    group.addoption("--loso-jobs", type=int, default=None, metavar="N", help="libvmaf runs at once (default: number of CPUs)")
+    group.addoption("--loso-max-drop", default=None, metavar="METRIC=X[%],...",
                     help=f"allowed change per metric vs the accepted report, absolute or %% (default {DEFAULT_MAX_DROP})")
     group.addoption("--loso-compare-mode", choices=COMPARE_MODES, default=None,
                     help="bound: fail a drop beyond the allowance; noise: only when also outside the bootstrap "
@@ -132,24 +152,17 @@ def add_options(parser: pytest.Parser) -> None:
                     help="write this run's report as the new accepted file (the --loso-compare path)")
     group.addoption("--loso-accept-force", action="store_true", default=False,
                     help="accept even when tests failed")
-    group.addoption("--loso-bootstrap", type=int, default=None,
+    group.addoption("--loso-bootstrap", type=int, default=None, metavar="N",
                     help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
-    group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
+    group.addoption("--loso-bootstrap-seed", type=int, default=None, metavar="N", help="bootstrap seed (default 0)")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
     group.addoption("--loso-srocc-ranks", choices=SROCC_RANKS, default=None,
                     help="SROCC's ranks: average (scipy.stats.spearmanr, default) or ordinal "
                     "(argsort(argsort(x)), ties not averaged, as the team's newer eval scripts)")
-    group.addoption("--loso-target", default=None, help="--loso-table: the target column (default vmaf)")
-    group.addoption("--loso-where", action="append", default=None,
+    group.addoption("--loso-target", default=None, metavar="COLUMN", help="--loso-table: the target column (default vmaf)")
+    group.addoption("--loso-where", action="append", default=None, metavar="COLUMN=VALUE",
                     help="--loso-table: keep rows with COLUMN=VALUE (repeatable; AND across columns)")
-    group.addoption(
-        "--loso-example",
-        action="store_true",
-        default=False,
-        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, its baseline, "
-        "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
-    )
 
 
 def _ini(config: pytest.Config, key: str) -> Any:
@@ -185,7 +198,7 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
     for option, key, help_text in _THRESHOLD_OPTIONS:
-        parser.addini(ini_key(option), f"{help_text} (default {DEFAULTS[key]}; 'none' disables)",
+        parser.addini(ini_key(option), _threshold_help(key, help_text),
                       type=_number(float), default=None)
     for key, help_text, default in _INTEGER_INI:
         parser.addini(key, help_text, type=_number(int), default=default)
