@@ -221,7 +221,8 @@ def add_unprefixed_data_root(config: pytest.Config, parser: pytest.Parser, *, op
     dests = {opt.dest for group in parser._groups for opt in group.options}
     option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
     if option and not option_ours and UNPREFIXED_OPTION not in taken and "data_root" not in dests:
-        parser.getgroup("loso").addoption(UNPREFIXED_OPTION, dest=UNPREFIXED_DEST, default=None, help=_UNPREFIXED_HELP)
+        parser.getgroup("loso").addoption(UNPREFIXED_OPTION, dest=UNPREFIXED_DEST, default=None, metavar="DIR",
+                                          help=_UNPREFIXED_HELP)
         option_ours = True
     if not ini_ours and UNPREFIXED_INI not in parser._inidict:
         parser.addini(UNPREFIXED_INI, "the same as loso_data_root (unless the project defines data_root)", default=None)
