@@ -304,11 +304,18 @@ class CacheFiller:
             raise self._failed[path]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(path) + ".lock"):
-                # present, or another process computed or repaired it while we waited
-                if not force and path.is_file() and (not replace or self._usable(pair, path)):
-                    return False
-                self._compute(pair, path)
+            lock = Path(str(path) + ".lock")
+            try:
+                with FileLock(str(lock)):
+                    # present, or another process computed or repaired it while we waited
+                    if not force and path.is_file() and (not replace or self._usable(pair, path)):
+                        return False
+                    self._compute(pair, path)
+            finally:
+                # no empty .lock left beside every cache file (nor in a CI's cache). A process that was
+                # waiting on it re-checks the cache file once it holds its lock: at worst a pair is
+                # computed twice, never half-written (the write is atomic).
+                lock.unlink(missing_ok=True)
         except OSError as exc:  # e.g. a read-only cache: neither the lock nor the file can be created
             self._failed[path] = LosoInputError(
                 path, f"cannot write the cache file: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path})",

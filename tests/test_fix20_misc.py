@@ -32,3 +32,29 @@ def test_the_docs_do_not_call_an_rmse_increase_a_drop():
         prose = prose.replace("--loso-max-drop", "").replace("loso_max_drop", "").replace('"drop beyond the allowance"', "")
         for sentence in re.split(r"(?<=[.:;])\s", prose):
             assert not re.search(r"\bdrops?\b", sentence) or "rmse" not in sentence.lower(), (page.name, sentence)
+
+
+def test_a_cold_fill_leaves_no_lock_files(tmp_path):
+    from pytest_loso.cache_files import Pair
+    from pytest_loso.extract import CacheFiller
+
+    class Extractor:
+        identity = {"tool": "stub"}
+
+        def run(self, ref, dis, width, height):
+            return {"frames": [{"frameNum": 0, "metrics": {"vmaf": 50.0}}]}
+
+    for name in ("ref.yuv", "dis.yuv"):
+        (tmp_path / name).write_bytes(b"\0" * 6)
+    cache = tmp_path / "cache"
+    filler = CacheFiller(Extractor(), cache, lambda source: (2, 2))  # type: ignore[arg-type]
+    filler.extraction = lambda source: None  # type: ignore[method-assign]
+    import pytest_loso.extract as extract
+
+    real = extract.made_by.record
+    extract.made_by.record = lambda *args: {"stub": True}
+    try:
+        assert filler.ensure(Pair("Src", tmp_path / "ref.yuv", tmp_path / "dis.yuv"))
+    finally:
+        extract.made_by.record = real
+    assert [p.name for p in (cache / "Src").iterdir()] == ["dis.json"]
