@@ -108,7 +108,13 @@ def main() -> int:
     if extractor is None:
         raise SystemExit("needs imageio-ffmpeg: pip install -e '.[vmaf]'")
 
-    work = Path(tempfile.mkdtemp(prefix="bench_extract_", dir=args.workdir))
+    if args.workdir is not None and not args.workdir.is_dir():  # mkdtemp's FileNotFoundError would be a traceback
+        raise SystemExit(f"--workdir {args.workdir}: not a folder; create it first, or leave --workdir out "
+                         "for the system's temporary folder")
+    try:
+        work = Path(tempfile.mkdtemp(prefix="bench_extract_", dir=args.workdir))
+    except OSError as exc:
+        raise SystemExit(f"--workdir {args.workdir}: cannot create a folder in it: {exc.strerror or exc}") from None
     try:
         started = time.perf_counter()
         make_corpus(work / "corpus", sources, width, height, args.frames, ladder(height, args.rungs),

@@ -109,7 +109,7 @@ def discover(data_root: Path) -> DataRoot:
 
 def _fill_hint(cache_dir: Path) -> str:
     return (
-        f"let the gate compute it with libvmaf (pip install 'pytest-loso[vmaf]', or --loso-vmaf-bin / "
+        f"let the gate compute it with libvmaf (pip install imageio-ffmpeg filelock, or --loso-vmaf-bin / "
         f"--loso-ffmpeg, and not --loso-extractor=none), or fill {cache_dir} with the training pipeline's "
         "feature extraction, or point --loso-cache / $VMAF_TINY_AI_CACHE at a filled cache"
     )

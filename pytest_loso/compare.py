@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .metrics.names import HIGHER_IS_BETTER, digits, label
+from .metrics.names import HIGHER_IS_BETTER, digits, distinct_digits, label
 from .settings import Allowance
 
 EPSILON = 1e-12  # a drop exactly at the allowance passes despite float rounding
@@ -45,7 +45,9 @@ class Change:
         return self.status == "REGRESSED"
 
     def sentence(self) -> str:
-        n = digits(self.metric)
+        n = distinct_digits(self.metric, self.before, self.after)
+        if self.regressed:  # the change shown must visibly exceed the allowance it broke
+            n = max(n, distinct_digits(self.metric, abs(self.delta), self.allowed))
         sign = "-" if HIGHER_IS_BETTER[self.metric] else "+"
         text = (f"{label(self.metric)} {self.before:.{n}f} -> {self.after:.{n}f} "
                 f"({self.delta:+.{n}f}, allowed {sign}{self.allowed:g})")

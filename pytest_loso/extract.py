@@ -5,7 +5,7 @@ features the tiny models consume (libvmaf names them ``integer_adm2``,
 ``integer_vif_scale0..3``, ``integer_motion2``) and the per-frame VMAF target. Two
 backends: libvmaf's own command-line tool (``$VMAF_BIN`` / ``--loso-vmaf-bin``), or an
 ffmpeg with the ``libvmaf`` filter, by default the one inside the ``imageio-ffmpeg`` wheel
-(``pip install 'pytest-loso[vmaf]'``).
+(``pip install imageio-ffmpeg filelock``).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Extractor:
             raise LosoInputError(
                 dis,
                 f"cannot run libvmaf: {exc}\n  command: {' '.join(command)}",
-                "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
+                "pip install imageio-ffmpeg filelock, or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH ($VMAF_BIN)",
             ) from None
         if run.returncode != 0:
             raise LosoInputError(
@@ -297,18 +297,25 @@ class CacheFiller:
             from filelock import FileLock
         except ImportError:
             raise LosoInputError(
-                Path("filelock"), "filling the cache needs the filelock package", "pip install 'pytest-loso[vmaf]'"
+                Path("filelock"), "filling the cache needs the filelock package", "pip install filelock"
             ) from None
         path = pair.cache_path(self.cache_dir)
         if path in self._failed:
             raise self._failed[path]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(path) + ".lock"):
-                # present, or another process computed or repaired it while we waited
-                if not force and path.is_file() and (not replace or self._usable(pair, path)):
-                    return False
-                self._compute(pair, path)
+            lock = Path(str(path) + ".lock")
+            try:
+                with FileLock(str(lock)):
+                    # present, or another process computed or repaired it while we waited
+                    if not force and path.is_file() and (not replace or self._usable(pair, path)):
+                        return False
+                    self._compute(pair, path)
+            finally:
+                # no empty .lock left beside every cache file (nor in a CI's cache). A process that was
+                # waiting on it re-checks the cache file once it holds its lock: at worst a pair is
+                # computed twice, never half-written (the write is atomic).
+                lock.unlink(missing_ok=True)
         except OSError as exc:  # e.g. a read-only cache: neither the lock nor the file can be created
             self._failed[path] = LosoInputError(
                 path, f"cannot write the cache file: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path})",

@@ -25,6 +25,30 @@ def write_atomically(path: Path, text: str | bytes) -> None:
         raise
 
 
+def write_all_atomically(files: list[tuple[Path, str | bytes]]) -> None:
+    """Write files that belong together (a report and its predictions file): each to a temporary
+    first, renamed only once all are written, so a failed write (a full disk) leaves the old set whole."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, text in files:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                written.append((tmp, path))
+                os.fchmod(fd, 0o644)
+                with (os.fdopen(fd, "wb") if isinstance(text, bytes) else
+                      os.fdopen(fd, "w", encoding="utf-8")) as handle:
+                    handle.write(text)
+            except OSError as exc:  # named by the file it was for, not by its temporary
+                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def file_sha256(path: Path) -> str:
     """The file's sha256, read a MiB at a time; ``OSError`` when it cannot be read."""
     digest = hashlib.sha256()

@@ -6,10 +6,19 @@ the gate must not warn "Unknown config option" for each key, nor fail ``--strict
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 
-from .options import add_ini
+from .options import add_ini, add_unprefixed_data_root
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_ini(parser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> Generator[None, object, object]:
+    result = yield
+    add_unprefixed_data_root(early_config, parser, option=False)  # the ini key data_root, where free
+    return result

@@ -30,6 +30,7 @@ from .settings import (
     GateOptions,
     Thresholds,
     default_cache_dir,
+    check_bound_range,
     parse_bound,
     parse_ensemble,
     parse_frame_size,
@@ -40,24 +41,36 @@ from .settings import (
     parse_where,
 )
 
-__all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "read_options"]
+__all__ = ["EXAMPLE_DIR", "EXAMPLE_FRAME_SIZE", "add_ini", "add_options", "add_unprefixed_data_root", "read_options"]
+
+# The one unprefixed spelling, kept because the team's CI uses it: registered after the
+# project's initial conftests and only where free (add_unprefixed_data_root), so a project
+# that defines its own --data-root / data_root keeps it, and the gate reads --loso-data-root.
+UNPREFIXED_OPTION = "--data-root"
+UNPREFIXED_DEST = "loso_unprefixed_data_root"
+UNPREFIXED_INI = "data_root"
+_UNPREFIXED_HELP = "corpus root with ref/ and dis/: the same as --loso-data-root"
+# whether this session's --data-root / data_root are the gate's (set where they were registered)
+UNPREFIXED_OURS: pytest.StashKey[tuple[bool, bool]] = pytest.StashKey()
 
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
 _PATH_OPTIONS = [
     ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
     ("--loso-predictions", "paths", "held-out predictions from any trainer: a .jsonl or .parquet table with columns "
      "run, [seed,] source, dis_basename, frame_index, prediction; scored as fold tests (repeatable)"),
-    ("--data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names)"),
+    ("--loso-data-root", "string", "corpus root with ref/ and dis/ (sources are discovered from file names); "
+     "also --data-root, unless the project defines its own"),
     ("--loso-table", "string", "per-frame table (.jsonl or .parquet) as the corpus, instead of --data-root"),
     ("--loso-cache", "string", "feature cache root (default: $VMAF_TINY_AI_CACHE, else ~/.cache/vmaf-tiny-ai)"),
     ("--loso-baseline", "linelist", "baseline ONNX scored on every source and their concatenation: NAME=PATH, or "
      "PATH named by its file stem (repeatable; ini paths relative to the ini file)"),
-    ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval)"),
+    ("--loso-report", "string", "folder for loso_eval.json and loso_eval.md (default: runs/loso_eval in the ini file's folder, else in "
+     "the folder pytest was started in)"),
     ("--loso-vmaf-bin", "string", "libvmaf's vmaf tool, to fill a cold cache (default: $VMAF_BIN)"),
     ("--loso-ffmpeg", "string", "ffmpeg with the libvmaf filter (default: the one in the imageio-ffmpeg wheel)"),
     ("--loso-compare", "string", "the accepted loso_eval.json (from main) to compare every metric with"),
     ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
-    ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs the 'plot' extra)"),
+    ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs matplotlib)"),
     ("--loso-verdict", "string", "write a PROMOTE / HOLD verdict JSON here (the shape of validate_ensemble_seeds.py)"),
 ]
 _THRESHOLD_OPTIONS = [
@@ -85,21 +98,41 @@ _INTEGER_INI = [  # (key, help, default): whole-number ini keys, registered as n
 _NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {key for key, _, _ in _INTEGER_INI}
 
 
+_METAVARS = {'--loso-dir': 'DIR', '--loso-data-root': 'DIR', '--loso-table': 'PATH', '--loso-cache': 'DIR', '--loso-baseline': '[NAME=]PATH', '--loso-report': 'DIR', '--loso-vmaf-bin': 'PATH', '--loso-ffmpeg': 'PATH', '--loso-compare': 'PATH', '--loso-metrics': 'PATH', '--loso-plot': 'DIR', '--loso-verdict': 'PATH'}
+
+
+def _threshold_help(key: str, help_text: str) -> str:
+    """The help of a bound, with its default said once (a bound that defaults to another says so itself)."""
+    if "default" in help_text:
+        return f"{help_text}; 'none' disables"
+    default = DEFAULTS[key]
+    return f"{help_text} (default {'off' if default is None else default}; 'none' disables)"
+
+
 def add_options(parser: pytest.Parser) -> None:
     """The command-line options (the ini keys are :func:`add_ini`'s)."""
     group = parser.getgroup("loso", "LOSO accuracy gate (pytest-loso)")
+    group.addoption(  # first: where a newcomer starts
+        "--loso-example",
+        action="store_true",
+        default=False,
+        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --loso-data-root, its baseline, "
+        "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
+    )
     for option, ini_type, help_text in _PATH_OPTIONS:
-        group.addoption(option, action="append" if ini_type in ("paths", "linelist") else "store", default=None, help=help_text)
-    group.addoption("--loso-ensemble", action="append", default=None,
+        group.addoption(option, action="append" if ini_type in ("paths", "linelist") else "store", default=None,
+                        metavar=_METAVARS[option], help=help_text)
+    group.addoption("--loso-ensemble", action="append", default=None, metavar="NAME=GLOB",
                     help="NAME=GLOB: score the members' mean as ensemble[NAME], e.g. "
                     "'fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx' (repeatable)")
-    group.addoption("--loso-arch", action="append", default=None, help="score only this architecture (repeatable)")
+    group.addoption("--loso-arch", action="append", default=None, metavar="ARCH", help="score only this architecture (repeatable)")
     for option, key, help_text in _THRESHOLD_OPTIONS:
-        group.addoption(option, default=None, help=f"{help_text} (default {DEFAULTS[key]}; 'none' disables)")
+        group.addoption(option, default=None, metavar="X", help=_threshold_help(key, help_text))
     group.addoption(
         "--loso-source-threshold",
         action="append",
         default=None,
+        metavar="'SOURCE: KEY=X ...'",
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
     group.addoption(
@@ -112,9 +145,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-recompute", action="store_true", default=False,
                     help="recompute with libvmaf every cache file the gate wrote that the selected tests read "
                     "(files another tool wrote are kept)")
-    group.addoption("--loso-frame-size", default=None, help="frame size of the raw YUVs, WxH (default 1920x1080)")
-    group.addoption("--loso-jobs", type=int, default=None, help="libvmaf runs at once (default: number of CPUs)")
-    group.addoption("--loso-max-drop", default=None,
+    group.addoption("--loso-frame-size", default=None, metavar="WxH", help="frame size of the raw YUVs, WxH (default 1920x1080)")
+    group.addoption("--loso-jobs", type=int, default=None, metavar="N", help="libvmaf runs at once (default: number of CPUs)")
+    group.addoption("--loso-max-drop", default=None, metavar="METRIC=X[%],...",
                     help=f"allowed change per metric vs the accepted report, absolute or %% (default {DEFAULT_MAX_DROP})")
     group.addoption("--loso-compare-mode", choices=COMPARE_MODES, default=None,
                     help="bound: fail a drop beyond the allowance; noise: only when also outside the bootstrap "
@@ -123,7 +156,7 @@ def add_options(parser: pytest.Parser) -> None:
                     help="write this run's report as the new accepted file (the --loso-compare path)")
     group.addoption("--loso-accept-force", action="store_true", default=False,
                     help="accept even when tests failed")
-    group.addoption("--loso-bootstrap", type=int, default=None,
+    group.addoption("--loso-bootstrap", type=int, default=None, metavar="N",
                     help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
     group.addoption("--loso-versus", action="append", default=None,
                     help="NEW=OLD: judge run NEW against run OLD on their common folds with the paired bootstrap, "
@@ -131,22 +164,15 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--loso-versus-rule", choices=VERSUS_RULES, default=None,
                     help="not-worse: fail when NEW's mean difference is surely below -allowance (--loso-max-drop); "
                     "better: fail unless NEW's mean PLCC is surely above OLD's (default not-worse)")
-    group.addoption("--loso-bootstrap-seed", type=int, default=None, help="bootstrap seed (default 0)")
+    group.addoption("--loso-bootstrap-seed", type=int, default=None, metavar="N", help="bootstrap seed (default 0)")
     group.addoption("--loso-logistic", action="store_true", default=None,
                     help="also report PLCC and RMSE after the 4-parameter logistic mapping")
     group.addoption("--loso-srocc-ranks", choices=SROCC_RANKS, default=None,
                     help="SROCC's ranks: average (scipy.stats.spearmanr, default) or ordinal "
                     "(argsort(argsort(x)), ties not averaged, as the team's newer eval scripts)")
-    group.addoption("--loso-target", default=None, help="--loso-table: the target column (default vmaf)")
-    group.addoption("--loso-where", action="append", default=None,
+    group.addoption("--loso-target", default=None, metavar="COLUMN", help="--loso-table: the target column (default vmaf)")
+    group.addoption("--loso-where", action="append", default=None, metavar="COLUMN=VALUE",
                     help="--loso-table: keep rows with COLUMN=VALUE (repeatable; AND across columns)")
-    group.addoption(
-        "--loso-example",
-        action="store_true",
-        default=False,
-        help="gate the example corpus bundled with pytest-loso (sets --loso-dir, --data-root, its baseline, "
-        "the frame size, and --loso-cache unless given; --loso-baseline / --loso-ensemble add your models)",
-    )
 
 
 def _ini(config: pytest.Config, key: str) -> Any:
@@ -182,7 +208,7 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
     for option, key, help_text in _THRESHOLD_OPTIONS:
-        parser.addini(ini_key(option), f"{help_text} (default {DEFAULTS[key]}; 'none' disables)",
+        parser.addini(ini_key(option), _threshold_help(key, help_text),
                       type=_number(float), default=None)
     for key, help_text, default in _INTEGER_INI:
         parser.addini(key, help_text, type=_number(int), default=default)
@@ -198,6 +224,48 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_versus", "paired A/B tests, one 'NEW=OLD' a line", type="linelist")
     parser.addini("loso_versus_rule", "not-worse or better", default="not-worse")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
+
+
+def add_unprefixed_data_root(config: pytest.Config, parser: pytest.Parser, *, option: bool) -> None:
+    """Register ``--data-root`` (when ``option``) and the ini key ``data_root`` as the gate's, each only
+    if the project's initial conftests left it free. Called once they are loaded; idempotent."""
+    taken = {name for group in parser._groups for opt in group.options for name in opt.names()}
+    dests = {opt.dest for group in parser._groups for opt in group.options}
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    if option and not option_ours and UNPREFIXED_OPTION not in taken and "data_root" not in dests:
+        parser.getgroup("loso").addoption(UNPREFIXED_OPTION, dest=UNPREFIXED_DEST, default=None, metavar="DIR",
+                                          help=_UNPREFIXED_HELP)
+        option_ours = True
+    if not ini_ours and UNPREFIXED_INI not in parser._inidict:
+        parser.addini(UNPREFIXED_INI, "the same as loso_data_root (unless the project defines data_root)", default=None)
+        ini_ours = True
+    config.stash[UNPREFIXED_OURS] = (option_ours, ini_ours)
+
+
+def _data_root(config: pytest.Config) -> Path | None:
+    """``--loso-data-root`` (or ``--data-root`` where it is the gate's), else the ini's ``loso_data_root``
+    (or ``data_root`` where it is the gate's)."""
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    cli = config.getoption("loso_data_root") or (config.getoption(UNPREFIXED_DEST, None) if option_ours else None)
+    if cli:
+        return config.invocation_params.dir / cli
+    ini = _ini(config, "loso_data_root") or (_ini(config, UNPREFIXED_INI) if ini_ours else None)
+    return _ini_base(config) / ini if ini else None
+
+
+def _data_root_given_on_command_line(config: pytest.Config) -> bool:
+    option_ours, _ = config.stash.get(UNPREFIXED_OURS, (False, False))
+    return bool(config.getoption("loso_data_root") or (option_ours and config.getoption(UNPREFIXED_DEST, None)))
+
+
+def _not_ours_hint(config: pytest.Config) -> str:
+    """When the project owns --data-root / data_root: how to reach the gate's corpus root instead."""
+    option_ours, ini_ours = config.stash.get(UNPREFIXED_OURS, (False, False))
+    owned = [UNPREFIXED_OPTION] * (not option_ours) + [UNPREFIXED_INI] * (not ini_ours)
+    if not owned:
+        return ""
+    return (f" ({' and '.join(owned)} belong to this project, not to the gate: "
+            "use --loso-data-root or the ini key loso_data_root)")
 
 
 def _ini_base_or_cwd(config: pytest.Config) -> Path:
@@ -295,14 +363,17 @@ def _ensembles(config: pytest.Config) -> tuple[Ensemble, ...]:
 def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
     """Where the frames come from: the bundled example, a data root with its cache, or a per-frame table."""
     if example:
-        for option in ("--loso-dir", "--data-root", "--loso-table", "--loso-where", "--loso-target"):
+        if _data_root_given_on_command_line(config):
+            raise LosoUsageError("--loso-example gates the bundled example corpus and its folds: drop "
+                                 "--data-root, or drop --loso-example to gate your own")
+        for option in ("--loso-dir", "--loso-table", "--loso-where", "--loso-target"):
             if config.getoption(ini_key(option)):  # silently gating another corpus than asked would lie
                 raise LosoUsageError(f"--loso-example gates the bundled example corpus and its folds: drop "
                                      f"{option}, or drop --loso-example to gate your own")
         # the ini's table settings describe your corpus, not the example (as its baselines do)
         return {"data_root": EXAMPLE_DIR / "corpus", "table": None, "target": "vmaf", "where": {},
                 "cache_dir": _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"}  # another cache: see it filled
-    data_root, table = _path(config, "--data-root"), _path(config, "--loso-table")
+    data_root, table = _data_root(config), _path(config, "--loso-table")
     target = str(_value(config, "--loso-target") or "vmaf").strip()
     where = parse_where(_lines(config, "--loso-where", "loso_where"))
     if table is None:
@@ -312,8 +383,8 @@ def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
             raise LosoUsageError(f"{' and '.join(given)} (or {' / '.join(map(ini_key, given))} in the ini) "
                                  "apply to a per-frame table (--loso-table); this run reads --data-root")
         if data_root is None:
-            raise LosoUsageError("--loso-dir or --loso-predictions is set but --data-root is not: give the corpus root (ref/ and dis/) "
-                                 "or a per-frame table with --loso-table")
+            raise LosoUsageError("--loso-dir or --loso-predictions is set but --data-root is not: give the corpus "
+                                 "root (ref/ and dis/) or a per-frame table with --loso-table" + _not_ours_hint(config))
     elif data_root is not None:
         raise LosoUsageError("--data-root and --loso-table are two corpora: give one of them")
     return {"data_root": data_root, "table": table, "target": target, "where": where,
@@ -344,7 +415,7 @@ def _thresholds(config: pytest.Config) -> Thresholds:
     bounds = {}
     for option, key, _ in _THRESHOLD_OPTIONS:
         given = _value(config, option)
-        bounds[key] = DEFAULTS[key] if given is None else parse_bound(given, option)
+        bounds[key] = DEFAULTS[key] if given is None else check_bound_range(key, parse_bound(given, option), option)
     fold = Bounds(bounds["min_plcc"], bounds["min_srocc"], bounds["max_rmse"])
     return Thresholds(
         fold=fold,
@@ -398,6 +469,22 @@ def _outputs(config: pytest.Config) -> dict[str, Any]:
             "verdict_path": _path(config, "--loso-verdict"),
             "logistic": bool(logistic if logistic is not None else _ini(config, "loso_logistic")),
             "srocc_ranks": _choice(config, "--loso-srocc-ranks", SROCC_RANKS)}
+
+
+def why_the_gate_is_off(config: pytest.Config) -> str | None:
+    """When the gate is off (no ``--loso-dir``) but the command line asks for it (its options, or
+    ``-m loso``): why nothing of it ran, for the terminal; ``None`` when nothing asked for it."""
+    option_ours, _ = config.stash.get(UNPREFIXED_OURS, (False, False))
+    given = [UNPREFIXED_OPTION] * bool(option_ours and config.getoption(UNPREFIXED_DEST, None))
+    given += [option for option in ("--loso-data-root", "--loso-table", "--loso-baseline", "--loso-ensemble",
+                                    "--loso-compare", "--loso-report", "--loso-arch") if config.getoption(ini_key(option))]
+    if "loso" in (config.getoption("markexpr", "") or ""):
+        given.append("-m loso")
+    if not given:
+        return None
+    return (f"loso: the gate did not run: {', '.join(given)} given, but no --loso-dir (nor loso_dir in the ini) "
+            "and no --loso-predictions: name the fold models' folder with --loso-dir, or a trainer's held-out "
+            "predictions with --loso-predictions, or try --loso-example")
 
 
 def read_options(config: pytest.Config) -> GateOptions | None:

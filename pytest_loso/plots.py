@@ -1,6 +1,6 @@
 """Plots for a person to look at: predicted vs target per fold, and per-fold metrics with intervals.
 
-Needs matplotlib (``pip install 'pytest-loso[plot]'``); rendered off-screen.
+Needs matplotlib (``pip install matplotlib``); rendered off-screen.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def write_plots(out_dir: Path, report: dict, results: dict[str, dict], threshold
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise LosoInputError(out_dir, "--loso-plot needs matplotlib", "pip install 'pytest-loso[plot]'") from None
+        raise LosoInputError(out_dir, "--loso-plot needs matplotlib", "pip install matplotlib") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for arch, block in report["archs"].items():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import add_ini, add_options, read_options
+from .options import add_ini, add_options, add_unprefixed_data_root, read_options, why_the_gate_is_off
 
 if TYPE_CHECKING:
     from .gate import Gate
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 GATE: pytest.StashKey[Gate] = pytest.StashKey()
 SESSION: pytest.StashKey[GateSession] = pytest.StashKey()
 SELECTION: pytest.StashKey[GateSelection] = pytest.StashKey()  # which of the gate's tests the command line names
+NOT_RUN: pytest.StashKey[str] = pytest.StashKey()  # why the gate asked for did not run, for the terminal
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,16 +32,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_ini(parser)  # also when loaded alone (-p pytest_loso.plugin without autoload); registering twice is harmless
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> Generator[None, object, object]:
+    """``--data-root`` / ``data_root`` once the project's initial conftests have added their options:
+    the gate's only where they left them free (a project's own --data-root must keep working)."""
+    result = yield
+    add_unprefixed_data_root(early_config, parser, option=True)
+    return result
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "loso: a test made by pytest-loso (select the gate alone with -m loso)")
     options = read_options(config)
     if options is None:
+        why = why_the_gate_is_off(config)
+        if why is not None:
+            config.stash[NOT_RUN] = why
         return
     from .gate import Gate
     from .items import select_gate
 
     selection = select_gate(config)
     if not selection.runs:  # e.g. `pytest tests/test_x.py`: the gate is not part of the selection
+        if config.invocation_params.args and any(str(a).startswith("--loso") for a in config.invocation_params.args):
+            config.stash[NOT_RUN] = ("loso: the gate did not run: the path arguments select none of its tests; "
+                                     "add `loso` to them (or `-m loso` without paths) to run it too")
         return
     config.stash[SELECTION] = selection
     config.stash[GATE] = Gate(options)
@@ -154,6 +170,12 @@ class _ResultListener:
             # counted and in JUnit like any. When tests failed, they already say why the run is red.
             session.testscollected += 1
             report_deferred(session.config, "accept", "failed", refusal)
+        config = session.config
+        self.session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+        if self.session.write_error is not None:
+            # the report is what CI keeps: lost, it is a failed test (loso::report), counted and in JUnit
+            session.testscollected += 1
+            report_deferred(config, "report", "failed", self.session.write_error)
         return result
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -169,14 +191,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate_session = config.stash[SESSION]
     if gate_session.store.nothing_ran:
         return
-    gate_session.acceptance.decide(passed=session.exitstatus == pytest.ExitCode.OK)  # when the run loop did not end
-    gate_session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
+    if gate_session.report is None:  # the run loop did not end (interrupted, or a collection error)
+        gate_session.acceptance.decide(passed=session.exitstatus == pytest.ExitCode.OK)
+        gate_session.write([str(a) for a in config.invocation_params.args], config.invocation_params.dir)
     if gate_session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
     gate_session.publish(passed=session.exitstatus == pytest.ExitCode.OK)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if NOT_RUN in config.stash:
+        terminalreporter.write_line(config.stash[NOT_RUN], yellow=True)
     if SESSION not in config.stash or config.stash[SESSION].report is None:
         return
     from .report.render import render_terminal

@@ -46,6 +46,13 @@ def entry(pred: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...]) ->
 
 def write_predictions(path: Path, entries: dict[str, PredictionsRecord]) -> str:
     """Write ``{test: entry}`` as one ``.npz`` (atomically); return its sha256."""
+    data = predictions_bytes(entries)
+    write_atomically(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def predictions_bytes(entries: dict[str, PredictionsRecord]) -> bytes:
+    """``{test: entry}`` as the bytes of one ``.npz`` (written beside the report it belongs to)."""
     import numpy as np
 
     index = {test: {"key": f"t{i}", "targets_sha256": e["targets_sha256"]} for i, (test, e) in enumerate(entries.items())}
@@ -56,9 +63,7 @@ def write_predictions(path: Path, entries: dict[str, PredictionsRecord]) -> str:
         arrays[f"{key}_pair_frames"] = np.asarray(e["pair_frames"], dtype=np.int64)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    data = buffer.getvalue()
-    write_atomically(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return buffer.getvalue()
 
 
 MAX_PREDICTIONS_BYTES = 1 << 30  # the file as stored; each member is capped again as it is inflated

@@ -34,7 +34,7 @@ def check(options: GateOptions) -> None:
             raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
     report_folder(options.report_dir)
     if options.plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
-        raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
+        raise LosoUsageError("--loso-plot needs matplotlib: pip install matplotlib")
     if options.compare is not None:
         check_accepted(options.compare, accepting=options.accept)
     if options.table is None:  # a table run reads no cache: its default folder may be anything
@@ -133,7 +133,7 @@ def check_recompute(options: GateOptions) -> None:
     if resolve_extractor(options.extractor, options.vmaf_bin, options.ffmpeg) is None:
         raise LosoUsageError(
             f"--loso-recompute needs an extractor, and --loso-extractor {options.extractor} gives none: "
-            "pip install 'pytest-loso[vmaf]', or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
+            "pip install imageio-ffmpeg filelock, or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
 
 
 def writable_folder(path: Path, option: str) -> None:

@@ -216,6 +216,22 @@ def parse_bound(text: str | float | None, name: str) -> float | None:
     return value
 
 
+def check_bound_range(key: str, value: float | None, name: str) -> float | None:
+    """``value`` as bound ``key`` (e.g. ``min_plcc``), if a figure can meet it: a correlation bound lies in
+    [-1, 1], an RMSE bound is at least 0, a seed spread in [0, 2]; else a usage error naming ``name``."""
+    if value is None:
+        return None
+    if "rmse" in key:
+        low, high, what = 0.0, math.inf, "an RMSE bound is at least 0 (on the 0-100 VMAF axis)"
+    elif "spread" in key:
+        low, high, what = 0.0, 2.0, "a spread of mean PLCC lies between 0 and 2"
+    else:
+        low, high, what = -1.0, 1.0, "a correlation bound lies between -1 and 1 (e.g. 0.9, not 90)"
+    if not low <= value <= high:
+        raise LosoUsageError(f"{name}: {value:g} can never be met: {what}")
+    return value
+
+
 _OVERRIDE_RE = re.compile(r"^\s*(?P<source>[A-Za-z0-9]+)\s*:(?P<rest>.*)$")
 
 
@@ -234,7 +250,8 @@ def parse_source_overrides(lines: list[str], base: Bounds) -> dict[str, Bounds]:
             key, _, value = token.partition("=")
             if key not in keys:
                 raise LosoUsageError(f"loso_source_thresholds: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
-            bounds = replace(bounds, **{key: parse_bound(value, key)})
+            bound = check_bound_range(key, parse_bound(value, key), f"loso_source_thresholds {match['source']} {key}")
+            bounds = replace(bounds, **{key: bound})
         overrides[match["source"]] = bounds
     return overrides
 

@@ -39,7 +39,7 @@ FRAME_COLUMN = "frame_index"
 # Per-frame metadata handed to codec-aware models through SourceData.columns.
 METADATA_COLUMNS = ("encoder", "codec", "cq", "crf", "preset")
 _FPS_SUFFIX = re.compile(r"_\d+fps$")
-TABLE_EXTRA_HINT = "pip install 'pytest-loso[table]'"
+TABLE_EXTRA_HINT = "pip install pyarrow"
 
 
 MAX_LINE_BYTES = 256 * 1024 * 1024  # as a cache file's cap: far above any real row

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .metrics.names import digits, label
+from .metrics.names import distinct_digits, label
 from .settings import Bounds, Thresholds
 
 
@@ -22,7 +22,7 @@ class Violation:
 
     def sentence(self) -> str:
         relation = "below the minimum" if self.kind == "min" else "above the maximum"
-        n = digits(self.metric)
+        n = distinct_digits(self.metric, self.value, self.bound)
         if not math.isfinite(self.value):
             return f"{label(self.metric)} is undefined ({self.value}), so the bound {self.bound:.{n}f} cannot hold"
         return f"{label(self.metric)} {self.value:.{n}f} is {relation} {self.bound:.{n}f}"

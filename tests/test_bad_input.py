@@ -495,7 +495,9 @@ def _collection_failure(gate, run: Run, names: Path | str, says: str) -> None:
     assert run.report is not None, "report not written"
     assert [f["test"] for f in run.report["failures"]] == ["loso"]
     assert f"{names}: {says}" in run.report["failures"][0]["message"]
-    assert "## Failures" in _md(gate)
+    # kept apart from the whole run's report, which it must not replace (issue 20 item 8)
+    assert not (gate.report_dir / "loso_eval.json").exists()
+    assert "## Failures" in (gate.report_dir / "loso_eval.partial.md").read_text()
 
 
 @pytest.mark.parametrize("extractor", ["auto", "none"])

@@ -4,10 +4,18 @@ and the documentation itself: README.md stays short, and its links and docs/'s r
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
+
 from loso_helpers import install_open_recorder
+from pytest_loso.ids import predictions_path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -29,7 +37,7 @@ def _ci_blocks() -> list[str]:
 
 
 def _gate_commands(block: str) -> list[str]:
-    """The `pytest -m loso ...` command of a CI example, its folded lines joined."""
+    """The `pytest -m loso ...` command of a CI example, its continued (`\\`) or folded lines joined."""
     lines = block.splitlines()
     commands = []
     for i, line in enumerate(lines):
@@ -37,11 +45,28 @@ def _gate_commands(block: str) -> list[str]:
             indent = len(line) - len(line.lstrip())
             command = [line.strip()]
             for rest in lines[i + 1:]:
-                if len(rest) - len(rest.lstrip()) != indent or not rest.strip():
+                continued = command[-1].endswith("\\")
+                if not rest.strip() or (not continued and len(rest) - len(rest.lstrip()) != indent):
                     break
                 command.append(rest.strip())
-            commands.append(" ".join(command))
+            commands.append(" ".join(part.rstrip("\\").strip() for part in command))
     return commands
+
+
+def _yaml(block: str) -> dict:
+    from ruamel.yaml import YAML  # check-jsonschema's YAML reader (the test extra)
+
+    return YAML(typ="safe").load(block)
+
+
+def _gate_script(block: str) -> str:
+    """The shell script of a CI example's gate step (GitHub: the step named gate; GitLab: its script item)."""
+    data = _yaml(block)
+    if "jobs" in data:
+        (script,) = [step["run"] for step in data["jobs"]["loso-gate"]["steps"] if step.get("name") == "gate"]
+    else:
+        (script,) = [item for item in data["loso-gate"]["script"] if "pytest -m loso" in item]
+    return script
 
 
 def test_ci_examples_install_from_the_repository_not_the_index():
@@ -67,8 +92,16 @@ def test_ci_examples_keep_the_feature_cache_they_pass_to_the_gate():
         assert "corpus.lst" in block  # keyed on the corpus listing
 
 
-def test_ci_examples_run_as_written_on_main_then_on_a_pull_request(gate):
-    """Each example's gate command, in a tree laid out as the example expects: main accepts, a PR compares."""
+def _run_script(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    # `pytest` as the CI image has it: this interpreter's, without writing .pytest_cache into the tree
+    prelude = f'pytest() {{ "{sys.executable}" -m pytest -p no:cacheprovider "$@"; }}\n'
+    return subprocess.run(["bash", "-e", "-c", prelude + script], cwd=cwd, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ci_examples_run_as_written_on_a_branch_on_main_and_on_a_pull_request(gate):
+    """Each example's gate script, in a tree laid out as the example expects: a branch before anything was
+    accepted is not compared (no usage error); main accepts; a PR compares; main compares, then accepts."""
     root = gate.root
     (root / "model" / "tiny").mkdir(parents=True)
     gate.runs.rename(root / "model" / "tiny" / "training_runs")
@@ -76,20 +109,77 @@ def test_ci_examples_run_as_written_on_main_then_on_a_pull_request(gate):
     gate.data_root.rename(root / ".corpus" / "netflix")
     gate.cache_dir.rename(root / ".loso-cache")
     accepted = root / "runs" / "accepted" / "loso_eval.json"
-    for block in _ci_blocks():
-        (command,) = _gate_commands(block)
-        # CI templating: the GitHub expression or GitLab's shell test that adds --loso-accept on main
-        args = re.sub(r"\$\{\{.*?\}\}|\$\(.*?\)", "", command).split()[1:]
-        accepted.unlink(missing_ok=True)
-        accepted.parent.mkdir(parents=True, exist_ok=True)
-        main = gate.pytester.runpytest("-p", "no:cacheprovider", *args, "--loso-accept")
-        assert main.ret == 0, main.stdout.str()
-        assert accepted.is_file()  # --loso-accept wrote the --loso-compare path
-        pull_request = gate.pytester.runpytest("-p", "no:cacheprovider", *args)
-        assert pull_request.ret == 0, pull_request.stdout.str()
-        for written in ("runs/junit.xml", "runs/metrics.txt", "runs/loso_eval/loso_eval.json"):
+    report = root / "runs" / "loso_eval" / "loso_eval.json"
+    github, gitlab = _ci_blocks()
+    places = [(github, {"GITHUB_REF": "refs/heads/topic"}, {"GITHUB_REF": "refs/heads/main"}),
+              (gitlab, {"CI_COMMIT_BRANCH": "topic", "CI_DEFAULT_BRANCH": "main"},
+               {"CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"})]
+    for block, branch, main in places:
+        script = _gate_script(block)
+        shutil.rmtree(root / "runs", ignore_errors=True)
+        (root / "runs" / "accepted").mkdir(parents=True)  # the download step made it, and found nothing
+        first = _run_script(script, root, branch)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "no report accepted on main yet: this run is not compared" in first.stdout
+        assert "comparison" not in json.loads(report.read_text())
+        assert not accepted.exists()
+        for env in (main, branch, main):  # main accepts; a PR compares; main compares with it, then accepts
+            done = _run_script(script, root, env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert accepted.is_file() and predictions_path(accepted).is_file()  # kept together
+        assert json.loads(report.read_text())["comparison"]
+        assert json.loads(report.read_text())["acceptance"]["accepted"] is True
+        for written in ("runs/junit.xml", "runs/metrics.txt"):
             assert (root / written).is_file(), written
-        assert json.loads((root / "runs/loso_eval/loso_eval.json").read_text())["comparison"]
+
+
+def test_ci_examples_are_valid_workflows():
+    """The GitHub workflow and the GitLab job against their published schemas (vendored by check-jsonschema)."""
+    pytest.importorskip("check_jsonschema", reason="the test extra: pip install -e '.[test]'")
+    blocks = _yaml_blocks(CI_DOC)
+    schemas = {"# .github/workflows/loso.yml": "vendor.github-workflows",
+               "# .github/workflows/promote.yml": "vendor.github-workflows", "# .gitlab-ci.yml": "vendor.gitlab-ci"}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, schema in schemas.items():
+            path = Path(folder) / name.split("/")[-1]
+            path.write_text(blocks[name], encoding="utf-8")
+            checked = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+                                     capture_output=True, text=True, timeout=120)
+            assert checked.returncode == 0, (name, checked.stdout, checked.stderr)
+
+
+def test_the_github_workflow_runs_once_per_change_with_the_permissions_it_needs():
+    github = _yaml(_ci_blocks()[0])
+    triggers = github.get("on", github.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) == {"push", "pull_request"}
+    assert triggers["push"] == {"branches": ["main"]}  # a branch is gated by its PR, not a second run
+    assert github["permissions"]["checks"] == "write"  # the JUnit action publishes a check run
+    assert github["permissions"]["actions"] == "read"  # the accepted report is an artifact of main
+    steps = github["jobs"]["loso-gate"]["steps"]
+    (download,) = [s for s in steps if "action-download-artifact" in s.get("uses", "")]
+    assert "if" not in download  # main too: it compares with the previous main before accepting
+    assert download["with"]["if_no_artifact_found"] != "fail"
+    (upload,) = [s for s in steps if "upload-artifact" in s.get("uses", "") and s["with"]["name"] == "loso-accepted"]
+    kept = upload["with"]["path"].split()
+    assert kept == ["runs/accepted/loso_eval.json", "runs/accepted/loso_eval.predictions.npz"]
+    gitlab = _yaml(_ci_blocks()[1])["loso-gate"]
+    assert [rule["if"] for rule in gitlab["rules"]] == ['$CI_PIPELINE_SOURCE == "merge_request_event"',
+                                                         "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"]
+    assert "loso_eval.predictions.npz" in " ".join(gitlab["script"])
+
+
+def test_the_checkout_install_keeps_the_host_pytest_out_of_the_submodule(pytester):
+    """docs/ci.md's pyproject snippet, in a host project with this repository checked out inside it."""
+    (snippet,) = re.findall(r"```toml\n(.*?)```", CI_DOC.read_text(encoding="utf-8"), re.S)
+    pytester.path.joinpath("pyproject.toml").write_text(snippet, encoding="utf-8")
+    pytester.mkdir("tests").joinpath("test_host.py").write_text("def test_host():\n    pass\n")
+    sub = pytester.mkdir("pytest-loso")
+    sub.joinpath("conftest.py").write_text("raise RuntimeError('the submodule conftest was loaded')\n")
+    sub.joinpath("tests").mkdir()
+    sub.joinpath("tests", "test_sub.py").write_text("def test_sub():\n    assert False\n")
+    for args in ((), (".",)):
+        result = pytester.runpytest("-p", "no:cacheprovider", *args)
+        result.assert_outcomes(passed=1)
 
 
 def test_a_warm_cache_never_opens_the_yuvs(gate):
@@ -112,9 +202,19 @@ def test_the_readme_ci_snippet_runs_the_gate_command_of_the_full_example():
     folded = snippet[snippet.index("pytest -m loso"):].replace("\\\n", " ")
     readme_args = re.sub(r"#.*", "", folded).split()
     (github,) = _gate_commands(_ci_blocks()[0])
-    github_args = re.sub(r"\$\{\{.*?\}\}", "", github).split()
-    assert readme_args == github_args
-    assert "--loso-accept" in folded  # what main adds
+    github_args = github.replace('"$@"', "").split()
+    assert readme_args == github_args + ["--loso-compare=runs/accepted/loso_eval.json"]
+    assert "only where an accepted report was fetched" in folded and "--loso-accept" in folded
+    assert "loso_eval.predictions.npz" in section  # kept beside the accepted report
+
+
+def test_no_install_hint_names_the_package_on_the_index():
+    """The package is not on the index: `pip install 'pytest-loso[plot]'` cannot work, in a message or a doc."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "pytest_loso").rglob("*.py"))]
+    for page in pages:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if re.search(r"pip install\s+['\"]?pytest-loso\[", line):
+                assert "@ git+" in line, f"{page.relative_to(ROOT)}: {line.strip()}"
 
 
 def test_the_readme_stays_short():

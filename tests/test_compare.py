@@ -73,9 +73,11 @@ def failed(run) -> set[str]:
     return {nodeid for nodeid, outcome in run.outcomes.items() if outcome != "PASSED"}
 
 
-def sentence(who: str, label: str, before: float, after: float, allowed: str, rule: str | None) -> str:
-    """The gate's failure line, written out here from the spec (not from compare.Change)."""
-    digits = 3 if "RMSE" in label else 4
+def sentence(who: str, label: str, before: float, after: float, allowed: str, rule: str | None,
+             digits: int | None = None) -> str:
+    """The gate's failure line, written out here from the spec (not from compare.Change); ``digits``
+    when the default ones would not show the change exceed the allowance."""
+    digits = digits or (3 if "RMSE" in label else 4)
     text = f"{who}: {label} {before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f}, allowed {allowed})"
     return text + (f" [{rule}]" if rule else "")
 
@@ -239,8 +241,9 @@ def test_drop_exactly_at_the_allowance_passes_and_a_hair_more_fails(gate):
     run = compare_with(gate, None, "--loso-max-drop=plcc=0.0049999,srocc=0.005,krcc=0.005,rmse=0.5")
     assert failed(run) == {"loso::fold[mlp_small-Src0000]", "loso::fold[mlp_small-Src0001]"}, run.output
     text = run.failure_text("loso::fold[mlp_small-Src0000]")
+    # seven decimals: enough to show the drop (0.0050000) beyond the allowance (0.0049999)
     assert sentence("Src0000 (mlp_small)", "PLCC", edge, at_edge, "-0.0049999",
-                    "drop beyond the allowance") in text.splitlines(), text
+                    "drop beyond the allowance", digits=7) in text.splitlines(), text
 
 
 def test_relative_allowance(gate):

@@ -132,6 +132,8 @@ def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(ga
         subprocess.run(["chattr", "-i", str(late)] if os.geteuid() == 0 else ["chmod", "755", str(late)],
                        check=True)
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+    # the lost report is a failed test of its own (issue 20 item 7): counted, and in JUnit
+    assert run.outcomes.pop("loso::report") == "FAILED", run.outcomes
     assert all(outcome == "PASSED" for outcome in run.outcomes.values()), run.outcomes
     said = f"report NOT written: {late / 'loso_eval.predictions.npz'}: "  # the file, not its temporary
     assert said in run.output and "the run fails, as its report is lost" in run.output

@@ -20,6 +20,16 @@ def digits(metric: str) -> int:
     return 3 if "rmse" in metric else 4
 
 
+def distinct_digits(metric: str, *values: float) -> int:
+    """Decimals enough to tell ``values`` apart (at least :func:`digits`): a failure must never read
+    ``PLCC 0.9950 is below the minimum 0.9950``."""
+    n = digits(metric)
+    finite = [v for v in values if math.isfinite(v)]
+    while n < 17 and len({f"{v:.{n}f}" for v in finite}) < len(set(finite)):
+        n += 1
+    return n
+
+
 HIGHER_IS_BETTER = {"plcc": True, "srocc": True, "krcc": True, "rmse": False,
                     "plcc_logistic": True, "rmse_logistic": False}
 

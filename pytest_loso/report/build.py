@@ -132,7 +132,8 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
             "baselines": {str(p): sha256_or_none(p) for p in options.baselines},
             "models": dict(sorted(models.items())),
             "outputs": {kind: str(path) for kind, path in
-                        report_paths(options.report_dir, partial=bool(not_run)).items()},
+                        report_paths(options.report_dir,
+                                     partial=bool(not_run or store.collection_errors)).items()},
             "cache_fingerprint": {
                 "sha256": fingerprint,
                 "sources": {s: v["fingerprint"] for s, v in sorted(sources.items())},

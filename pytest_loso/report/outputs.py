@@ -7,9 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from ..files import write_atomically
+import hashlib
+
+from ..files import write_all_atomically
 from ..ids import predictions_path, report_paths
-from ..predictions import write_predictions
+from ..predictions import predictions_bytes
 from ..records import TestResult
 from ..settings import GateOptions
 from .render import render_markdown
@@ -19,32 +21,43 @@ def write_report(report: dict, results: dict[str, TestResult], report_dir: Path)
     """Write ``loso_eval.json``, ``loso_eval.md`` and the predictions file atomically: ``(notes, error)``,
     the error when the report could not be written (the run then fails).
 
-    A partial run writes ``loso_eval.partial.*`` beside them: it must not replace a whole run's report.
+    A partial run, or one whose gate could not plan its tests (a collection error), writes
+    ``loso_eval.partial.*`` beside them: it must not replace a whole run's report. The three files
+    are renamed into place only once all are written: a failed write leaves the old set as it was.
     """
-    paths = report_paths(report_dir, partial=bool(report["partial"]))
+    unplanned = not report["partial"] and kept_apart(report)
+    paths = report_paths(report_dir, partial=kept_apart(report))
     json_path, md_path = paths["json"], paths["markdown"]
     entries = {name: r["predictions"] for name, r in sorted(results.items()) if r.get("predictions")}
     predictions = predictions_path(json_path)
-    writing = report_dir  # the file being written, for the message (an atomic write fails on its temporary)
     try:  # checked at start; a disk that fills (or a folder changed) since is said, not a traceback
-        report_dir.mkdir(parents=True, exist_ok=True)
         # each test's predictions, for a later paired comparison; the report records the file's sha256
         # (a reader checks it, so an older report never pairs with these predictions)
-        writing = predictions
-        report["predictions"] = {"file": predictions.name, "sha256": write_predictions(predictions, entries),
+        data = predictions_bytes(entries)
+        report["predictions"] = {"file": predictions.name, "sha256": hashlib.sha256(data).hexdigest(),
                                  "tests": len(entries)}
-        writing = json_path
-        write_atomically(json_path, json.dumps(report, indent=2) + "\n")
-        writing = md_path
-        write_atomically(md_path, render_markdown(report))
+        write_all_atomically([(predictions, data), (json_path, json.dumps(report, indent=2) + "\n"),
+                              (md_path, render_markdown(report))])
     except OSError as exc:
-        error = f"report NOT written: {writing}: {exc.strerror or exc}; the run fails, as its report is lost"
+        where = exc.filename or json_path
+        error = (f"report NOT written: {where}: {exc.strerror or exc}; the run fails, as its report is lost "
+                 f"({json_path.name} and {predictions.name} are left as they were)")
         return [error], error
     notes = [f"report: {json_path} (and {md_path.name})"]
-    if report["partial"]:
+    if unplanned:
+        whole = report_paths(report_dir, partial=False)["json"]
+        notes.append(f"the gate could not make its tests: written beside the whole run's report, {whole} is left "
+                     "as it was")
+    elif report["partial"]:
         whole = report_paths(report_dir, partial=False)["json"]
         notes.append(f"partial run: written beside the whole run's report, {whole} is left as it was")
     return notes, None
+
+
+def kept_apart(report: dict) -> bool:
+    """Written as ``loso_eval.partial.*``: a partial run, or a run whose gate could not plan (its
+    collection error), neither of which may replace the last whole run's report."""
+    return bool(report["partial"]) or any(f["test"] == "loso" for f in report["failures"])
 
 
 def publish(report: dict, results: dict[str, TestResult], options: GateOptions, *, passed: bool,
