@@ -98,7 +98,12 @@ _INTEGER_INI = [  # (key, help, default): whole-number ini keys, registered as n
 _NUMBER_KEYS = {ini_key(option) for option, _, _ in _THRESHOLD_OPTIONS} | {key for key, _, _ in _INTEGER_INI}
 
 
-_METAVARS = {'--loso-dir': 'DIR', '--loso-data-root': 'DIR', '--loso-table': 'PATH', '--loso-cache': 'DIR', '--loso-baseline': '[NAME=]PATH', '--loso-report': 'DIR', '--loso-vmaf-bin': 'PATH', '--loso-ffmpeg': 'PATH', '--loso-compare': 'PATH', '--loso-metrics': 'PATH', '--loso-plot': 'DIR', '--loso-verdict': 'PATH'}
+_METAVARS = {  # --help's placeholders, not argparse's LOSO_DIR...
+    "--loso-dir": "DIR", "--loso-predictions": "PATH", "--loso-data-root": "DIR", "--loso-table": "PATH",
+    "--loso-cache": "DIR", "--loso-baseline": "[NAME=]PATH", "--loso-report": "DIR", "--loso-vmaf-bin": "PATH",
+    "--loso-ffmpeg": "PATH", "--loso-compare": "PATH", "--loso-metrics": "PATH", "--loso-plot": "DIR",
+    "--loso-verdict": "PATH",
+}
 
 
 def _threshold_help(key: str, help_text: str) -> str:
@@ -158,7 +163,7 @@ def add_options(parser: pytest.Parser) -> None:
                     help="accept even when tests failed")
     group.addoption("--loso-bootstrap", type=int, default=None, metavar="N",
                     help="bootstrap resamples for 95%% intervals (default: 1000 with --loso-compare, else 0 = off)")
-    group.addoption("--loso-versus", action="append", default=None,
+    group.addoption("--loso-versus", action="append", default=None, metavar="NEW=OLD",
                     help="NEW=OLD: judge run NEW against run OLD on their common folds with the paired bootstrap, "
                     "as the test versus[NEW-OLD] (repeatable)")
     group.addoption("--loso-versus-rule", choices=VERSUS_RULES, default=None,
