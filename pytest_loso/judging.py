@@ -36,6 +36,10 @@ def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: Ac
         subject = f"ensemble {spec.label} (mean of {len(spec.members)} members) on all sources"
     violations = [v.sentence() for v in check(metrics, bounds)]
     lines = [f"{subject}: {v} (n={metrics['n']} frames)" for v in violations]
+    if spec.kind == "ensemble":
+        coverage = coverage_violations(metrics, options.min_coverage)
+        violations += coverage
+        lines += [f"ensemble {spec.label} on all sources: {v} (n={metrics['n']} frames)" for v in coverage]
     if accepted.report is not None:
         before = accepted.metrics(spec.kind, spec.run, spec.label, spec.source)
         changes = compare(before or {}, metrics, options.max_drop, mode=options.compare_mode,
@@ -43,6 +47,21 @@ def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: Ac
         who = f"{spec.source} ({spec.run})" if spec.kind == "fold" else f"{spec.kind} {spec.label}"
         lines += [f"{who}: {c.sentence()}" for c in changes if c.regressed]
     return violations, lines
+
+
+def coverage_violations(metrics: dict, min_coverage: dict[str, float]) -> list[str]:
+    """``--loso-min-coverage``: each nominal level whose overall coverage is below its bound, with the
+    worst source."""
+    found = []
+    for level, bound in sorted(min_coverage.items(), key=lambda item: float(item[0])):
+        figures = (metrics.get("calibration") or {}).get(level)
+        if figures is None or figures["coverage"] >= bound:
+            continue
+        worst = (f"; worst source {figures['worst_source']}: {figures['worst_source_coverage']:.4f}"
+                 if figures.get("worst_source") else "")
+        found.append(f"coverage of μ ± {figures['z']:.3f}σ at nominal {level}% is {figures['coverage']:.4f}, "
+                     f"below the minimum {bound:g}{worst}")
+    return found
 
 
 @dataclass(frozen=True)

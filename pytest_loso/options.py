@@ -34,6 +34,7 @@ from .settings import (
     parse_frame_size,
     parse_frame_sizes,
     parse_max_drop,
+    parse_min_coverage,
     parse_source_overrides,
     parse_where,
 )
@@ -98,6 +99,9 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
+    group.addoption("--loso-min-coverage", action="append", default=None,
+                    help="LEVEL=COVERAGE: fail an ensemble whose μ ± zσ at nominal LEVEL%% holds fewer than "
+                    "COVERAGE of the frames on all sources, e.g. 95=0.90 (repeatable)")
     group.addoption(
         "--loso-extractor",
         choices=EXTRACTORS,
@@ -186,6 +190,8 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
     parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
+    parser.addini("loso_min_coverage", "ensembles' minimum coverage, one LEVEL=COVERAGE a line (e.g. 95=0.90)",
+                  type="linelist")
 
 
 def _ini_base_or_cwd(config: pytest.Config) -> Path:
@@ -343,6 +349,11 @@ def _thresholds(config: pytest.Config) -> Thresholds:
     )
 
 
+def _shipping(config: pytest.Config) -> dict[str, Any]:
+    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration."""
+    return {"min_coverage": parse_min_coverage(_lines(config, "--loso-min-coverage", "loso_min_coverage"))}
+
+
 def _comparison(config: pytest.Config) -> dict[str, Any]:
     """The accepted report, how this run is compared with it, and whether it replaces it."""
     compare = _path(config, "--loso-compare")
@@ -397,7 +408,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     try:
         options = GateOptions(example=example, thresholds=_thresholds(config), **_corpus(config, example),
                               **_models(config, example), **_comparison(config), **_extraction(config, example),
-                              **_outputs(config))
+                              **_outputs(config), **_shipping(config))
         preflight.check(options)
     except LosoUsageError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -17,6 +17,7 @@ from .corpus import Corpus
 from .errors import LosoInputError, data_warning
 from .frames import SourceData, SourceStore
 from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, logistic_metrics, score
+from .metrics.calibration import calibration, worst_sources
 from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
@@ -203,11 +204,12 @@ class Scorer:
 
         Per frame, mu is the members' mean and sigma their sample std (ddof=1); the report gives
         the mean sigma and the coverage of mu ± 1.96 sigma (the share of frames whose VMAF lies
-        inside), per source and on all sources concatenated.
+        inside), and the calibration (coverage and mean width of mu ± z sigma at each nominal
+        level), per source and on all sources concatenated, where each level names its worst source.
         """
         members: dict[str, dict] = {str(m.path): {"per_clip": {}} for m in models}
         result["members"] = members
-        ranks = self.options.srocc_ranks
+        ranks, levels = self.options.srocc_ranks, self.options.coverage_levels
 
         def row(source: str, preds: np.ndarray, target: np.ndarray) -> dict:
             for model, pred in zip(models, preds):
@@ -217,7 +219,7 @@ class Scorer:
             mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
             found = score(mu, target, model_path=models[0].path, krcc=False,
                           target_desc=f"source {source} (ensemble mean)", srocc_ranks=ranks)
-            found.update(spread(mu, sigma, target))
+            found.update(spread(mu, sigma, target, levels))
             return found
 
         preds, scores, pair_frames = self._over_sources(models, result, "cannot score the ensemble on all sources",
@@ -228,7 +230,10 @@ class Scorer:
         mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
         result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
                                              result, models[0].path)
-        result["metrics"].update(spread(mu, sigma, scores))
+        result["metrics"].update(spread(mu, sigma, scores, levels))
+        for level, worst in worst_sources(result["per_clip"]).items():
+            result["metrics"]["calibration"][level].update(worst_source=worst["source"],
+                                                           worst_source_coverage=worst["coverage"])
 
 
 def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> LosoInputError:
@@ -249,8 +254,10 @@ def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> Loso
     return LosoInputError(path, f"{what}; {len(errors)} failed:\n  " + "\n  ".join(lines))
 
 
-def spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> dict:
-    """The ensemble's spread: mean sigma, and how often mu ± 1.96 sigma holds the VMAF target."""
+def spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray, levels: tuple[str, ...]) -> dict:
+    """The ensemble's spread: mean sigma, how often mu ± 1.96 sigma holds the VMAF target (the
+    report's first figure, kept as it was), and the calibration at each nominal level."""
     import numpy as np
 
-    return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma))}
+    return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma)),
+            "calibration": calibration(mu, sigma, target, levels)}

@@ -45,6 +45,8 @@ DEFAULTS = {
     "min_seed_mean_plcc": None,
     "max_seed_spread": None,
 }
+# Nominal levels (percent) of an ensemble's calibration, as the team's eval_probabilistic_proxy.py reports.
+COVERAGE_LEVELS = ("50", "80", "95")
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
 
@@ -147,6 +149,12 @@ class GateOptions:
     table: Path | None = None  # a per-frame table instead of data_root (table.py)
     target: str = "vmaf"
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    min_coverage: dict[str, float] = field(default_factory=dict)  # nominal level (percent) -> minimum coverage
+
+    @property
+    def coverage_levels(self) -> tuple[str, ...]:
+        """The nominal levels an ensemble's calibration is measured at: 50, 80, 95 and any a bound names."""
+        return tuple(sorted(set(COVERAGE_LEVELS) | set(self.min_coverage), key=float))
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -184,6 +192,7 @@ class GateOptions:
             "bootstrap": {"resamples": self.bootstrap, "seed": self.bootstrap_seed},
             "logistic": self.logistic,
             "srocc_ranks": self.srocc_ranks,
+            "min_coverage": dict(self.min_coverage),
         }
 
 
@@ -305,3 +314,23 @@ def parse_ensemble(spec: str) -> tuple[str, str]:
         raise LosoUsageError(f"--loso-ensemble / loso_ensemble: {spec!r} is not NAME=GLOB "
                          "(e.g. fr_v2=model/tiny/fr_regressor_v2_ensemble_v1_seed*.onnx)")
     return name, pattern
+
+
+def parse_min_coverage(items: list[str]) -> dict[str, float]:
+    """``["95=0.90", "80=0.7"]`` -> ``{"95": 0.9, "80": 0.7}``: per nominal level (percent, 0 < p < 100),
+    the minimum share of frames an ensemble's μ ± zσ must hold."""
+    found: dict[str, float] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        level_text, sep, value_text = (part.strip() for part in item.partition("="))
+        try:
+            level, value = float(level_text), float(value_text)
+        except ValueError:
+            level = value = math.nan
+        if not sep or not 0 < level < 100 or not 0 <= value <= 1:
+            raise LosoUsageError(f"--loso-min-coverage / loso_min_coverage: {item!r} is not LEVEL=COVERAGE with a "
+                                 "nominal level in percent (0 < LEVEL < 100) and a coverage fraction in [0, 1], "
+                                 "e.g. 95=0.90")
+        found[f"{level:g}"] = value
+    return found

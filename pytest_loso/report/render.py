@@ -100,10 +100,16 @@ def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[l
 
 
 def _coverage(m: dict) -> str:
-    """The ensemble's spread: mean σ, and the share of frames inside μ ± 1.96σ."""
+    """The ensemble's spread: mean σ, the share of frames inside μ ± 1.96σ, and its calibration:
+    the coverage and mean width of μ ± zσ at each nominal level."""
     if "coverage_95" not in m:
         return "—"
-    return f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+    text = f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+    levels = m.get("calibration") or {}
+    if levels:
+        text += "; nominal " + ", ".join(
+            f"{level}%: {100 * f['coverage']:.1f}% in (width {f['mean_width']:.2f})" for level, f in levels.items())
+    return text
 
 
 def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[list[str]]]]:
