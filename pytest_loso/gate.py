@@ -19,6 +19,7 @@ from .errors import LosoInputError, ThresholdFailure
 from .judging import judge_test
 from .plan import Plan, TestSpec, make_plan
 from .records import ExtractionRecord, TestResult
+from .registry import load_registry
 from .scoring import Scorer
 from .settings import GateOptions
 
@@ -37,7 +38,9 @@ class Gate:
     def __init__(self, options: GateOptions) -> None:
         self.options = options
         self.accepted = AcceptedReport(options.compare)
-        self.scorer = Scorer(options, lambda: self.corpus, self.accepted)
+        # checked at start (preflight): read again here, in every process that scores
+        registry = load_registry(options.registry) if options.registry is not None else None
+        self.scorer = Scorer(options, lambda: self.corpus, self.accepted, registry)
 
     @cached_property
     def corpus(self) -> Corpus:

@@ -56,6 +56,8 @@ _PATH_OPTIONS = [
     ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
     ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs the 'plot' extra)"),
     ("--loso-verdict", "string", "write a PROMOTE / HOLD verdict JSON here (the shape of validate_ensemble_seeds.py)"),
+    ("--loso-registry", "string", "the team's model/tiny/registry.json: every scored model it lists is checked "
+     "against its pinned sha256 / int8_sha256 before scoring"),
 ]
 _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
@@ -350,8 +352,9 @@ def _thresholds(config: pytest.Config) -> Thresholds:
 
 
 def _shipping(config: pytest.Config) -> dict[str, Any]:
-    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration."""
-    return {"min_coverage": parse_min_coverage(_lines(config, "--loso-min-coverage", "loso_min_coverage"))}
+    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration, the registry's pins."""
+    return {"min_coverage": parse_min_coverage(_lines(config, "--loso-min-coverage", "loso_min_coverage")),
+            "registry": _path(config, "--loso-registry")}
 
 
 def _comparison(config: pytest.Config) -> dict[str, Any]:

@@ -35,6 +35,8 @@ def check(options: GateOptions) -> None:
         raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")
     if options.compare is not None:
         check_accepted(options.compare, accepting=options.accept)
+    if options.registry is not None:
+        check_registry(options.registry)
     if options.cache_dir.exists() and not options.cache_dir.is_dir():  # otherwise every fold fails on the same path
         raise LosoUsageError(f"--loso-cache {options.cache_dir}: is not a folder; give the feature cache folder")
     if options.recompute:
@@ -66,6 +68,16 @@ def check_accepted(path: Path, *, accepting: bool) -> None:
             load_accepted(path)
         except LosoInputError as exc:
             raise LosoUsageError(f"--loso-compare {exc}") from None
+
+
+def check_registry(path: Path) -> None:
+    """The registry is JSON in the registry's shape: a broken one stops the run here, not in every test."""
+    from .registry import load_registry
+
+    try:
+        load_registry(path)
+    except LosoInputError as exc:
+        raise LosoUsageError(f"--loso-registry {exc}") from None
 
 
 def check_recompute(options: GateOptions) -> None:

@@ -29,6 +29,7 @@ class ModelRecord(TypedDict, total=False):
     data_path: str | None
     data_sha256: str | None
     feed: dict
+    registry: dict  # --loso-registry: the entry that pins the file (None: unlisted) and whether it matches
 
 
 class ExtractionRecord(TypedDict, total=False):

@@ -22,6 +22,7 @@ from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
 from .records import ModelRecord, TestResult
+from .registry import Registry
 from .settings import GateOptions
 from .sidecar import describe_feed
 
@@ -35,8 +36,10 @@ PLOT_POINTS = 2000  # a scatter needs no more
 class Scorer:
     """Scores tests in one process: each source's frames are read once (:class:`SourceStore`)."""
 
-    def __init__(self, options: GateOptions, corpus: Callable[[], Corpus], accepted: AcceptedReport) -> None:
+    def __init__(self, options: GateOptions, corpus: Callable[[], Corpus], accepted: AcceptedReport,
+                 registry: Registry | None = None) -> None:
         self.options = options
+        self.registry = registry
         self._corpus = corpus  # opened on first use: a corpus that cannot be read fails the tests that need it
         self.accepted = accepted
         self.store = SourceStore(lambda source: self._corpus().load(source))
@@ -50,11 +53,11 @@ class Scorer:
             raise LosoInputError(spec.model_path, spec.problem, spec.fix)
         if spec.kind == "ensemble":
             models = [load_model(path) for path in spec.members]
-            result["models"] = {str(m.path): self._model_record(m) for m in models}
+            self._record_models(models, result)
             self._score_ensemble(models, result)
             return
         model = load_model(spec.model_path)
-        result["models"] = {str(model.path): self._model_record(model)}
+        self._record_models([model], result)
         if spec.kind == "fold":
             assert spec.source is not None
             data = self._source(spec.source, result)
@@ -62,6 +65,23 @@ class Scorer:
                                                  f"source {data.source}", result, model.path)
         else:
             self._score_baseline(model, result)
+
+    def _record_models(self, models: list[OnnxModel], result: TestResult) -> None:
+        """The models' records, then the registry's pins: a file whose digest is not the pinned one
+        fails the test before anything is scored from it (its digest is in the report all the same)."""
+        result["models"] = {str(m.path): self._model_record(m) for m in models}
+        if self.registry is None:
+            return
+        errors = []
+        for model in models:
+            result["models"][str(model.path)]["registry"], error = self.registry.check(model.path, model.sha256)
+            if error is not None:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise LosoInputError(errors[0].path.parent, f"{len(errors)} models do not match the registry's pins:\n  "
+                                 + "\n  ".join(str(e) for e in errors))
 
     def _model_record(self, model: OnnxModel) -> ModelRecord:
         """The model's files, and how its sidecar says to feed it on this corpus."""

@@ -150,6 +150,7 @@ class GateOptions:
     target: str = "vmaf"
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     min_coverage: dict[str, float] = field(default_factory=dict)  # nominal level (percent) -> minimum coverage
+    registry: Path | None = None  # the team's model registry: pinned sha256 checked before scoring
 
     @property
     def coverage_levels(self) -> tuple[str, ...]:
@@ -193,6 +194,7 @@ class GateOptions:
             "logistic": self.logistic,
             "srocc_ranks": self.srocc_ranks,
             "min_coverage": dict(self.min_coverage),
+            "registry": str(self.registry) if self.registry else None,
         }
 
 

@@ -21,7 +21,7 @@ LAYERS = [
     ["ids", "files", "features", "metrics.names", "metrics.clip_statistic", "metrics.calibration"],
     ["settings", "records", "made_by", "metrics.correlations", "metrics.aggregate", "metrics.intervals"],
     ["metrics", "thresholds", "compare", "predictions", "cache_files", "frames"],
-    ["accepted", "extract", "sidecar", "table"],
+    ["accepted", "extract", "sidecar", "table", "registry"],
     ["cache_corpus", "models", "preflight", "training"],
     ["corpus"],
     ["plan"],

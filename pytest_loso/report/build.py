@@ -88,6 +88,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         models.update(r.get("models", {}))
     for r in results:  # models that failed to load still get their file's hash
         models.setdefault(r["model_path"], {"sha256": sha256_or_none(Path(r["model_path"]))})
+    registry = _registry(gate, models)
     file_sha256 = {name: digest for v in sources.values() for name, digest in v.get("file_sha256", {}).items()}
     fingerprint = hashlib.sha256(
         "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
@@ -101,6 +102,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         "archs": archs,
         "baselines": baselines,
         "ensembles": ensembles,
+        "registry": registry,
         "aggregate_checks": aggregate_checks,
         "seeds": seeds,
         "thresholds": options.thresholds.to_json(),
@@ -144,6 +146,22 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         report["comparison"] = clean(session_comparison(gate.accepted.report, report, options.max_drop,
                                                         options.compare_mode, options.compare, not_run))
     return report
+
+
+def _registry(gate: Gate, models: dict[str, dict]) -> dict | None:
+    """``--loso-registry``: the registry read, the models it pins (and whether each matched), and the
+    scored models it does not list (listed here, not failed)."""
+    registry = gate.scorer.registry
+    if registry is None:
+        return None
+    checked = {path: record["registry"] for path, record in sorted(models.items())
+               if (record.get("registry") or {}).get("entry") is not None}
+    return dict(registry.to_json(),
+                checked=checked,
+                mismatched=[path for path, record in checked.items() if record.get("matches") is False],
+                unpinned=[path for path, record in checked.items() if record.get("matches") is None],
+                unlisted=[path for path, record in sorted(models.items())
+                          if "registry" in record and record["registry"].get("entry") is None])
 
 
 def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], read: set[str]) -> dict | None:

@@ -180,6 +180,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
     lines += thresholds_markdown(report["thresholds"])
     lines += comparison_markdown(report.get("comparison"))
+    lines += registry_markdown(report.get("registry"))
     if report["failures"]:
         lines += ["## Failures", ""]
         for failure in report["failures"]:
@@ -224,6 +225,23 @@ def thresholds_markdown(thresholds: dict) -> list[str]:
     lines += [f"- each architecture's mean over folds: {bounds(thresholds['aggregate'])}",
               "- baselines' per-source rows: not held to a bound (status —)", ""]
     return lines
+
+
+def registry_markdown(registry: dict | None) -> list[str]:
+    """``--loso-registry``: which scored models it pins and whether they matched, and those it does not list."""
+    if not registry:
+        return []
+    checked = registry["checked"]
+    matched = sum(1 for r in checked.values() if r.get("matches"))
+    lines = ["## Registry", "", f"`{_md(registry['path'])}` (sha256 `{registry['sha256'][:12]}`): "
+             f"{matched} of {len(checked)} listed models match their pins.", ""]
+    lines += [f"- **mismatch**: {_md(Path(p).name)} (entry {_md(checked[p]['entry'])}, {checked[p]['pin']})"
+              for p in registry["mismatched"]]
+    lines += [f"- not pinned: {_md(Path(p).name)} (entry {_md(checked[p]['entry'])} has no {checked[p]['pin']})"
+              for p in registry["unpinned"]]
+    if registry["unlisted"]:
+        lines.append(f"- not in the registry: {_md(', '.join(Path(p).name for p in registry['unlisted']))}")
+    return lines + [""] if len(lines) > 4 else lines
 
 
 def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
