@@ -103,7 +103,8 @@ class Gate:
         failure: BaseException | None = None
         try:
             self.scorer.score(spec, result)
-            violations, lines = judge_test(spec, result["metrics"], self.options, self.accepted)  # type: ignore[arg-type]
+            violations, lines = judge_test(spec, result["metrics"], self.options, self.accepted,  # type: ignore[arg-type]
+                                           result.get("per_clip"))
             result["violations"] = violations
             if lines:
                 raise ThresholdFailure("\n".join(lines) + f"\n  {_scored_by(spec)}")
@@ -119,4 +120,6 @@ def _scored_by(spec: TestSpec) -> str:
     """The line that says which model files made the predictions."""
     if spec.kind == "ensemble":
         return f"members: {', '.join(p.name for p in spec.members)} in {spec.members[0].parent}"
+    if spec.kind == "quant":
+        return f"models: {spec.model_path} against its fp32 parent {spec.members[0].name}"
     return f"model: {spec.model_path}"

@@ -34,7 +34,9 @@ from .settings import (
     parse_frame_size,
     parse_frame_sizes,
     parse_max_drop,
+    parse_max_quant_drop,
     parse_min_coverage,
+    parse_quant_batch,
     parse_source_overrides,
     parse_where,
 )
@@ -101,6 +103,17 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
+    group.addoption("--loso-quantized", action="append", default=None,
+                    help="[TAG=]INT8_PATH: score a quantised model against its fp32 parent (X.onnx beside X.int8.onnx) "
+                    "as quant[TAG]; a baseline's X.int8.onnx beside it is paired without asking (repeatable)")
+    group.addoption("--loso-quant-batch", default=None,
+                    help="frames per run of a quantised model: N, or 'source' for a source at once (default 1, "
+                    "as libvmaf scores frame by frame)")
+    group.addoption("--loso-max-quant-drop", default=None,
+                    help="bounds of a quantised model against its parent, e.g. agreement=0.01,plcc=0.005,rmse=1.0,"
+                    "bias=0.5 (default: agreement = the registry's quant_accuracy_budget_plcc, else 0.01)")
+    group.addoption("--loso-quant-per-source", action="store_true", default=None,
+                    help="hold every source to --loso-max-quant-drop too, not only the concatenation")
     group.addoption("--loso-min-coverage", action="append", default=None,
                     help="LEVEL=COVERAGE: fail an ensemble whose μ ± zσ at nominal LEVEL%% holds fewer than "
                     "COVERAGE of the frames on all sources, e.g. 95=0.90 (repeatable)")
@@ -192,6 +205,11 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_target", "--loso-table: the target column", default="vmaf")
     parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
+    parser.addini("loso_quantized", "quantised models, one '[TAG=]INT8_PATH' a line (relative to the ini file)",
+                  type="linelist")
+    parser.addini("loso_quant_batch", "frames per run of a quantised model: N or 'source'", default=None)
+    parser.addini("loso_max_quant_drop", "bounds of a quantised model against its parent", default=None)
+    parser.addini("loso_quant_per_source", "hold every source to the quantised bounds too", type="bool", default=False)
     parser.addini("loso_min_coverage", "ensembles' minimum coverage, one LEVEL=COVERAGE a line (e.g. 95=0.90)",
                   type="linelist")
 
@@ -217,9 +235,10 @@ def _specs(config: pytest.Config, option: str, ini: str) -> tuple[list[str], Pat
     return (cli, config.invocation_params.dir) if cli else (_ini(config, ini), _ini_base(config))
 
 
-def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
-    """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem); ini lines alike, relative to the ini file."""
-    specs, base = _specs(config, "--loso-baseline", "loso_baseline")
+def _named_baselines(config: pytest.Config, option: str = "--loso-baseline") -> tuple[list[str], list[Path]]:
+    """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem; a quantised ``X.int8.onnx`` by ``X``);
+    ini lines alike, relative to the ini file."""
+    specs, base = _specs(config, option, ini_key(option))
     names, paths = [], []
     for spec in specs:
         name, sep, rest = (part.strip() for part in spec.partition("="))
@@ -227,7 +246,10 @@ def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
         named = sep and name and not any(c in name for c in "/\\") and not (base / spec).exists()
         path = Path(rest if named else spec)
         path = path if path.is_absolute() else base / path
-        names.append(name if named else path.stem)
+        # a bare quantised X.int8.onnx is tagged X, its parent's name
+        stem = path.name[: -len(".int8.onnx")] if option == "--loso-quantized" and path.name.endswith(".int8.onnx") \
+            else path.stem
+        names.append(name if named else stem)
         paths.append(path)
     return names, paths
 
@@ -352,9 +374,27 @@ def _thresholds(config: pytest.Config) -> Thresholds:
 
 
 def _shipping(config: pytest.Config) -> dict[str, Any]:
-    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration, the registry's pins."""
+    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration, the registry's pins,
+    the quantised models."""
     return {"min_coverage": parse_min_coverage(_lines(config, "--loso-min-coverage", "loso_min_coverage")),
-            "registry": _path(config, "--loso-registry")}
+            "registry": _path(config, "--loso-registry"),
+            "quantized": _quantized(config),
+            "quant_batch": parse_quant_batch(_value(config, "--loso-quant-batch")),
+            "max_quant_drop": parse_max_quant_drop(_value(config, "--loso-max-quant-drop")),
+            "quant_per_source": bool(_flag(config, "--loso-quant-per-source"))}
+
+
+def _flag(config: pytest.Config, option: str) -> bool:
+    given = config.getoption(ini_key(option))
+    return bool(given if given is not None else _ini(config, ini_key(option)))
+
+
+def _quantized(config: pytest.Config) -> tuple[tuple[str, Path], ...]:
+    """``--loso-quantized [TAG=]INT8_PATH``: each tag once."""
+    names, paths = _named_baselines(config, "--loso-quantized")
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        raise LosoUsageError(f"--loso-quantized: two quantised models are tagged {name}; name each with TAG=PATH")
+    return tuple(zip(names, paths))
 
 
 def _comparison(config: pytest.Config) -> dict[str, Any]:

@@ -30,6 +30,9 @@ def check(options: GateOptions) -> None:
     for path in options.baselines:
         if not path.is_file():
             raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
+    for _, path in options.quantized:
+        if not path.is_file():
+            raise LosoUsageError(f"--loso-quantized {path}: file not found (or not a file)")
     report_folder(options.report_dir)
     if options.plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise LosoUsageError("--loso-plot needs matplotlib: pip install 'pytest-loso[plot]'")

@@ -64,6 +64,7 @@ class TestResult(TypedDict, total=False):
     violations: list[str]
     per_clip: dict[str, dict]  # baselines and ensembles: per source
     members: dict[str, dict]  # ensembles: each member's figures
+    parent_path: str  # a quant test's fp32 parent (model_path is the int8 model)
     sources: dict[str, SourceRecord]
     models: dict[str, ModelRecord]
     extraction: ExtractionRecord | None

@@ -21,6 +21,7 @@ from .metrics.calibration import calibration, worst_sources
 from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
+from .quantized import DEFAULT_AGREEMENT, RESAMPLES, paired_intervals, pair_figures
 from .records import ModelRecord, TestResult
 from .registry import Registry
 from .settings import GateOptions
@@ -49,12 +50,17 @@ class Scorer:
 
         Raises :class:`LosoInputError` for input that cannot be used; ``result`` keeps what was read.
         """
+        if spec.kind == "quant" and len(spec.members) == 2:
+            result["parent_path"] = str(spec.members[0])
         if spec.problem:
             raise LosoInputError(spec.model_path, spec.problem, spec.fix)
-        if spec.kind == "ensemble":
+        if spec.kind in ("ensemble", "quant"):
             models = [load_model(path) for path in spec.members]
             self._record_models(models, result)
-            self._score_ensemble(models, result)
+            if spec.kind == "quant":
+                self._score_quant(models[0], models[1], result)
+            else:
+                self._score_ensemble(models, result)
             return
         model = load_model(spec.model_path)
         self._record_models([model], result)
@@ -172,10 +178,12 @@ class Scorer:
 
     def _over_sources(self, models: list[OnnxModel], result: TestResult, what: str,
                       per_source: Callable[[str, np.ndarray, np.ndarray], dict],
+                      predict: Callable[[OnnxModel, SourceData], np.ndarray] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
         """Every source through ``models``, in sorted order (as the script did): ``per_source(source,
         predictions, targets)`` gives the source's row of ``result["per_clip"]``; returns every model's
         predictions on all sources concatenated ``(models, frames)``, the targets and the clips' frames.
+        ``predict(model, data)`` runs one model on one source (default: as its sidecar says, in one run).
 
         Each source is predicted once and only its predictions kept (its features stay in the store's
         one copy). A source that cannot be scored is recorded and the others still are; then one error
@@ -193,7 +201,7 @@ class Scorer:
         for source in corpus.sources:
             try:
                 data = self._source(source, result)
-                pred = np.stack([model.predict_data(data) for model in models])
+                pred = np.stack([predict(model, data) if predict else model.predict_data(data) for model in models])
                 per_clip[source] = per_source(source, pred, data.scores)
                 preds.append(pred)
                 targets.append(data.scores)
@@ -254,6 +262,55 @@ class Scorer:
         for level, worst in worst_sources(result["per_clip"]).items():
             result["metrics"]["calibration"][level].update(worst_source=worst["source"],
                                                            worst_source_coverage=worst["coverage"])
+
+
+    def _score_quant(self, parent: OnnxModel, int8: OnnxModel, result: TestResult) -> None:
+        """The int8 model beside its fp32 parent on every source and on their concatenation.
+
+        The int8 model is fed exactly as its parent (its own sidecar when it has one, else the
+        parent's) and run ``--loso-quant-batch`` frames at a time (default one, as libvmaf scores);
+        the parent runs a source at once, as every other test does.
+        """
+        import numpy as np
+
+        options = self.options
+        fed_by = int8 if int8.sidecar is not None else parent
+        if fed_by is parent and parent.sidecar is not None:
+            result["models"][str(int8.path)]["feed"] = dict(describe_feed(parent.sidecar, self._corpus().columns),
+                                                            sidecar_of=str(parent.path))
+
+        def predict(model: OnnxModel, data: SourceData) -> np.ndarray:
+            if model is parent:
+                return parent.predict_data(data)
+            return int8.run_batched(fed_by.inputs(data), options.quant_batch)
+
+        def row(source: str, preds: np.ndarray, target: np.ndarray) -> dict:
+            return pair_figures(preds[0], preds[1], target, model_path=int8.path, target_desc=f"source {source}",
+                                krcc=False, srocc_ranks=options.srocc_ranks)
+
+        preds, scores, pair_frames = self._over_sources([parent, int8], result,
+                                                        "cannot score the quantised pair on all sources", row, predict)
+        fp32, quantised = (p.astype(np.float32, copy=False) for p in preds)
+        metrics = pair_figures(fp32, quantised, scores, model_path=int8.path, target_desc="all sources concatenated",
+                               krcc=True, srocc_ranks=options.srocc_ranks)
+        metrics["ci"], metrics["ci_method"] = paired_intervals(
+            fp32, quantised, scores, pair_frames, resamples=options.bootstrap or RESAMPLES, seed=options.bootstrap_seed)
+        metrics["batch"] = "source" if options.quant_batch is None else options.quant_batch
+        metrics["bounds"] = self._quant_bounds(parent.path)
+        result["metrics"] = metrics
+        result["predictions"] = entry(quantised, scores, pair_frames)
+
+    def _quant_bounds(self, parent: Path) -> dict:
+        """``--loso-max-quant-drop``, the agreement by default the registry's budget for the parent, else 0.01."""
+        bounds: dict = {"agreement": DEFAULT_AGREEMENT, "plcc": None, "rmse": None, "bias": None}
+        source = "default"
+        budget = self.registry.quant_budget(parent) if self.registry is not None else None
+        if budget is not None:
+            bounds["agreement"], source = budget, f"registry {self.registry.path.name}"  # type: ignore[union-attr]
+        if "agreement" in self.options.max_quant_drop:
+            source = "--loso-max-quant-drop"
+        bounds.update(self.options.max_quant_drop)
+        return dict(bounds, agreement_from=source, per_source=self.options.quant_per_source)
 
 
 def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> LosoInputError:

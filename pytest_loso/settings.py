@@ -151,6 +151,10 @@ class GateOptions:
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     min_coverage: dict[str, float] = field(default_factory=dict)  # nominal level (percent) -> minimum coverage
     registry: Path | None = None  # the team's model registry: pinned sha256 checked before scoring
+    quantized: tuple[tuple[str, Path], ...] = ()  # --loso-quantized TAG=INT8_PATH (beside the baselines' own)
+    quant_batch: int | None = 1  # frames per run of an int8 model; None: a source's frames in one run
+    max_quant_drop: dict[str, float | None] = field(default_factory=dict)  # agreement, plcc, rmse, bias
+    quant_per_source: bool = False  # hold every source to --loso-max-quant-drop too
 
     @property
     def coverage_levels(self) -> tuple[str, ...]:
@@ -195,6 +199,10 @@ class GateOptions:
             "srocc_ranks": self.srocc_ranks,
             "min_coverage": dict(self.min_coverage),
             "registry": str(self.registry) if self.registry else None,
+            "quantized": {tag: str(path) for tag, path in self.quantized},
+            "quant_batch": "source" if self.quant_batch is None else self.quant_batch,
+            "max_quant_drop": dict(self.max_quant_drop),
+            "quant_per_source": self.quant_per_source,
         }
 
 
@@ -336,3 +344,42 @@ def parse_min_coverage(items: list[str]) -> dict[str, float]:
                                  "e.g. 95=0.90")
         found[f"{level:g}"] = value
     return found
+
+
+QUANT_BOUNDS = ("agreement", "plcc", "rmse", "bias")
+
+
+def parse_max_quant_drop(text: str | None) -> dict[str, float | None]:
+    """``agreement=0.01,plcc=0.005,rmse=1.0,bias=0.5`` -> bounds of a quantised model against its
+    parent; ``KEY=none`` disables one (``agreement`` is on by default: the registry's budget, else 0.01)."""
+    found: dict[str, float | None] = {}
+    for token in re.split(r"[,\s]+", (text or "").strip()):
+        if not token:
+            continue
+        key, sep, value = token.partition("=")
+        number = None
+        if sep and value.strip().lower() not in ("none", "off"):
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+        if not sep or key not in QUANT_BOUNDS or (number is not None and (not math.isfinite(number) or number < 0)):
+            raise LosoUsageError(f"--loso-max-quant-drop / loso_max_quant_drop: {token!r} is not KEY=NUMBER (a finite "
+                                 f"number >= 0, or none) with KEY one of {', '.join(QUANT_BOUNDS)}")
+        found[key] = number
+    return found
+
+
+def parse_quant_batch(text: str | int | None) -> int | None:
+    """``--loso-quant-batch``: frames per run of an int8 model (default 1), or ``source``: ``None``."""
+    if text is None or str(text).strip() == "":
+        return 1
+    if str(text).strip().lower() == "source":
+        return None
+    try:
+        batch = int(str(text).strip())
+    except ValueError:
+        batch = 0
+    if batch < 1:
+        raise LosoUsageError(f"--loso-quant-batch / loso_quant_batch: {text!r} is not a whole number >= 1 or 'source'")
+    return batch

@@ -19,6 +19,7 @@ from ..judging import AggregateJudge
 from ..metrics import finite_or_none
 from ..records import ExtractionRecord, TestResult
 from ..results import ResultStore
+from ..quantized import runtime
 from .provenance import extraction_provenance, git_state, iso_time, versions
 from .render import SROCC_METHODS
 
@@ -81,6 +82,9 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "baseline"}
     ensembles = {r["label"]: {"members": r.get("members", {}), "per_clip": r.get("per_clip", {}),
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "ensemble"}
+    quantized = {r["label"]: {"model_path": r["model_path"], "parent_path": r.get("parent_path"),
+                              "per_clip": r.get("per_clip", {}), "all_clips_concat": _entry(r)}
+                 for r in results if r["kind"] == "quant"}
     sources: dict[str, dict] = {}
     models: dict[str, dict] = {}
     for r in results:
@@ -103,6 +107,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         "baselines": baselines,
         "ensembles": ensembles,
         "registry": registry,
+        "quantized": dict(runtime(options.quant_batch), models=quantized) if quantized else None,
         "aggregate_checks": aggregate_checks,
         "seeds": seeds,
         "thresholds": options.thresholds.to_json(),

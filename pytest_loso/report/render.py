@@ -181,6 +181,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     lines += thresholds_markdown(report["thresholds"])
     lines += comparison_markdown(report.get("comparison"))
     lines += registry_markdown(report.get("registry"))
+    lines += quantized_markdown(report.get("quantized"))
     if report["failures"]:
         lines += ["## Failures", ""]
         for failure in report["failures"]:
@@ -225,6 +226,35 @@ def thresholds_markdown(thresholds: dict) -> list[str]:
     lines += [f"- each architecture's mean over folds: {bounds(thresholds['aggregate'])}",
               "- baselines' per-source rows: not held to a bound (status —)", ""]
     return lines
+
+
+def quantized_markdown(quantized: dict | None) -> list[str]:
+    """One row per quantised model: its figures against VMAF and against its fp32 parent."""
+    if not quantized:
+        return []
+    vnni = {True: "yes", False: "no"}.get(quantized["cpu_vnni"], quantized["cpu_vnni"])
+    lines = ["## Quantised models against their fp32 parents", "",
+             f"Int8 models run {quantized['batch_means']}; onnxruntime {quantized['onnxruntime']}; CPU VNNI: {vnni}. "
+             "The figures are of this batching and this machine.", "",
+             "| quant | int8 model | n | PLCC int8 (fp32) | RMSE int8 (fp32) | agreement 1−PLCC(fp32, int8) | "
+             "PLCC drop | RMSE rise | bias | max \\|Δ\\| | status |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for tag, block in quantized["models"].items():
+        m = block["all_clips_concat"]
+        if "plcc" not in m:
+            lines.append(f"| {_md(tag)} | {_md(Path(block['model_path']).name)} | — | — | — | — | — | — | — | — | FAILED |")
+            continue
+
+        def interval(name: str, digits: int) -> str:
+            ci = (m.get("ci") or {}).get(name)
+            return f"{_num(m[name], digits)}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+        status = "FAILED" if "error" in m else "ok"
+        lines.append(f"| {_md(tag)} | {_md(Path(block['model_path']).name)} | {m['n']} | "
+                     f"{_num(m['plcc'], 4)} ({_num(m['fp32']['plcc'], 4)}) | {_num(m['rmse'], 3)} "
+                     f"({_num(m['fp32']['rmse'], 3)}) | {_num(m['agreement'], 5)} | {interval('plcc_drop', 4)} | "
+                     f"{interval('rmse_rise', 3)} | {_num(m['bias'], 3)} | {_num(m['max_abs_diff'], 3)} | {status} |")
+    return lines + [""]
 
 
 def registry_markdown(registry: dict | None) -> list[str]:
