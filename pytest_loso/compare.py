@@ -207,6 +207,8 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         new_opt = report["run_provenance"]["options"].get(key)
         if old_opt != new_opt:
             warnings.append(f"the accepted report was made with {key}={old_opt!r}, this run with {new_opt!r}")
+    models_changed = model_changes(provenance.get("models"), report["run_provenance"].get("models"))
+    warnings += [change["sentence"] for change in models_changed]
     pairing = None
     if mode == "noise":  # which rule decided each test: paired (new − accepted) or unpaired, and why
         compared = sorted(before_tests.keys() & after_tests.keys())
@@ -220,6 +222,7 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         "pairing": pairing,
         "max_drop": {m: a.to_json() for m, a in allowances.items()},
         "fingerprint_match": old_fp == new_fp,
+        "models_changed": models_changed,
         "warnings": warnings,
         "added": sorted(after_tests.keys() - before_tests.keys()),
         "removed": sorted(before_tests.keys() - after_tests.keys() - not_compared.keys()),
@@ -228,6 +231,26 @@ def session_comparison(accepted: dict, report: dict, allowances: dict[str, Allow
         "rows": rows,
         "regressions": regressions,
     }
+
+
+def model_changes(before: object, after: object) -> list[dict]:
+    """Model paths whose ``.onnx`` or external-data (``.onnx.data``) digest differs from the accepted
+    report's: weights changed without the model file changing are named too."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
+    changes = []
+    for path in sorted(before.keys() & after.keys()):
+        old, new = before[path], after[path]
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        for key, what in (("sha256", Path(path).name), ("data_sha256", "its external data")):
+            if old.get(key) and new.get(key) and old[key] != new[key]:
+                where = f" ({new.get('data_path')})" if key == "data_sha256" and new.get("data_path") else ""
+                changes.append({"model": path, "file": "data" if key == "data_sha256" else "onnx",
+                                "before": old[key], "after": new[key],
+                                "sentence": f"model {path}: {what}{where} changed since the accepted report "
+                                            f"(sha256 {old[key][:12]} -> {new[key][:12]})"})
+    return changes
 
 
 def _failed_tests(report: dict) -> set[str]:

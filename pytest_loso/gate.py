@@ -20,6 +20,7 @@ from .held_out import HeldOut
 from .judging import judge_test
 from .plan import Plan, TestSpec, make_plan
 from .records import ExtractionRecord, TestResult
+from .registry import load_registry
 from .scoring import Scorer
 from .settings import GateOptions
 
@@ -38,7 +39,9 @@ class Gate:
     def __init__(self, options: GateOptions) -> None:
         self.options = options
         self.accepted = AcceptedReport(options.compare)
-        self.scorer = Scorer(options, lambda: self.corpus, self.accepted, lambda: self.held_out)
+        # checked at start (preflight): read again here, in every process that scores
+        registry = load_registry(options.registry) if options.registry is not None else None
+        self.scorer = Scorer(options, lambda: self.corpus, self.accepted, lambda: self.held_out, registry)
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -116,7 +119,8 @@ class Gate:
         failure: BaseException | None = None
         try:
             self.scorer.score(spec, result)
-            violations, lines = judge_test(spec, result["metrics"], self.options, self.accepted)  # type: ignore[arg-type]
+            violations, lines = judge_test(spec, result["metrics"], self.options, self.accepted,  # type: ignore[arg-type]
+                                           result.get("per_clip"))
             result["violations"] = violations
             if lines:
                 raise ThresholdFailure("\n".join(lines) + f"\n  {_scored_by(spec)}")
@@ -134,4 +138,6 @@ def _scored_by(spec: TestSpec) -> str:
         return f"held-out predictions: {spec.held_out} (run {spec.run})"
     if spec.kind == "ensemble":
         return f"members: {', '.join(p.name for p in spec.members)} in {spec.members[0].parent}"
+    if spec.kind == "quant":
+        return f"models: {spec.model_path} against its fp32 parent {spec.members[0].name}"
     return f"model: {spec.model_path}"

@@ -3,7 +3,8 @@ and the report's file names. A leaf: no pytest, no I/O, imported by every layer 
 
 Words, one meaning each:
 
-- a **kind** is what a test scores: ``fold``, ``baseline`` or ``ensemble``;
+- a **kind** is what a test scores: ``fold``, ``baseline``, ``ensemble`` or ``quant`` (an int8 model
+  beside its fp32 parent);
 - a **run** is one LOSO run, aggregated on its own: an architecture (``mlp_small``), or one of its
   seeds (``mlp_small-seed1``); never the pytest session;
 - a **test** is one of the gate's pytest items, named ``<kind>[<label>]``, ``aggregate[<run>]`` or
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["fold", "baseline", "ensemble"]
+Kind = Literal["fold", "baseline", "ensemble", "quant"]
 Outcome = Literal["passed", "failed", "skipped", "not run"]  # "not run": in the report only
 
 GATE_NODE = "loso"  # the gate's collector: its tests are loso::<test>

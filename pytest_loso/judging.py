@@ -17,16 +17,19 @@ from .ids import Outcome, test_name
 from .metrics import (HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, hold_estimates,
                       label)
 from .plan import TestSpec
+from .quantized import FIGURES, judge_pair
 from .records import TestResult
 from .results import ResultStore
 from .settings import GateOptions
 from .thresholds import check, check_aggregate, check_seeds
 
 
-def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: AcceptedReport
-               ) -> tuple[list[str], list[str]]:
+def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: AcceptedReport,
+               per_source: dict[str, dict] | None = None) -> tuple[list[str], list[str]]:
     """A scored test against its bounds and the accepted report: ``(violations, failure lines)``,
     the lines naming the subject; no lines, the test passes."""
+    if spec.kind == "quant":
+        return judge_quant(spec, metrics, per_source or {})
     if spec.kind == "fold":
         assert spec.source is not None
         bounds, subject = options.thresholds.for_source(spec.source), f"{spec.run} fold {spec.source}"
@@ -37,6 +40,10 @@ def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: Ac
         subject = f"ensemble {spec.label} (mean of {len(spec.members)} members) on all sources"
     violations = [v.sentence() for v in check(metrics, bounds)]
     lines = [f"{subject}: {v} (n={metrics['n']} frames)" for v in violations]
+    if spec.kind == "ensemble":
+        coverage = coverage_violations(metrics, options.min_coverage)
+        violations += coverage
+        lines += [f"ensemble {spec.label} on all sources: {v} (n={metrics['n']} frames)" for v in coverage]
     if accepted.report is not None:
         before = accepted.metrics(spec.kind, spec.run, spec.label, spec.source)
         changes = compare(before or {}, metrics, options.max_drop, mode=options.compare_mode,
@@ -44,6 +51,33 @@ def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: Ac
         who = f"{spec.source} ({spec.run})" if spec.kind == "fold" else f"{spec.kind} {spec.label}"
         lines += [f"{who}: {c.sentence()}" for c in changes if c.regressed]
     return violations, lines
+
+
+def judge_quant(spec: TestSpec, metrics: dict, per_source: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """A quantised model against its parent: ``--loso-max-quant-drop`` on the concatenation (and, with
+    ``--loso-quant-per-source``, on every source). It is not held to the fold bounds nor compared
+    with the accepted report: what it answers is how far int8 moved from fp32."""
+    bounds = metrics["bounds"]
+    violations = judge_pair(metrics, per_source, {k: bounds.get(k) for k in FIGURES},
+                            per_source_bounds=bool(bounds.get("per_source")))
+    parent, int8 = spec.members[0].name, spec.model_path.name
+    subject = f"quant {spec.label} ({int8} against {parent}, batch {metrics['batch']})"
+    return violations, [f"{subject}: {v} (n={metrics['n']} frames)" for v in violations]
+
+
+def coverage_violations(metrics: dict, min_coverage: dict[str, float]) -> list[str]:
+    """``--loso-min-coverage``: each nominal level whose overall coverage is below its bound, with the
+    worst source."""
+    found = []
+    for level, bound in sorted(min_coverage.items(), key=lambda item: float(item[0])):
+        figures = (metrics.get("calibration") or {}).get(level)
+        if figures is None or figures["coverage"] >= bound:
+            continue
+        worst = (f"; worst source {figures['worst_source']}: {figures['worst_source_coverage']:.4f}"
+                 if figures.get("worst_source") else "")
+        found.append(f"coverage of μ ± {figures['z']:.3f}σ at nominal {level}% is {figures['coverage']:.4f}, "
+                     f"below the minimum {bound:g}{worst}")
+    return found
 
 
 @dataclass(frozen=True)

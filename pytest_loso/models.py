@@ -70,6 +70,17 @@ class OnnxModel:
         """One batched run of a single-input model on ``features`` as they are."""
         return self.run({self.input_name: features})
 
+    def run_batched(self, inputs: dict[str, np.ndarray], batch: int | None) -> np.ndarray:
+        """The model run on ``batch`` frames at a time (``None``: all at once), as a runtime that scores
+        frame by frame feeds it: a dynamic-quantised model's scale is picked per run."""
+        import numpy as np
+
+        frames = len(next(iter(inputs.values())))
+        if batch is None or batch >= frames:
+            return self.run(inputs)
+        return np.concatenate([self.run({k: v[i:i + batch] for k, v in inputs.items()})
+                               for i in range(0, frames, batch)])
+
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """One batched run; returns the first output flattened, as the script did."""
         import numpy as np

@@ -36,6 +36,9 @@ from .settings import (
     parse_frame_size,
     parse_frame_sizes,
     parse_max_drop,
+    parse_max_quant_drop,
+    parse_min_coverage,
+    parse_quant_batch,
     parse_source_overrides,
     parse_versus,
     parse_where,
@@ -72,6 +75,8 @@ _PATH_OPTIONS = [
     ("--loso-metrics", "string", "write an OpenMetrics metrics.txt here (GitLab merge-request metrics)"),
     ("--loso-plot", "string", "write scatter and bar-chart PNGs into this folder (needs matplotlib)"),
     ("--loso-verdict", "string", "write a PROMOTE / HOLD verdict JSON here (the shape of validate_ensemble_seeds.py)"),
+    ("--loso-registry", "string", "the team's model/tiny/registry.json: every scored model it lists is checked "
+     "against its pinned sha256 / int8_sha256 before scoring"),
 ]
 _THRESHOLD_OPTIONS = [
     ("--loso-min-plcc", "min_plcc", "per fold (and baseline concatenation): minimum PLCC"),
@@ -140,6 +145,20 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="'SOURCE: KEY=X ...'",
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
+    group.addoption("--loso-quantized", action="append", default=None,
+                    help="[TAG=]INT8_PATH: score a quantised model against its fp32 parent (X.onnx beside X.int8.onnx) "
+                    "as quant[TAG]; a baseline's X.int8.onnx beside it is paired without asking (repeatable)")
+    group.addoption("--loso-quant-batch", default=None,
+                    help="frames per run of a quantised model: N, or 'source' for a source at once (default 1, "
+                    "as libvmaf scores frame by frame)")
+    group.addoption("--loso-max-quant-drop", default=None,
+                    help="bounds of a quantised model against its parent, e.g. agreement=0.01,plcc=0.005,rmse=1.0,"
+                    "bias=0.5 (default: agreement = the registry's quant_accuracy_budget_plcc, else 0.01)")
+    group.addoption("--loso-quant-per-source", action="store_true", default=None,
+                    help="hold every source to --loso-max-quant-drop too, not only the concatenation")
+    group.addoption("--loso-min-coverage", action="append", default=None,
+                    help="LEVEL=COVERAGE: fail an ensemble whose μ ± zσ at nominal LEVEL%% holds fewer than "
+                    "COVERAGE of the frames on all sources, e.g. 95=0.90 (repeatable)")
     group.addoption(
         "--loso-extractor",
         choices=EXTRACTORS,
@@ -229,6 +248,13 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_versus", "paired A/B tests, one 'NEW=OLD' a line", type="linelist")
     parser.addini("loso_versus_rule", "not-worse or better", default="not-worse")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
+    parser.addini("loso_quantized", "quantised models, one '[TAG=]INT8_PATH' a line (relative to the ini file)",
+                  type="linelist")
+    parser.addini("loso_quant_batch", "frames per run of a quantised model: N or 'source'", default=None)
+    parser.addini("loso_max_quant_drop", "bounds of a quantised model against its parent", default=None)
+    parser.addini("loso_quant_per_source", "hold every source to the quantised bounds too", type="bool", default=False)
+    parser.addini("loso_min_coverage", "ensembles' minimum coverage, one LEVEL=COVERAGE a line (e.g. 95=0.90)",
+                  type="linelist")
 
 
 def add_unprefixed_data_root(config: pytest.Config, parser: pytest.Parser, *, option: bool) -> None:
@@ -294,9 +320,10 @@ def _specs(config: pytest.Config, option: str, ini: str) -> tuple[list[str], Pat
     return (cli, config.invocation_params.dir) if cli else (_ini(config, ini), _ini_base(config))
 
 
-def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
-    """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem); ini lines alike, relative to the ini file."""
-    specs, base = _specs(config, "--loso-baseline", "loso_baseline")
+def _named_baselines(config: pytest.Config, option: str = "--loso-baseline") -> tuple[list[str], list[Path]]:
+    """``--loso-baseline NAME=PATH`` or ``PATH`` (named by its stem; a quantised ``X.int8.onnx`` by ``X``);
+    ini lines alike, relative to the ini file."""
+    specs, base = _specs(config, option, ini_key(option))
     names, paths = [], []
     for spec in specs:
         name, sep, rest = (part.strip() for part in spec.partition("="))
@@ -304,7 +331,10 @@ def _named_baselines(config: pytest.Config) -> tuple[list[str], list[Path]]:
         named = sep and name and not any(c in name for c in "/\\") and not (base / spec).exists()
         path = Path(rest if named else spec)
         path = path if path.is_absolute() else base / path
-        names.append(name if named else path.stem)
+        # a bare quantised X.int8.onnx is tagged X, its parent's name
+        stem = path.name[: -len(".int8.onnx")] if option == "--loso-quantized" and path.name.endswith(".int8.onnx") \
+            else path.stem
+        names.append(name if named else stem)
         paths.append(path)
     return names, paths
 
@@ -432,6 +462,30 @@ def _thresholds(config: pytest.Config) -> Thresholds:
     )
 
 
+def _shipping(config: pytest.Config) -> dict[str, Any]:
+    """What ships beside the fp32 regressors, and its bounds: the ensembles' calibration, the registry's pins,
+    the quantised models."""
+    return {"min_coverage": parse_min_coverage(_lines(config, "--loso-min-coverage", "loso_min_coverage")),
+            "registry": _path(config, "--loso-registry"),
+            "quantized": _quantized(config),
+            "quant_batch": parse_quant_batch(_value(config, "--loso-quant-batch")),
+            "max_quant_drop": parse_max_quant_drop(_value(config, "--loso-max-quant-drop")),
+            "quant_per_source": bool(_flag(config, "--loso-quant-per-source"))}
+
+
+def _flag(config: pytest.Config, option: str) -> bool:
+    given = config.getoption(ini_key(option))
+    return bool(given if given is not None else _ini(config, ini_key(option)))
+
+
+def _quantized(config: pytest.Config) -> tuple[tuple[str, Path], ...]:
+    """``--loso-quantized [TAG=]INT8_PATH``: each tag once."""
+    names, paths = _named_baselines(config, "--loso-quantized")
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        raise LosoUsageError(f"--loso-quantized: two quantised models are tagged {name}; name each with TAG=PATH")
+    return tuple(zip(names, paths))
+
+
 def _comparison(config: pytest.Config) -> dict[str, Any]:
     """The accepted report, how this run is compared with it, and whether it replaces it."""
     compare = _path(config, "--loso-compare")
@@ -506,7 +560,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     try:
         options = GateOptions(example=example, thresholds=_thresholds(config), **_corpus(config, example),
                               **_models(config, example), **_comparison(config), **_extraction(config, example),
-                              **_outputs(config))
+                              **_outputs(config), **_shipping(config))
         preflight.check(options)
     except LosoUsageError as exc:
         raise pytest.UsageError(str(exc)) from None

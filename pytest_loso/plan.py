@@ -33,7 +33,7 @@ class TestSpec:
     problem: str | None = None  # known at planning time: the test fails with this
     fix: str | None = None  # and what to do about it
     seed: int | None = None  # the training seed of a run repeated over seeds
-    members: tuple[Path, ...] = ()  # an ensemble's models
+    members: tuple[Path, ...] = ()  # an ensemble's models; a quant test's (fp32 parent, int8 model)
     # where a fold's predictions come from: None, running the model at model_path; else the
     # --loso-predictions file (model_path too) whose rows are the run's held-out predictions
     held_out: Path | None = None
@@ -166,7 +166,40 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
                                  f"model or predictions file of this run makes (runs: {', '.join(runs_planned)})",
                                  "name two runs this session scores (an architecture, a predictions run, or "
                                  "arch-seedN)")
+    specs += _quant_specs(options)
     return Plan(tuple(specs), options.versus)
+
+
+INT8_SUFFIX = ".int8.onnx"
+
+
+def _quant_specs(options: GateOptions) -> list[TestSpec]:
+    """``quant[<tag>]``: each baseline ``X.onnx`` with an ``X.int8.onnx`` beside it, and each
+    ``--loso-quantized``, paired with its fp32 parent ``X.onnx`` (one test per int8 file)."""
+    found: dict[Path, str] = {}  # int8 path -> tag; named explicitly, a file keeps the tag given
+    for tag, path in zip(options.baseline_names, options.baselines):
+        sibling = path.with_name(path.name.removesuffix(".onnx") + INT8_SUFFIX)
+        if path.name.endswith(".onnx") and not path.name.endswith(INT8_SUFFIX) and sibling.is_file():
+            found[sibling] = tag
+    for tag, path in options.quantized:
+        found[path] = tag
+    specs, tags = [], set()
+    for path, tag in found.items():
+        parent = path.with_name(path.name[: -len(INT8_SUFFIX)] + ".onnx") if path.name.endswith(INT8_SUFFIX) else None
+        problem = fix = None
+        if parent is None:
+            problem = f"cannot tell the fp32 parent of {path.name}: a quantised model is named X.int8.onnx beside X.onnx"
+            fix = "name the int8 file after its parent, X.int8.onnx beside X.onnx"
+        elif not parent.is_file():
+            problem = f"its fp32 parent {parent} is not there, and a quantised model is measured against it"
+            fix = f"put {parent.name} beside {path.name}"
+        elif tag in tags:
+            problem = f"two quantised models are tagged {tag}"
+            fix = "name each with --loso-quantized TAG=PATH"
+        tags.add(tag)
+        specs.append(TestSpec("quant", tag, path, problem=problem, fix=fix,
+                              members=(parent, path) if parent is not None else (path,)))
+    return specs
 
 
 def _fold_problem(found: dict, arch: str, seed: int | None, source: str, sources: frozenset[str],

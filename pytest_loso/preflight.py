@@ -32,11 +32,16 @@ def check(options: GateOptions) -> None:
     for path in options.baselines:
         if not path.is_file():
             raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
+    for _, path in options.quantized:
+        if not path.is_file():
+            raise LosoUsageError(f"--loso-quantized {path}: file not found (or not a file)")
     report_folder(options.report_dir)
     if options.plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise LosoUsageError("--loso-plot needs matplotlib: pip install matplotlib")
     if options.compare is not None:
         check_accepted(options.compare, accepting=options.accept)
+    if options.registry is not None:
+        check_registry(options.registry)
     if options.table is None:  # a table run reads no cache: its default folder may be anything
         check_cache(options.cache_dir)
     if options.recompute:
@@ -122,6 +127,16 @@ def check_accepted(path: Path, *, accepting: bool) -> None:
             load_accepted(path)
         except LosoInputError as exc:
             raise LosoUsageError(f"--loso-compare {exc}") from None
+
+
+def check_registry(path: Path) -> None:
+    """The registry is JSON in the registry's shape: a broken one stops the run here, not in every test."""
+    from .registry import load_registry
+
+    try:
+        load_registry(path)
+    except LosoInputError as exc:
+        raise LosoUsageError(f"--loso-registry {exc}") from None
 
 
 def check_recompute(options: GateOptions) -> None:

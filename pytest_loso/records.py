@@ -29,6 +29,7 @@ class ModelRecord(TypedDict, total=False):
     data_path: str | None
     data_sha256: str | None
     feed: dict
+    registry: dict  # --loso-registry: the entry that pins the file (None: unlisted) and whether it matches
 
 
 class ExtractionRecord(TypedDict, total=False):
@@ -63,6 +64,7 @@ class TestResult(TypedDict, total=False):
     violations: list[str]
     per_clip: dict[str, dict]  # baselines and ensembles: per source
     members: dict[str, dict]  # ensembles: each member's figures
+    parent_path: str  # a quant test's fp32 parent (model_path is the int8 model)
     sources: dict[str, SourceRecord]
     models: dict[str, ModelRecord]
     extraction: ExtractionRecord | None

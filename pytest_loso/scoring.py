@@ -17,11 +17,15 @@ from .corpus import Corpus
 from .errors import LosoInputError, data_warning
 from .frames import SourceData, SourceStore
 from .held_out import HeldOut
-from .metrics import METRICS, Bootstrap, ClipStatistic, bootstrap, hold_estimates, logistic_metrics, score
+from .metrics import (METRICS, Bootstrap, ClipStatistic, bootstrap, hold_estimates, logistic_metrics,
+                      score)
+from .metrics.calibration import calibration, worst_sources
 from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
+from .quantized import DEFAULT_AGREEMENT, RESAMPLES, paired_intervals, pair_figures
 from .records import ModelRecord, TestResult
+from .registry import Registry
 from .settings import GateOptions
 from .sidecar import describe_feed
 
@@ -36,9 +40,10 @@ class Scorer:
     """Scores tests in one process: each source's frames are read once (:class:`SourceStore`)."""
 
     def __init__(self, options: GateOptions, corpus: Callable[[], Corpus], accepted: AcceptedReport,
-                 held_out: Callable[[], HeldOut | None] = lambda: None) -> None:
+                 held_out: Callable[[], HeldOut | None] = lambda: None, registry: Registry | None = None) -> None:
         self.options = options
         self._held_out = held_out  # the --loso-predictions tables (read with the plan)
+        self.registry = registry
         self._corpus = corpus  # opened on first use: a corpus that cannot be read fails the tests that need it
         self.accepted = accepted
         self.store = SourceStore(lambda source: self._corpus().load(source))
@@ -48,18 +53,23 @@ class Scorer:
 
         Raises :class:`LosoInputError` for input that cannot be used; ``result`` keeps what was read.
         """
+        if spec.kind == "quant" and len(spec.members) == 2:
+            result["parent_path"] = str(spec.members[0])
         if spec.problem:
             raise LosoInputError(spec.model_path, spec.problem, spec.fix)
         if spec.held_out is not None:  # a fold whose predictions a trainer wrote: no model to run
             self._score_held_out(spec, result)
             return
-        if spec.kind == "ensemble":
+        if spec.kind in ("ensemble", "quant"):
             models = [load_model(path) for path in spec.members]
-            result["models"] = {str(m.path): self._model_record(m) for m in models}
-            self._score_ensemble(models, result)
+            self._record_models(models, result)
+            if spec.kind == "quant":
+                self._score_quant(models[0], models[1], result)
+            else:
+                self._score_ensemble(models, result)
             return
         model = load_model(spec.model_path)
-        result["models"] = {str(model.path): self._model_record(model)}
+        self._record_models([model], result)
         if spec.kind == "fold":
             assert spec.source is not None
             data = self._source(spec.source, result)
@@ -78,6 +88,23 @@ class Scorer:
         pred = held_out.predict(spec.arch, spec.seed, data, self._corpus().describe())
         result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
                                              spec.held_out)
+
+    def _record_models(self, models: list[OnnxModel], result: TestResult) -> None:
+        """The models' records, then the registry's pins: a file whose digest is not the pinned one
+        fails the test before anything is scored from it (its digest is in the report all the same)."""
+        result["models"] = {str(m.path): self._model_record(m) for m in models}
+        if self.registry is None:
+            return
+        errors = []
+        for model in models:
+            result["models"][str(model.path)]["registry"], error = self.registry.check(model.path, model.sha256)
+            if error is not None:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise LosoInputError(errors[0].path.parent, f"{len(errors)} models do not match the registry's pins:\n  "
+                                 + "\n  ".join(str(e) for e in errors))
 
     def _model_record(self, model: OnnxModel) -> ModelRecord:
         """The model's files, and how its sidecar says to feed it on this corpus."""
@@ -169,10 +196,12 @@ class Scorer:
 
     def _over_sources(self, models: list[OnnxModel], result: TestResult, what: str,
                       per_source: Callable[[str, np.ndarray, np.ndarray], dict],
+                      predict: Callable[[OnnxModel, SourceData], np.ndarray] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
         """Every source through ``models``, in sorted order (as the script did): ``per_source(source,
         predictions, targets)`` gives the source's row of ``result["per_clip"]``; returns every model's
         predictions on all sources concatenated ``(models, frames)``, the targets and the clips' frames.
+        ``predict(model, data)`` runs one model on one source (default: as its sidecar says, in one run).
 
         Each source is predicted once and only its predictions kept (its features stay in the store's
         one copy). A source that cannot be scored is recorded and the others still are; then one error
@@ -190,7 +219,7 @@ class Scorer:
         for source in corpus.sources:
             try:
                 data = self._source(source, result)
-                pred = np.stack([model.predict_data(data) for model in models])
+                pred = np.stack([predict(model, data) if predict else model.predict_data(data) for model in models])
                 per_clip[source] = per_source(source, pred, data.scores)
                 preds.append(pred)
                 targets.append(data.scores)
@@ -221,11 +250,12 @@ class Scorer:
 
         Per frame, mu is the members' mean and sigma their sample std (ddof=1); the report gives
         the mean sigma and the coverage of mu ± 1.96 sigma (the share of frames whose VMAF lies
-        inside), per source and on all sources concatenated.
+        inside), and the calibration (coverage and mean width of mu ± z sigma at each nominal
+        level), per source and on all sources concatenated, where each level names its worst source.
         """
         members: dict[str, dict] = {str(m.path): {"per_clip": {}} for m in models}
         result["members"] = members
-        ranks = self.options.srocc_ranks
+        ranks, levels = self.options.srocc_ranks, self.options.coverage_levels
 
         def row(source: str, preds: np.ndarray, target: np.ndarray) -> dict:
             for model, pred in zip(models, preds):
@@ -235,7 +265,7 @@ class Scorer:
             mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
             found = score(mu, target, model_path=models[0].path, krcc=False,
                           target_desc=f"source {source} (ensemble mean)", srocc_ranks=ranks)
-            found.update(spread(mu, sigma, target))
+            found.update(spread(mu, sigma, target, levels))
             return found
 
         preds, scores, pair_frames = self._over_sources(models, result, "cannot score the ensemble on all sources",
@@ -246,7 +276,59 @@ class Scorer:
         mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
         result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
                                              result, models[0].path)
-        result["metrics"].update(spread(mu, sigma, scores))
+        result["metrics"].update(spread(mu, sigma, scores, levels))
+        for level, worst in worst_sources(result["per_clip"]).items():
+            result["metrics"]["calibration"][level].update(worst_source=worst["source"],
+                                                           worst_source_coverage=worst["coverage"])
+
+
+    def _score_quant(self, parent: OnnxModel, int8: OnnxModel, result: TestResult) -> None:
+        """The int8 model beside its fp32 parent on every source and on their concatenation.
+
+        The int8 model is fed exactly as its parent (its own sidecar when it has one, else the
+        parent's) and run ``--loso-quant-batch`` frames at a time (default one, as libvmaf scores);
+        the parent runs a source at once, as every other test does.
+        """
+        import numpy as np
+
+        options = self.options
+        fed_by = int8 if int8.sidecar is not None else parent
+        if fed_by is parent and parent.sidecar is not None:
+            result["models"][str(int8.path)]["feed"] = dict(describe_feed(parent.sidecar, self._corpus().columns),
+                                                            sidecar_of=str(parent.path))
+
+        def predict(model: OnnxModel, data: SourceData) -> np.ndarray:
+            if model is parent:
+                return parent.predict_data(data)
+            return int8.run_batched(fed_by.inputs(data), options.quant_batch)
+
+        def row(source: str, preds: np.ndarray, target: np.ndarray) -> dict:
+            return pair_figures(preds[0], preds[1], target, model_path=int8.path, target_desc=f"source {source}",
+                                krcc=False, srocc_ranks=options.srocc_ranks)
+
+        preds, scores, pair_frames = self._over_sources([parent, int8], result,
+                                                        "cannot score the quantised pair on all sources", row, predict)
+        fp32, quantised = (p.astype(np.float32, copy=False) for p in preds)
+        metrics = pair_figures(fp32, quantised, scores, model_path=int8.path, target_desc="all sources concatenated",
+                               krcc=True, srocc_ranks=options.srocc_ranks)
+        metrics["ci"], metrics["ci_method"] = paired_intervals(
+            fp32, quantised, scores, pair_frames, resamples=options.bootstrap or RESAMPLES, seed=options.bootstrap_seed)
+        metrics["batch"] = "source" if options.quant_batch is None else options.quant_batch
+        metrics["bounds"] = self._quant_bounds(parent.path)
+        result["metrics"] = metrics
+        result["predictions"] = entry(quantised, scores, pair_frames)
+
+    def _quant_bounds(self, parent: Path) -> dict:
+        """``--loso-max-quant-drop``, the agreement by default the registry's budget for the parent, else 0.01."""
+        bounds: dict = {"agreement": DEFAULT_AGREEMENT, "plcc": None, "rmse": None, "bias": None}
+        source = "default"
+        budget = self.registry.quant_budget(parent) if self.registry is not None else None
+        if budget is not None:
+            bounds["agreement"], source = budget, f"registry {self.registry.path.name}"  # type: ignore[union-attr]
+        if "agreement" in self.options.max_quant_drop:
+            source = "--loso-max-quant-drop"
+        bounds.update(self.options.max_quant_drop)
+        return dict(bounds, agreement_from=source, per_source=self.options.quant_per_source)
 
 
 def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> LosoInputError:
@@ -267,8 +349,10 @@ def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> Loso
     return LosoInputError(path, f"{what}; {len(errors)} failed:\n  " + "\n  ".join(lines))
 
 
-def spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> dict:
-    """The ensemble's spread: mean sigma, and how often mu ± 1.96 sigma holds the VMAF target."""
+def spread(mu: np.ndarray, sigma: np.ndarray, target: np.ndarray, levels: tuple[str, ...]) -> dict:
+    """The ensemble's spread: mean sigma, how often mu ± 1.96 sigma holds the VMAF target (the
+    report's first figure, kept as it was), and the calibration at each nominal level."""
     import numpy as np
 
-    return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma))}
+    return {"mean_sigma": float(sigma.mean()), "coverage_95": float(np.mean(np.abs(target - mu) <= 1.96 * sigma)),
+            "calibration": calibration(mu, sigma, target, levels)}

@@ -46,6 +46,8 @@ DEFAULTS = {
     "min_seed_mean_plcc": None,
     "max_seed_spread": None,
 }
+# Nominal levels (percent) of an ensemble's calibration, as the team's eval_probabilistic_proxy.py reports.
+COVERAGE_LEVELS = ("50", "80", "95")
 # KRCC has no bootstrap interval (its weighted form is quadratic), so it is compared only when asked.
 DEFAULT_MAX_DROP = "plcc=0.005,srocc=0.005,rmse=0.5"
 
@@ -151,6 +153,17 @@ class GateOptions:
     held_out: tuple[Path, ...] = ()  # --loso-predictions: held-out predictions tables (held_out.py)
     versus: tuple[tuple[str, str], ...] = ()  # --loso-versus NEW=OLD: (new run, old run)
     versus_rule: str = "not-worse"
+    min_coverage: dict[str, float] = field(default_factory=dict)  # nominal level (percent) -> minimum coverage
+    registry: Path | None = None  # the team's model registry: pinned sha256 checked before scoring
+    quantized: tuple[tuple[str, Path], ...] = ()  # --loso-quantized TAG=INT8_PATH (beside the baselines' own)
+    quant_batch: int | None = 1  # frames per run of an int8 model; None: a source's frames in one run
+    max_quant_drop: dict[str, float | None] = field(default_factory=dict)  # agreement, plcc, rmse, bias
+    quant_per_source: bool = False  # hold every source to --loso-max-quant-drop too
+
+    @property
+    def coverage_levels(self) -> tuple[str, ...]:
+        """The nominal levels an ensemble's calibration is measured at: 50, 80, 95 and any a bound names."""
+        return tuple(sorted(set(COVERAGE_LEVELS) | set(self.min_coverage), key=float))
 
     def frame_size_of(self, source: str) -> tuple[int, int]:
         return self.frame_sizes.get(source, self.frame_size)
@@ -192,6 +205,12 @@ class GateOptions:
             **({"predictions": [str(p) for p in self.held_out]} if self.held_out else {}),
             **({"versus": [f"{new}={old}" for new, old in self.versus], "versus_rule": self.versus_rule}
                if self.versus else {}),
+            "min_coverage": dict(self.min_coverage),
+            "registry": str(self.registry) if self.registry else None,
+            "quantized": {tag: str(path) for tag, path in self.quantized},
+            "quant_batch": "source" if self.quant_batch is None else self.quant_batch,
+            "max_quant_drop": dict(self.max_quant_drop),
+            "quant_per_source": self.quant_per_source,
         }
 
 
@@ -343,3 +362,60 @@ def parse_versus(items: list[str]) -> tuple[tuple[str, str], ...]:
         if (new, old) not in pairs:
             pairs.append((new, old))
     return tuple(pairs)
+def parse_min_coverage(items: list[str]) -> dict[str, float]:
+    """``["95=0.90", "80=0.7"]`` -> ``{"95": 0.9, "80": 0.7}``: per nominal level (percent, 0 < p < 100),
+    the minimum share of frames an ensemble's μ ± zσ must hold."""
+    found: dict[str, float] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        level_text, sep, value_text = (part.strip() for part in item.partition("="))
+        try:
+            level, value = float(level_text), float(value_text)
+        except ValueError:
+            level = value = math.nan
+        if not sep or not 0 < level < 100 or not 0 <= value <= 1:
+            raise LosoUsageError(f"--loso-min-coverage / loso_min_coverage: {item!r} is not LEVEL=COVERAGE with a "
+                                 "nominal level in percent (0 < LEVEL < 100) and a coverage fraction in [0, 1], "
+                                 "e.g. 95=0.90")
+        found[f"{level:g}"] = value
+    return found
+
+
+QUANT_BOUNDS = ("agreement", "plcc", "rmse", "bias")
+
+
+def parse_max_quant_drop(text: str | None) -> dict[str, float | None]:
+    """``agreement=0.01,plcc=0.005,rmse=1.0,bias=0.5`` -> bounds of a quantised model against its
+    parent; ``KEY=none`` disables one (``agreement`` is on by default: the registry's budget, else 0.01)."""
+    found: dict[str, float | None] = {}
+    for token in re.split(r"[,\s]+", (text or "").strip()):
+        if not token:
+            continue
+        key, sep, value = token.partition("=")
+        number = None
+        if sep and value.strip().lower() not in ("none", "off"):
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+        if not sep or key not in QUANT_BOUNDS or (number is not None and (not math.isfinite(number) or number < 0)):
+            raise LosoUsageError(f"--loso-max-quant-drop / loso_max_quant_drop: {token!r} is not KEY=NUMBER (a finite "
+                                 f"number >= 0, or none) with KEY one of {', '.join(QUANT_BOUNDS)}")
+        found[key] = number
+    return found
+
+
+def parse_quant_batch(text: str | int | None) -> int | None:
+    """``--loso-quant-batch``: frames per run of an int8 model (default 1), or ``source``: ``None``."""
+    if text is None or str(text).strip() == "":
+        return 1
+    if str(text).strip().lower() == "source":
+        return None
+    try:
+        batch = int(str(text).strip())
+    except ValueError:
+        batch = 0
+    if batch < 1:
+        raise LosoUsageError(f"--loso-quant-batch / loso_quant_batch: {text!r} is not a whole number >= 1 or 'source'")
+    return batch

@@ -18,11 +18,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pytest_loso"
 # docs/architecture.md, which says what each layer is for.
 LAYERS = [
     ["__init__", "errors"],
-    ["ids", "files", "features", "metrics.names", "metrics.clip_statistic"],
+    ["ids", "files", "features", "metrics.names", "metrics.clip_statistic", "metrics.calibration"],
     ["settings", "records", "made_by", "metrics.correlations", "metrics.aggregate", "metrics.intervals"],
     ["metrics", "thresholds", "compare", "predictions", "cache_files", "frames"],
-    ["accepted", "extract", "sidecar", "table"],
-    ["cache_corpus", "models", "preflight", "training", "held_out"],
+    ["accepted", "extract", "sidecar", "table", "registry"],
+    ["cache_corpus", "models", "preflight", "training", "held_out", "quantized"],
     ["corpus"],
     ["plan"],
     ["scoring", "results"],

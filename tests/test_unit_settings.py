@@ -243,6 +243,9 @@ def test_gate_options_to_json_and_helpers():
         "recompute": False, "compare": "acc.json", "compare_mode": "bound",
         "max_drop": {"rmse": {"absolute": 0.5, "relative": 0.05}}, "accept": False,
         "bootstrap": {"resamples": 200, "seed": 7}, "logistic": False, "srocc_ranks": "average",
+        # issue 19: what ships beside the fp32 regressors
+        "min_coverage": {}, "registry": None, "quantized": {}, "quant_batch": 1, "max_quant_drop": {},
+        "quant_per_source": False,
     }
     assert options.frame_size_of("Life") == (32, 32)
     assert options.frame_size_of("Mandelbrot") == (64, 48)

@@ -19,6 +19,7 @@ from ..judging import AggregateJudge
 from ..metrics import CI_METHOD, FEW_CLIPS, finite_or_none
 from ..records import ExtractionRecord, TestResult
 from ..results import ResultStore
+from ..quantized import runtime
 from .provenance import extraction_provenance, git_state, iso_time, versions
 from .render import SROCC_METHODS
 
@@ -87,6 +88,9 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "baseline"}
     ensembles = {r["label"]: {"members": r.get("members", {}), "per_clip": r.get("per_clip", {}),
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "ensemble"}
+    quantized = {r["label"]: {"model_path": r["model_path"], "parent_path": r.get("parent_path"),
+                              "per_clip": r.get("per_clip", {}), "all_clips_concat": _entry(r)}
+                 for r in results if r["kind"] == "quant"}
     sources: dict[str, dict] = {}
     models: dict[str, dict] = {}
     for r in results:
@@ -94,6 +98,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         models.update(r.get("models", {}))
     for r in results:  # models that failed to load still get their file's hash
         models.setdefault(r["model_path"], {"sha256": sha256_or_none(Path(r["model_path"]))})
+    registry = _registry(gate, models)
     file_sha256 = {name: digest for v in sources.values() for name, digest in v.get("file_sha256", {}).items()}
     fingerprint = hashlib.sha256(
         "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
@@ -107,6 +112,8 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         "archs": archs,
         "baselines": baselines,
         "ensembles": ensembles,
+        "registry": registry,
+        "quantized": dict(runtime(options.quant_batch), models=quantized) if quantized else None,
         "aggregate_checks": aggregate_checks,
         "seeds": seeds,
         "versus": versus,
@@ -154,6 +161,22 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         report["comparison"] = clean(session_comparison(gate.accepted.report, report, options.max_drop,
                                                         options.compare_mode, options.compare, not_run))
     return report
+
+
+def _registry(gate: Gate, models: dict[str, dict]) -> dict | None:
+    """``--loso-registry``: the registry read, the models it pins (and whether each matched), and the
+    scored models it does not list (listed here, not failed)."""
+    registry = gate.scorer.registry
+    if registry is None:
+        return None
+    checked = {path: record["registry"] for path, record in sorted(models.items())
+               if (record.get("registry") or {}).get("entry") is not None}
+    return dict(registry.to_json(),
+                checked=checked,
+                mismatched=[path for path, record in checked.items() if record.get("matches") is False],
+                unpinned=[path for path, record in checked.items() if record.get("matches") is None],
+                unlisted=[path for path, record in sorted(models.items())
+                          if "registry" in record and record["registry"].get("entry") is None])
 
 
 def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], read: set[str]) -> dict | None:

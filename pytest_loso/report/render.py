@@ -119,10 +119,16 @@ def tables(report: dict, *, concat_only: bool = False) -> list[tuple[str, list[l
 
 
 def _coverage(m: dict) -> str:
-    """The ensemble's spread: mean σ, and the share of frames inside μ ± 1.96σ."""
+    """The ensemble's spread: mean σ, the share of frames inside μ ± 1.96σ, and its calibration:
+    the coverage and mean width of μ ± zσ at each nominal level."""
     if "coverage_95" not in m:
         return "—"
-    return f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+    text = f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+    levels = m.get("calibration") or {}
+    if levels:
+        text += "; nominal " + ", ".join(
+            f"{level}%: {100 * f['coverage']:.1f}% in (width {f['mean_width']:.2f})" for level, f in levels.items())
+    return text
 
 
 def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[list[str]]]]:
@@ -192,6 +198,8 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     lines += thresholds_markdown(report["thresholds"])
     lines += versus_markdown(report.get("versus"))
     lines += comparison_markdown(report.get("comparison"))
+    lines += registry_markdown(report.get("registry"))
+    lines += quantized_markdown(report.get("quantized"))
     if report["failures"]:
         lines += ["## Failures", ""]
         for failure in report["failures"]:
@@ -259,6 +267,52 @@ def thresholds_markdown(thresholds: dict) -> list[str]:
     lines += [f"- each architecture's mean over folds: {bounds(thresholds['aggregate'])}",
               "- baselines' per-source rows: not held to a bound (status —)", ""]
     return lines
+
+
+def quantized_markdown(quantized: dict | None) -> list[str]:
+    """One row per quantised model: its figures against VMAF and against its fp32 parent."""
+    if not quantized:
+        return []
+    vnni = {True: "yes", False: "no"}.get(quantized["cpu_vnni"], quantized["cpu_vnni"])
+    lines = ["## Quantised models against their fp32 parents", "",
+             f"Int8 models run {quantized['batch_means']}; onnxruntime {quantized['onnxruntime']}; CPU VNNI: {vnni}. "
+             "The figures are of this batching and this machine.", "",
+             "| quant | int8 model | n | PLCC int8 (fp32) | RMSE int8 (fp32) | agreement 1−PLCC(fp32, int8) | "
+             "PLCC drop | RMSE rise | bias | max \\|Δ\\| | status |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for tag, block in quantized["models"].items():
+        m = block["all_clips_concat"]
+        if "plcc" not in m:
+            lines.append(f"| {_md(tag)} | {_md(Path(block['model_path']).name)} | — | — | — | — | — | — | — | — | FAILED |")
+            continue
+
+        def interval(name: str, digits: int) -> str:
+            ci = (m.get("ci") or {}).get(name)
+            return f"{_num(m[name], digits)}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+        status = "FAILED" if "error" in m else "ok"
+        lines.append(f"| {_md(tag)} | {_md(Path(block['model_path']).name)} | {m['n']} | "
+                     f"{_num(m['plcc'], 4)} ({_num(m['fp32']['plcc'], 4)}) | {_num(m['rmse'], 3)} "
+                     f"({_num(m['fp32']['rmse'], 3)}) | {_num(m['agreement'], 5)} | {interval('plcc_drop', 4)} | "
+                     f"{interval('rmse_rise', 3)} | {_num(m['bias'], 3)} | {_num(m['max_abs_diff'], 3)} | {status} |")
+    return lines + [""]
+
+
+def registry_markdown(registry: dict | None) -> list[str]:
+    """``--loso-registry``: which scored models it pins and whether they matched, and those it does not list."""
+    if not registry:
+        return []
+    checked = registry["checked"]
+    matched = sum(1 for r in checked.values() if r.get("matches"))
+    lines = ["## Registry", "", f"`{_md(registry['path'])}` (sha256 `{registry['sha256'][:12]}`): "
+             f"{matched} of {len(checked)} listed models match their pins.", ""]
+    lines += [f"- **mismatch**: {_md(Path(p).name)} (entry {_md(checked[p]['entry'])}, {checked[p]['pin']})"
+              for p in registry["mismatched"]]
+    lines += [f"- not pinned: {_md(Path(p).name)} (entry {_md(checked[p]['entry'])} has no {checked[p]['pin']})"
+              for p in registry["unpinned"]]
+    if registry["unlisted"]:
+        lines.append(f"- not in the registry: {_md(', '.join(Path(p).name for p in registry['unlisted']))}")
+    return lines + [""] if len(lines) > 4 else lines
 
 
 def comparison_rows(comparison: dict, *, changed_only: bool) -> list[list[str]]:
