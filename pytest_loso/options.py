@@ -107,7 +107,7 @@ _METAVARS = {  # --help's placeholders, not argparse's LOSO_DIR...
     "--loso-dir": "DIR", "--loso-predictions": "PATH", "--loso-data-root": "DIR", "--loso-table": "PATH",
     "--loso-cache": "DIR", "--loso-baseline": "[NAME=]PATH", "--loso-report": "DIR", "--loso-vmaf-bin": "PATH",
     "--loso-ffmpeg": "PATH", "--loso-compare": "PATH", "--loso-metrics": "PATH", "--loso-plot": "DIR",
-    "--loso-verdict": "PATH",
+    "--loso-verdict": "PATH", "--loso-registry": "PATH",
 }
 
 
@@ -145,18 +145,18 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="'SOURCE: KEY=X ...'",
         help="per-source bounds, e.g. 'FoxBird: min_plcc=0.92 max_rmse=18' (repeatable)",
     )
-    group.addoption("--loso-quantized", action="append", default=None,
+    group.addoption("--loso-quantized", action="append", default=None, metavar="[TAG=]PATH",
                     help="[TAG=]INT8_PATH: score a quantised model against its fp32 parent (X.onnx beside X.int8.onnx) "
                     "as quant[TAG]; a baseline's X.int8.onnx beside it is paired without asking (repeatable)")
-    group.addoption("--loso-quant-batch", default=None,
+    group.addoption("--loso-quant-batch", default=None, metavar="N|source",
                     help="frames per run of a quantised model: N, or 'source' for a source at once (default 1, "
                     "as libvmaf scores frame by frame)")
-    group.addoption("--loso-max-quant-drop", default=None,
+    group.addoption("--loso-max-quant-drop", default=None, metavar="SPEC",
                     help="bounds of a quantised model against its parent, e.g. agreement=0.01,plcc=0.005,rmse=1.0,"
                     "bias=0.5 (default: agreement = the registry's quant_accuracy_budget_plcc, else 0.01)")
     group.addoption("--loso-quant-per-source", action="store_true", default=None,
                     help="hold every source to --loso-max-quant-drop too, not only the concatenation")
-    group.addoption("--loso-min-coverage", action="append", default=None,
+    group.addoption("--loso-min-coverage", action="append", default=None, metavar="LEVEL=COVERAGE",
                     help="LEVEL=COVERAGE: fail an ensemble whose μ ± zσ at nominal LEVEL%% holds fewer than "
                     "COVERAGE of the frames on all sources, e.g. 95=0.90 (repeatable)")
     group.addoption(
