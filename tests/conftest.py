@@ -14,7 +14,7 @@ import pytest
 import scipy.stats  # noqa: F401
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv
-from pytest_loso.training import export_onnx, synthetic_corpus, train, train_folds
+from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
 
 
 @pytest.fixture(scope="session")

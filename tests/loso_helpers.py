@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from pytest_loso.training import Regressor
+from loso_testing.training import Regressor
 
 ARCHS = ("mlp_small", "linear")
 N_SOURCES = 3

@@ -28,7 +28,7 @@ from loso_helpers import (
     script_metrics,
 )
 from pytest_loso.features import FEATURE_NAMES
-from pytest_loso.training import Regressor, cache_payload, export_onnx, train, write_cache
+from loso_testing.training import Regressor, cache_payload, export_onnx, train, write_cache
 
 NO_EXTRACTOR = "--loso-extractor=none"
 

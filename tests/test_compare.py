@@ -23,7 +23,7 @@ from scipy.stats import bootstrap, kendalltau, pearsonr, spearmanr
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
 from pytest_loso.metrics import clip_statistic
-from pytest_loso.training import Regressor, cache_payload, export_onnx, write_cache
+from loso_testing.training import Regressor, cache_payload, export_onnx, write_cache
 
 COMPARED = ("plcc", "srocc", "rmse")  # the metrics of the default --loso-max-drop
 NOISE_FEATURE = 5  # synthetic_source's last feature is uniform noise, unrelated to the target

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from loso_helpers import SOURCES, STEPS, parse_outcomes, script_metrics
-from pytest_loso.training import export_onnx, train
+from loso_testing.training import export_onnx, train
 
 MEMBERS = 3
 
@@ -100,7 +100,7 @@ def test_the_readme_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writ
     """The README's CI example as written: seeds over a per-frame table, the ensemble, the ADR-0303 rule."""
     import json
 
-    from pytest_loso.training import train_folds
+    from loso_testing.training import train_folds
     from test_table import _rows, _write_jsonl
 
     gate = ensemble

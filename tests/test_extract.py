@@ -34,7 +34,7 @@ pytest.importorskip("filelock", reason="the cold-cache tests need the vmaf extra
 from clips import ClipCorpus, LibvmafResult, ffmpeg_exe, independent_libvmaf, make_corpus, make_source  # noqa: E402
 from loso_helpers import failure_section  # noqa: E402
 
-from pytest_loso.training import export_onnx, train  # noqa: E402
+from loso_testing.training import export_onnx, train  # noqa: E402
 
 # Captured before the autouse fixture removes it: test_vmaf_cli_backend uses it explicitly.
 VMAF_BIN = os.environ.get("VMAF_BIN")

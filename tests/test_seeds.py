@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loso_helpers import SOURCES, STEPS, script_metrics
-from pytest_loso.training import Regressor, export_onnx, train_folds
+from loso_testing.training import Regressor, export_onnx, train_folds
 
 SEEDS = (0, 1, 2)
 ARCH = "mlp_small"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loso_helpers import ARCHS, SOURCES, aggregate_ids, all_ids, script_metrics, scored_ids
-from pytest_loso.training import cache_payload, write_cache
+from loso_testing.training import cache_payload, write_cache
 
 pytest.importorskip("xdist")
 
