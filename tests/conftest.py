@@ -7,11 +7,22 @@ aborts the interpreter when it is imported a second time ("refusing to add dupli
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
+
+import pytest_loso
+
+# The plugin's own modules too, once: an inner run would otherwise import (and assertion-rewrite)
+# every module the plugin loads lazily afresh, and drop it again when it ends.
+for _module in pkgutil.walk_packages(pytest_loso.__path__, "pytest_loso."):
+    if ".example" not in _module.name:
+        importlib.import_module(_module.name)
 
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv
 from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
