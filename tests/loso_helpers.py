@@ -137,14 +137,20 @@ def failure_section(lines: list[str], nodeid: str) -> str:
     return "\n".join(lines[starts[0] + 1 : end])
 
 
-def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:
-    """``{nodeid: PASSED/FAILED/...}`` from the ``-rA`` short test summary."""
+def outcomes_of(lines: list[str]) -> dict[str, str]:
+    """``{nodeid: PASSED/FAILED/...}`` from the ``-rA`` short test summary in ``lines``
+    (a ``SKIPPED [n] file:line`` line names no test and is left out)."""
     found = {}
-    for line in result.stdout.lines:
+    for line in lines:
         match = _OUTCOME_RE.match(line)
         if match:
             found[match[2]] = match[1]
     return found
+
+
+def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """:func:`outcomes_of` the lines of a pytester run."""
+    return outcomes_of(result.stdout.lines)
 
 
 def fold_ids(archs: tuple[str, ...] = ARCHS, sources: tuple[str, ...] = SOURCES) -> list[str]:
