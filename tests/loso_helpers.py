@@ -9,9 +9,14 @@ float64 numpy forward passes of the trained weights, and the evaluation script's
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import random
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,3 +271,48 @@ def install_open_recorder(pytester: pytest.Pytester) -> Path:
     """A conftest that logs every path Python opens during the inner run to ``opened.json``."""
     pytester.makeconftest(OPEN_RECORDER)
     return pytester.path / "opened.json"
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` made unwritable: chmod for a user, the immutable attribute for root (chmod binds
+    no root); skipped where neither can be had."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                        capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i: no way to make a folder read-only here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+# -- per-frame tables from the template's cache (test_table and the tests that feed a table) ---------
+
+
+def table_rows(gate, *, fps_suffix: bool = True) -> list[dict]:
+    """Every cached frame as a table row (the cache files' floats, unchanged), rows shuffled."""
+    rows = []
+    for source in SOURCES:
+        for stem in gate.stems(source):
+            payload = json.loads((gate.cache_dir / source / f"{stem}.json").read_text())
+            names = payload["features"]["feature_names"]
+            for i, (features, vmaf) in enumerate(zip(payload["features"]["per_frame"],
+                                                     payload["scores"]["per_frame"])):
+                row = {"src" if fps_suffix else "source": f"{source}_24fps" if fps_suffix else source,
+                       "dis_basename": stem, "frame_index": i, "vmaf": vmaf, "encoder": "libx264", "cq": 30}
+                row.update(dict(zip(names, features)))
+                rows.append(row)
+    random.Random(0).shuffle(rows)  # the gate orders clips and frames itself
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

@@ -6,18 +6,16 @@ cold run of the gate fills it for the session, each test gets its own copy."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clips import ffmpeg_exe
+from loso_helpers import read_only
 from cold_cache import ARCH, SMALL_FRAMES, Env, all_passed, assert_matches_libvmaf, assert_schema, fold_ids, load_cache
 
 pytestmark = pytest.mark.usefixtures("no_ambient_cache_or_vmaf")
@@ -213,24 +211,6 @@ def test_recompute_without_an_extractor_is_a_usage_error(pytester, small, extra,
 # -- item 13: what the cache holds, and a cache that cannot be written ------------------------------
 
 
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """``folder`` made unwritable: chmod for a user, the immutable attribute for root (chmod binds
-    no root); skipped where neither can be had."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
-                                                        capture_output=True).returncode:
-        pytest.skip("running as root without chattr +i: no way to make a folder read-only here")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 def test_a_read_only_cache_with_a_missing_file_fails_that_source_clearly(warm, small):

@@ -101,7 +101,8 @@ def test_the_readme_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writ
     import json
 
     from loso_testing.training import train_folds
-    from test_table import _rows, _write_jsonl
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     gate = ensemble
     args = _readme_seed_sweep_command()

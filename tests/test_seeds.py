@@ -136,7 +136,7 @@ def test_the_mean_across_seeds_has_an_interval_and_a_paired_comparison(seeded):
     its comparison is decided on the paired difference, not on the bare allowance."""
     import json
 
-    from test_compare import NOISE_FEATURE
+    from compare_helpers import NOISE_FEATURE
 
     accepted_path = seeded.root / "accepted.json"
     accepted = _run(seeded, "--loso-bootstrap=200", f"--loso-compare={accepted_path}", "--loso-accept")
@@ -281,7 +281,8 @@ def test_verdict_on_a_table_names_the_table_and_a_setup_error_whole(gate):
     import hashlib
     import json
 
-    from test_table import _rows, _write_jsonl
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     rows = _rows(gate)
     table = _write_jsonl(gate.root / "frames.jsonl", rows)
