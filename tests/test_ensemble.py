@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
@@ -12,11 +15,20 @@ from loso_testing.training import export_onnx, train
 MEMBERS = 3
 
 
-@pytest.fixture
-def ensemble(gate):
-    x, y = gate.all_xy()
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, built) -> Path:
+    """ens/member_seed<N>.onnx: MEMBERS mlp_small models on every source, trained once for the module."""
+    x = np.concatenate([x for s in SOURCES for x, _ in built.truth[s]])
+    y = np.concatenate([y for s in SOURCES for _, y in built.truth[s]])
+    folder = tmp_path_factory.mktemp("ensemble") / "ens"
     for seed in range(MEMBERS):
-        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), gate.root / "ens" / f"member_seed{seed}.onnx")
+        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), folder / f"member_seed{seed}.onnx")
+    return folder
+
+
+@pytest.fixture
+def ensemble(gate, members):
+    shutil.copytree(members, gate.root / "ens")
     return gate
 
 

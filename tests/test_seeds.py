@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,15 +15,25 @@ SEEDS = (0, 1, 2)
 ARCH = "mlp_small"
 
 
-@pytest.fixture
-def seeded(gate):
-    """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_')."""
-    sweep = gate.root / "sweep"
-    gate.seed_models = {}
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory, built) -> tuple[Path, dict[int, dict[str, Regressor]]]:
+    """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_'),
+    trained once for the module on the session's corpus."""
+    sweep = tmp_path_factory.mktemp("seed_sweep") / "sweep"
+    models = {}
     for seed in SEEDS:
         folder = sweep / f"loso_{ARCH}" / (f"seed_{seed}" if seed == 2 else f"seed{seed}")
-        gate.seed_models[seed] = train_folds(folder, gate.truth, ARCH, steps=STEPS, seed=seed + 10)
-    gate.sweep = sweep
+        models[seed] = train_folds(folder, built.truth, ARCH, steps=STEPS, seed=seed + 10)
+    return sweep, models
+
+
+@pytest.fixture
+def seeded(gate, seed_sweep):
+    """The gate's copy of the template with its own copy of the seed sweep, to break as a test likes."""
+    sweep, models = seed_sweep
+    gate.sweep = gate.root / "sweep"
+    shutil.copytree(sweep, gate.sweep)
+    gate.seed_models = models
     return gate
 
 
