@@ -1,6 +1,12 @@
 """Shared fixtures: the session's synthetic corpus, folds and baseline, and a per-test copy of it;
 for the cold-cache tests, the session's real clips (``small``, ``large``) and a cache libvmaf filled once.
 
+Test modules never import each other: what several share is here (fixtures) or in a helper
+module (``loso_helpers``: the template's layout, running the gate, reference numbers;
+``cold_cache``: the clip corpora's; ``compare_helpers``: accepting and comparing; ``clips``:
+making clips and an independent libvmaf run). ``loso_testing`` (repository root) trains and
+exports the models; the root ``conftest.py`` puts the root on ``sys.path``.
+
 The heavy modules are imported here, in the outer process, on purpose: ``pytester.runpytest``
 (in process) removes the modules an inner run imported when it ends, and onnx's C extension
 aborts the interpreter when it is imported a second time ("refusing to add duplicate key").
