@@ -41,6 +41,13 @@ LARGE_LADDER = [(480, 24), (360, 30), (240, 36)]
 
 
 
+# ``python -m pytest`` with SIGINT raising KeyboardInterrupt whatever the parent ignored.
+_PYTEST_WITH_CTRL_C = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.console_main())"
+)
+
+
 @dataclass
 class ClipSet:
     corpus: ClipCorpus
@@ -152,13 +159,19 @@ class Env:
         return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(self.report_dir))
 
     def popen(self, *extra: str, report_dir: Path | None = None, tag: str = "run") -> subprocess.Popen:
-        """A separate ``python -m pytest`` process, in its own process group (so it can be killed whole)."""
+        """A separate pytest process, in its own process group (so it can be killed whole), that takes
+        Ctrl-C as pytest started from a terminal does.
+
+        A process started in the background by a non-interactive shell (``pytest ... &``) ignores
+        SIGINT, and its children inherit that: the suite run that way would see a gate that cannot
+        be interrupted. The child restores Python's own SIGINT handler first, then runs pytest.
+        """
         report_dir = report_dir or self.report_dir
         self._clear_report(report_dir)
         out = open(self.root / f"{tag}.stdout", "w")  # noqa: SIM115  # closed by finish()
         err = open(self.root / f"{tag}.stderr", "w")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *self.args(*extra, report_dir=report_dir)],
+            [sys.executable, "-c", _PYTEST_WITH_CTRL_C, *self.args(*extra, report_dir=report_dir)],
             cwd=self.root, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         process.loso_files = (out, err, report_dir, tag)  # type: ignore[attr-defined]
