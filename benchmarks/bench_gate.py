@@ -77,7 +77,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_loso.training import export_onnx, synthetic_corpus, synthetic_source, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loso_testing (not shipped)
+
+from loso_testing.training import export_onnx, synthetic_corpus, synthetic_source, train  # noqa: E402
 
 TARGETS = {9: 1.5, 1000: 30.0}  # sources -> wall-time budget in seconds (fold items + 2 baselines)
 ARCH = "mlp_small"

@@ -19,14 +19,17 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from pytest_loso.cache_corpus import discover, load_source
-from pytest_loso.extract import resolve_extractor, write_cache
-from pytest_loso.settings import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE
-from pytest_loso.training import export_onnx, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loso_testing (not shipped)
+
+from loso_testing.training import export_onnx, train  # noqa: E402
+from pytest_loso.cache_corpus import discover, load_source  # noqa: E402
+from pytest_loso.extract import resolve_extractor, write_cache  # noqa: E402
+from pytest_loso.settings import EXAMPLE_DIR, EXAMPLE_FRAME_SIZE  # noqa: E402
 
 (WIDTH, HEIGHT), FPS, FRAMES = EXAMPLE_FRAME_SIZE, 24, 20
 SOURCES = {  # name -> lavfi generator (fixed seeds where the generator is random)

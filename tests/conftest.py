@@ -1,4 +1,11 @@
-"""Shared fixtures: the session's synthetic corpus, folds and baseline, and a per-test copy of it.
+"""Shared fixtures: the session's synthetic corpus, folds and baseline, and a per-test copy of it;
+for the cold-cache tests, the session's real clips (``small``, ``large``) and a cache libvmaf filled once.
+
+Test modules never import each other: what several share is here (fixtures) or in a helper
+module (``loso_helpers``: the template's layout, running the gate, reference numbers;
+``cold_cache``: the clip corpora's; ``compare_helpers``: accepting and comparing; ``clips``:
+making clips and an independent libvmaf run). ``loso_testing`` (repository root) trains and
+exports the models; the root ``conftest.py`` puts the root on ``sys.path``.
 
 The heavy modules are imported here, in the outer process, on purpose: ``pytester.runpytest``
 (in process) removes the modules an inner run imported when it ends, and onnx's C extension
@@ -7,14 +14,30 @@ aborts the interpreter when it is imported a second time ("refusing to add dupli
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import shutil
+from pathlib import Path
+
 import numpy as np
 import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
 
+import pytest_loso
+
+# The plugin's own modules too, once: an inner run would otherwise import (and assertion-rewrite)
+# every module the plugin loads lazily afresh, and drop it again when it ends.
+for _module in pkgutil.walk_packages(pytest_loso.__path__, "pytest_loso."):
+    if ".example" not in _module.name:
+        importlib.import_module(_module.name)
+
+from clips import independent_libvmaf, make_corpus
+from cold_cache import (LARGE_FRAMES, LARGE_H, LARGE_LADDER, LARGE_SOURCES, LARGE_W, SMALL_FRAMES, SMALL_H,
+                        SMALL_LADDER, SMALL_SOURCES, SMALL_W, ClipSet, Env, _export_folds, all_passed)
 from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv
-from pytest_loso.training import export_onnx, synthetic_corpus, train, train_folds
+from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +57,68 @@ def gate(pytester: pytest.Pytester, built: Built) -> GateEnv:
     return GateEnv(pytester, built)
 
 
+# -- the cold-cache tests: real clips and libvmaf (test_extract, test_cache_made_by, test_gate_selection_cache)
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory: pytest.TempPathFactory) -> ClipSet:
+    """3 sources x 3 rungs of 64x48, 12 frames; every pair scored independently by libvmaf."""
+    root = tmp_path_factory.mktemp("extract_small")
+    corpus = make_corpus(root / "corpus", SMALL_SOURCES, SMALL_W, SMALL_H, SMALL_FRAMES, SMALL_LADDER)
+    built = ClipSet(corpus, root / "folds")
+    for pair in corpus.pairs:
+        built.expected[pair.stem] = independent_libvmaf(pair.ref, pair.dis, SMALL_W, SMALL_H)
+    data = {}
+    for source in corpus.sources:
+        results = [built.expected[p.stem] for p in corpus.pairs if p.source == source]
+        data[source] = (np.concatenate([r.features for r in results]), np.concatenate([r.scores for r in results]))
+    _export_folds(built.loso_dir, corpus.sources, data)
+    return built
+
+
+@pytest.fixture(scope="session")
+def large(tmp_path_factory: pytest.TempPathFactory, small: ClipSet) -> ClipSet:
+    """2 sources x 3 rungs of 640x480, 40 frames: libvmaf takes long enough to be interrupted."""
+    root = tmp_path_factory.mktemp("extract_large")
+    corpus = make_corpus(root / "corpus", LARGE_SOURCES, LARGE_W, LARGE_H, LARGE_FRAMES, LARGE_LADDER)
+    built = ClipSet(corpus, root / "folds")
+    data = {}
+    for source in small.corpus.sources:  # any real features will do: the point is extraction
+        results = [small.expected[p.stem] for p in small.corpus.pairs if p.source == source]
+        data[source] = (np.concatenate([r.features for r in results]), np.concatenate([r.scores for r in results]))
+    _export_folds(built.loso_dir, corpus.sources, data)
+    return built
+
+
+@pytest.fixture
+def no_ambient_cache_or_vmaf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs must not pick up the machine's $VMAF_BIN (auto would prefer it) or shared cache."""
+    monkeypatch.delenv("VMAF_BIN", raising=False)
+    monkeypatch.delenv("VMAF_TINY_AI_CACHE", raising=False)
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+
+
+
+@pytest.fixture(scope="session")
+def _small_warm_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {"root": tmp_path_factory.mktemp("extract_small_warm_cache") / "cache"}
+
+
+@pytest.fixture
+def warm(pytester: pytest.Pytester, small: ClipSet, no_ambient_cache_or_vmaf: None,
+         _small_warm_cache: dict[str, Path]) -> Env:
+    """An :class:`Env` over ``small`` whose cache the gate has filled with libvmaf.
+
+    The first test to ask runs the gate on a cold cache (every fold must pass) and keeps what it
+    wrote; the others start from a copy of those files, byte for byte and with their mtimes, as
+    that same run would have left them in their own folder (the clips and the options are the same).
+    """
+    env = Env(pytester, small)
+    kept = _small_warm_cache["root"]
+    if not kept.exists():
+        all_passed(env.run(), small.corpus.sources)
+        assert sorted(env.cache.rglob("*.json")) == sorted(small.cache_paths(env.cache))
+        shutil.copytree(env.cache, kept)
+    else:
+        shutil.copytree(kept, env.cache)
+    return env

@@ -9,9 +9,14 @@ float64 numpy forward passes of the trained weights, and the evaluation script's
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import random
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +24,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from pytest_loso.training import Regressor
+from loso_testing.training import Regressor
 
 ARCHS = ("mlp_small", "linear")
 N_SOURCES = 3
@@ -137,14 +142,20 @@ def failure_section(lines: list[str], nodeid: str) -> str:
     return "\n".join(lines[starts[0] + 1 : end])
 
 
-def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:
-    """``{nodeid: PASSED/FAILED/...}`` from the ``-rA`` short test summary."""
+def outcomes_of(lines: list[str]) -> dict[str, str]:
+    """``{nodeid: PASSED/FAILED/...}`` from the ``-rA`` short test summary in ``lines``
+    (a ``SKIPPED [n] file:line`` line names no test and is left out)."""
     found = {}
-    for line in result.stdout.lines:
+    for line in lines:
         match = _OUTCOME_RE.match(line)
         if match:
             found[match[2]] = match[1]
     return found
+
+
+def parse_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """:func:`outcomes_of` the lines of a pytester run."""
+    return outcomes_of(result.stdout.lines)
 
 
 def fold_ids(archs: tuple[str, ...] = ARCHS, sources: tuple[str, ...] = SOURCES) -> list[str]:
@@ -260,3 +271,48 @@ def install_open_recorder(pytester: pytest.Pytester) -> Path:
     """A conftest that logs every path Python opens during the inner run to ``opened.json``."""
     pytester.makeconftest(OPEN_RECORDER)
     return pytester.path / "opened.json"
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` made unwritable: chmod for a user, the immutable attribute for root (chmod binds
+    no root); skipped where neither can be had."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                        capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i: no way to make a folder read-only here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+# -- per-frame tables from the template's cache (test_table and the tests that feed a table) ---------
+
+
+def table_rows(gate, *, fps_suffix: bool = True) -> list[dict]:
+    """Every cached frame as a table row (the cache files' floats, unchanged), rows shuffled."""
+    rows = []
+    for source in SOURCES:
+        for stem in gate.stems(source):
+            payload = json.loads((gate.cache_dir / source / f"{stem}.json").read_text())
+            names = payload["features"]["feature_names"]
+            for i, (features, vmaf) in enumerate(zip(payload["features"]["per_frame"],
+                                                     payload["scores"]["per_frame"])):
+                row = {"src" if fps_suffix else "source": f"{source}_24fps" if fps_suffix else source,
+                       "dis_basename": stem, "frame_index": i, "vmaf": vmaf, "encoder": "libx264", "cq": 30}
+                row.update(dict(zip(names, features)))
+                rows.append(row)
+    random.Random(0).shuffle(rows)  # the gate orders clips and frames itself
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

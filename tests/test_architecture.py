@@ -22,7 +22,7 @@ LAYERS = [
     ["settings", "records", "made_by", "metrics.correlations", "metrics.aggregate", "metrics.intervals"],
     ["metrics", "thresholds", "compare", "predictions", "cache_files", "frames"],
     ["accepted", "extract", "sidecar", "table", "registry"],
-    ["cache_corpus", "models", "preflight", "training", "held_out", "quantized"],
+    ["cache_corpus", "models", "preflight", "held_out", "quantized"],
     ["corpus"],
     ["plan"],
     ["scoring", "results"],

@@ -1,33 +1,24 @@
 """A cache file records how the gate made it; one made differently from this run is never
-reused (issue 8, items 7 and 13). Real libvmaf on the small clip corpus of test_extract."""
+reused (issue 8, items 7 and 13). Real libvmaf on the small clip corpus of test_extract.
+
+Tests that start from a cache the gate filled take the ``warm`` fixture (``conftest.py``): one
+cold run of the gate fills it for the session, each test gets its own copy."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_extract import (  # noqa: F401  # the cold-cache fixtures
-    ARCH,
-    SMALL_FRAMES,
-    Env,
-    _no_ambient_cache_or_vmaf,
-    all_passed,
-    assert_matches_libvmaf,
-    assert_schema,
-    fold_ids,
-    load_cache,
-    small,
-)
-
 from clips import ffmpeg_exe
+from loso_helpers import read_only
+from cold_cache import ARCH, SMALL_FRAMES, Env, all_passed, assert_matches_libvmaf, assert_schema, fold_ids, load_cache
+
+pytestmark = pytest.mark.usefixtures("no_ambient_cache_or_vmaf")
 
 # 48x64 frames have the bytes of 64x48 ones: the size check passes, the pixels are read wrong.
 SWAPPED = "48x64"
@@ -40,7 +31,7 @@ def own_corpus(env: Env, pytester: pytest.Pytester) -> Path:
     return env.data_root
 
 
-def test_a_file_made_with_another_frame_size_is_recomputed_not_reused(pytester, small):  # noqa: F811
+def test_a_file_made_with_another_frame_size_is_recomputed_not_reused(pytester, small):
     env = Env(pytester, small)
     wrong = env.run(frame_size=SWAPPED)
     assert wrong.extraction["pairs_computed"] == small.n_pairs, wrong.output
@@ -75,7 +66,7 @@ def test_a_file_made_with_another_frame_size_is_recomputed_not_reused(pytester, 
     assert again.extraction["pairs_computed"] == 0 and again.extraction["stale_recomputed"] == []
 
 
-def test_without_an_extractor_a_stale_file_is_an_error_that_says_why(pytester, small):  # noqa: F811
+def test_without_an_extractor_a_stale_file_is_an_error_that_says_why(pytester, small):
     env = Env(pytester, small)
     all_passed(env.run(frame_size=SWAPPED), small.corpus.sources)
     before = {p: p.read_bytes() for p in small.cache_paths(env.cache)}
@@ -91,7 +82,7 @@ def test_without_an_extractor_a_stale_file_is_an_error_that_says_why(pytester, s
     assert {p: p.read_bytes() for p in small.cache_paths(env.cache)} == before  # nothing changed
 
 
-def test_a_changed_clip_is_recomputed_and_a_touched_one_is_not(pytester, small):  # noqa: F811
+def test_a_changed_clip_is_recomputed_and_a_touched_one_is_not(pytester, small):
     env = Env(pytester, small)
     own_corpus(env, pytester)
     all_passed(env.run(), small.corpus.sources)
@@ -132,9 +123,8 @@ def _other_ffmpeg(root: Path) -> Path:
     return wrapper
 
 
-def test_files_made_by_another_extractor_version_are_recomputed(pytester, small):  # noqa: F811
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+def test_files_made_by_another_extractor_version_are_recomputed(pytester, warm, small):
+    env = warm
     run = env.run(f"--loso-ffmpeg={_other_ffmpeg(pytester.path)}")
     all_passed(run, small.corpus.sources)
     assert len(run.extraction["stale_recomputed"]) == small.n_pairs
@@ -143,10 +133,9 @@ def test_files_made_by_another_extractor_version_are_recomputed(pytester, small)
                for p in small.cache_paths(env.cache))
 
 
-def test_a_file_without_a_record_is_read_as_it_is(pytester, small):  # noqa: F811
+def test_a_file_without_a_record_is_read_as_it_is(pytester, warm, small):
     """The training pipeline's files carry no record: read, whatever this run's options."""
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+    env = warm
     for path in small.cache_paths(env.cache):
         payload = load_cache(path)
         del payload["made_by"]
@@ -158,9 +147,8 @@ def test_a_file_without_a_record_is_read_as_it_is(pytester, small):  # noqa: F81
     assert {p: p.read_bytes() for p in small.cache_paths(env.cache)} == before
 
 
-def test_recompute_forces_the_files_the_gate_wrote_and_keeps_the_others(pytester, small):  # noqa: F811
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+def test_recompute_forces_the_files_the_gate_wrote_and_keeps_the_others(warm, small):
+    env = warm
     theirs = small.cache_paths(env.cache, "TestCard")[0]
     payload = load_cache(theirs)
     del payload["made_by"]
@@ -185,11 +173,10 @@ def test_recompute_forces_the_files_the_gate_wrote_and_keeps_the_others(pytester
            "sources" in run.output
 
 
-def test_recompute_leaves_another_tools_file_byte_for_byte_and_fails_its_source(pytester, small):  # noqa: F811
+def test_recompute_leaves_another_tools_file_byte_for_byte_and_fails_its_source(warm, small):
     """A file that parses but names another tool's schema is that tool's data: not even
     --loso-recompute replaces it; only the tests that need it fail, naming the schema."""
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+    env = warm
     theirs = small.cache_paths(env.cache, "TestCard")[0]
     theirs.write_text(json.dumps({"schema": "vmaf-tune/3", "features": {"feature_names": [], "per_frame": []},
                                   "scores": {"per_frame": []}}))
@@ -214,7 +201,7 @@ def test_recompute_leaves_another_tools_file_byte_for_byte_and_fails_its_source(
 @pytest.mark.parametrize("extra, says", [
     (["--loso-extractor", "none"], "--loso-recompute needs an extractor, and --loso-extractor none gives none"),
 ])
-def test_recompute_without_an_extractor_is_a_usage_error(pytester, small, extra, says):  # noqa: F811
+def test_recompute_without_an_extractor_is_a_usage_error(pytester, small, extra, says):
     env = Env(pytester, small)
     run = env.run("--loso-recompute", *extra)
     assert run.ret == 4, run.output
@@ -224,29 +211,10 @@ def test_recompute_without_an_extractor_is_a_usage_error(pytester, small, extra,
 # -- item 13: what the cache holds, and a cache that cannot be written ------------------------------
 
 
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """``folder`` made unwritable: chmod for a user, the immutable attribute for root (chmod binds
-    no root); skipped where neither can be had."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
-                                                        capture_output=True).returncode:
-        pytest.skip("running as root without chattr +i: no way to make a folder read-only here")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_a_read_only_cache_with_a_missing_file_fails_that_source_clearly(pytester, small):  # noqa: F811
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+def test_a_read_only_cache_with_a_missing_file_fails_that_source_clearly(warm, small):
+    env = warm
     missing = small.cache_paths(env.cache, "Mandelbrot")[0]
     missing.unlink()
     with read_only(missing.parent):
@@ -262,16 +230,16 @@ def test_a_read_only_cache_with_a_missing_file_fails_that_source_clearly(pyteste
 
 
 @pytest.mark.parametrize("kind", ["fifo", "link-to-a-device", "broken-link"])
-def test_an_entry_that_is_not_a_file_is_neither_read_nor_replaced_by_libvmaf(pytester, small, kind):  # noqa: F811
+def test_an_entry_that_is_not_a_file_is_neither_read_nor_replaced_by_libvmaf(warm, small, kind):
     """With clips libvmaf can read, a FIFO or link where a cache file belongs was counted as missing
     and replaced; it is not the gate's to replace: that source fails saying what is there."""
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+    env = warm
     victim = small.cache_paths(env.cache, "Mandelbrot")[0]
     victim.unlink()
     target = {"fifo": None, "link-to-a-device": Path("/dev/zero"), "broken-link": victim.with_name("gone.json")}[kind]
     os.mkfifo(victim) if target is None else victim.symlink_to(target)
-    run = env.run_subprocess()  # a FIFO read would hang: the timeout would say
+    # reading a FIFO or /dev/zero would hang: their own process, so the timeout would say; a broken link cannot
+    run = env.run() if kind == "broken-link" else env.run_subprocess()
     assert run.outcomes == {f"loso::fold[{ARCH}-Life]": "PASSED", f"loso::fold[{ARCH}-Mandelbrot]": "FAILED",
                             f"loso::fold[{ARCH}-TestCard]": "PASSED"}, run.output
     there = {"fifo": "a FIFO", "link-to-a-device": "a device", "broken-link": f"a broken link (to {target})"}[kind]
@@ -295,9 +263,8 @@ def test_an_entry_that_is_not_a_file_is_neither_read_nor_replaced_by_libvmaf(pyt
      "scores.per_frame holds values that are not numbers, not numbers"),
 ], ids=["no-feature-frames", "no-score-frames", "boolean-scores", "a-boolean-score", "a-boolean-feature",
         "a-string-score", "a-null-score"])
-def test_cache_values_that_are_not_numbers_are_refused_and_recomputed(pytester, small, edit, says):  # noqa: F811
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+def test_cache_values_that_are_not_numbers_are_refused_and_recomputed(warm, small, edit, says):
+    env = warm
     victim = small.cache_paths(env.cache, "TestCard")[1]
     payload = load_cache(victim)
     del payload["made_by"]  # as another tool would write it: replaced only because it is unusable

@@ -13,7 +13,7 @@ from loso_helpers import SOURCES, STEPS
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.metrics.calibration import calibration, worst_sources
 from pytest_loso.settings import parse_min_coverage
-from pytest_loso.training import export_onnx, train
+from loso_testing.training import export_onnx, train
 
 MEMBERS = 3
 ENSEMBLE = "loso::ensemble[fr]"

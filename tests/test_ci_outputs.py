@@ -170,7 +170,15 @@ def test_openmetrics_file(gate):
 # -- 4. plots ----------------------------------------------------------------------------------
 
 
-def test_plots_are_decodable_pngs(gate):
+@pytest.fixture(scope="module")
+def pyplot_once():
+    """pyplot (and its font list) loaded once, outside the inner runs: an in-process run drops the
+    modules it imported, and under pytester's temporary $HOME matplotlib has no font cache either,
+    so each plotting run would load them afresh. The plugin still picks its backend itself."""
+    return pytest.importorskip("matplotlib.pyplot")
+
+
+def test_plots_are_decodable_pngs(pyplot_once, gate):
     import matplotlib.image
 
     run = gate.run("--loso-plot=plots", "--loso-bootstrap=100")
@@ -189,7 +197,7 @@ def test_plots_are_decodable_pngs(gate):
         assert f"plot: {path}" in run.output
 
 
-def test_plots_when_no_fold_of_an_architecture_was_scored(gate):
+def test_plots_when_no_fold_of_an_architecture_was_scored(pyplot_once, gate):
     import matplotlib.image
 
     for source in SOURCES:

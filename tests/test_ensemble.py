@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from loso_helpers import SOURCES, STEPS, parse_outcomes, script_metrics
-from pytest_loso.training import export_onnx, train
+from loso_testing.training import export_onnx, train
 
 MEMBERS = 3
 
 
-@pytest.fixture
-def ensemble(gate):
-    x, y = gate.all_xy()
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, built) -> Path:
+    """ens/member_seed<N>.onnx: MEMBERS mlp_small models on every source, trained once for the module."""
+    x = np.concatenate([x for s in SOURCES for x, _ in built.truth[s]])
+    y = np.concatenate([y for s in SOURCES for _, y in built.truth[s]])
+    folder = tmp_path_factory.mktemp("ensemble") / "ens"
     for seed in range(MEMBERS):
-        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), gate.root / "ens" / f"member_seed{seed}.onnx")
+        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), folder / f"member_seed{seed}.onnx")
+    return folder
+
+
+@pytest.fixture
+def ensemble(gate, members):
+    shutil.copytree(members, gate.root / "ens")
     return gate
 
 
@@ -102,8 +114,9 @@ def test_the_docs_seed_sweep_example_gates_the_sweep_and_the_ensemble_and_writes
     """The seed-sweep CI example of docs/ci.md as written: seeds over a per-frame table, the ensemble, the ADR-0303 rule."""
     import json
 
-    from pytest_loso.training import train_folds
-    from test_table import _rows, _write_jsonl
+    from loso_testing.training import train_folds
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     gate = ensemble
     args = _docs_seed_sweep_command()

@@ -6,6 +6,9 @@ Everything is real: clips from ffmpeg's generators encoded on a small libx264 la
 The features and scores the gate writes are compared with a second libvmaf run done here
 with a command of the test's own (``clips.independent_libvmaf``).
 
+The session's clips and their independent libvmaf numbers are the ``small`` and ``large``
+fixtures of ``conftest.py``; ``cold_cache.py`` has the helpers.
+
 The only non-plugin program in the loop is a pass-through wrapper around ffmpeg
 (``counting_ffmpeg``) that logs each libvmaf command line before ``exec``-ing the real
 ffmpeg, so the concurrency tests can count libvmaf runs per pair across processes.
@@ -15,14 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,267 +30,31 @@ import pytest
 pytest.importorskip("imageio_ffmpeg", reason="the cold-cache tests need the vmaf extra: pip install -e '.[vmaf]'")
 pytest.importorskip("filelock", reason="the cold-cache tests need the vmaf extra: pip install -e '.[vmaf]'")
 
-from clips import ClipCorpus, LibvmafResult, ffmpeg_exe, independent_libvmaf, make_corpus, make_source  # noqa: E402
-from loso_helpers import failure_section  # noqa: E402
+from clips import ffmpeg_exe, independent_libvmaf, make_source  # noqa: E402
+from cold_cache import (  # noqa: E402
+    ARCH,
+    LARGE_FRAMES,
+    LARGE_H,
+    LARGE_W,
+    SMALL_FRAMES,
+    SMALL_H,
+    SMALL_LADDER,
+    SMALL_W,
+    ClipSet,
+    Env,
+    all_passed,
+    assert_all_whole,
+    assert_matches_libvmaf,
+    assert_schema,
+    fold_ids,
+    load_cache,
+)
 
-from pytest_loso.training import export_onnx, train  # noqa: E402
 
-# Captured before the autouse fixture removes it: test_vmaf_cli_backend uses it explicitly.
+# Captured before the fixture below removes it: test_vmaf_cli_backend uses it explicitly.
 VMAF_BIN = os.environ.get("VMAF_BIN")
 
-FEATURE_NAMES = ["adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2"]
-ARCH = "mlp_small"
-LOOSE = [
-    "--loso-min-plcc", "none", "--loso-min-srocc", "none", "--loso-max-rmse", "none",
-    "--loso-min-mean-plcc", "none", "--loso-max-mean-rmse", "none",
-]
-
-SMALL_SOURCES = ["Life", "Mandelbrot", "TestCard"]
-SMALL_W, SMALL_H, SMALL_FRAMES = 64, 48, 12
-SMALL_LADDER = [(48, 24), (32, 32), (24, 40)]  # (encode height, x264 CRF)
-
-# Big enough that one libvmaf pass takes ~0.3 s, so a run can be killed in the middle.
-LARGE_SOURCES = ["Cells", "TestCard"]
-LARGE_W, LARGE_H, LARGE_FRAMES = 640, 480, 40
-LARGE_LADDER = [(480, 24), (360, 30), (240, 36)]
-
-_OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR) (?!\[\d+\])(\S+)")  # "SKIPPED [n] ..." names no test
-
-
-# -- the session's clips, independent libvmaf numbers and fold models ---------------------------
-
-
-@dataclass
-class Built:
-    corpus: ClipCorpus
-    loso_dir: Path
-    expected: dict[str, LibvmafResult] = field(default_factory=dict)  # dis stem -> independent libvmaf
-
-    @property
-    def frame_size(self) -> str:
-        return f"{self.corpus.width}x{self.corpus.height}"
-
-    @property
-    def n_pairs(self) -> int:
-        return len(self.corpus.pairs)
-
-    def cache_paths(self, cache: Path, source: str | None = None) -> list[Path]:
-        return [cache / p.source / f"{p.stem}.json" for p in self.corpus.pairs if source in (None, p.source)]
-
-
-def _export_folds(loso_dir: Path, sources: list[str], data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """A tiny mlp_small per held-out source, trained on the other sources' libvmaf features."""
-    for held_out in sources:
-        others = [s for s in data if s != held_out] or list(data)
-        x = np.concatenate([data[s][0] for s in others])
-        y = np.concatenate([data[s][1] for s in others])
-        export_onnx(train(x, y, ARCH, steps=100, seed=0), loso_dir / f"fold_{held_out}" / f"{ARCH}_final.onnx")
-
-
-@pytest.fixture(scope="session")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """3 sources x 3 rungs of 64x48, 12 frames; every pair scored independently by libvmaf."""
-    root = tmp_path_factory.mktemp("extract_small")
-    corpus = make_corpus(root / "corpus", SMALL_SOURCES, SMALL_W, SMALL_H, SMALL_FRAMES, SMALL_LADDER)
-    built = Built(corpus, root / "folds")
-    for pair in corpus.pairs:
-        built.expected[pair.stem] = independent_libvmaf(pair.ref, pair.dis, SMALL_W, SMALL_H)
-    data = {}
-    for source in corpus.sources:
-        results = [built.expected[p.stem] for p in corpus.pairs if p.source == source]
-        data[source] = (np.concatenate([r.features for r in results]), np.concatenate([r.scores for r in results]))
-    _export_folds(built.loso_dir, corpus.sources, data)
-    return built
-
-
-@pytest.fixture(scope="session")
-def large(tmp_path_factory: pytest.TempPathFactory, small: Built) -> Built:
-    """2 sources x 3 rungs of 640x480, 40 frames: libvmaf takes long enough to be interrupted."""
-    root = tmp_path_factory.mktemp("extract_large")
-    corpus = make_corpus(root / "corpus", LARGE_SOURCES, LARGE_W, LARGE_H, LARGE_FRAMES, LARGE_LADDER)
-    built = Built(corpus, root / "folds")
-    data = {}
-    for source in small.corpus.sources:  # any real features will do: the point is extraction
-        results = [small.expected[p.stem] for p in small.corpus.pairs if p.source == source]
-        data[source] = (np.concatenate([r.features for r in results]), np.concatenate([r.scores for r in results]))
-    _export_folds(built.loso_dir, corpus.sources, data)
-    return built
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_cache_or_vmaf(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs must not pick up the machine's $VMAF_BIN (auto would prefer it) or shared cache."""
-    monkeypatch.delenv("VMAF_BIN", raising=False)
-    monkeypatch.delenv("VMAF_TINY_AI_CACHE", raising=False)
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
-
-
-# -- running the gate ---------------------------------------------------------------------------
-
-
-@dataclass
-class GateRun:
-    ret: int
-    stdout: str
-    stderr: str
-    report: dict | None
-
-    @property
-    def output(self) -> str:
-        return f"{self.stdout}\n{self.stderr}"
-
-    @property
-    def outcomes(self) -> dict[str, str]:
-        """Outcomes of the scoring tests (the aggregate tests are the subject of test_thresholds)."""
-        found = {}
-        for line in self.stdout.splitlines():
-            match = _OUTCOME_RE.match(line)
-            if match and "::aggregate[" not in match[2]:
-                found[match[2]] = match[1]
-        return found
-
-    @property
-    def extraction(self) -> dict:
-        assert self.report is not None, self.output
-        return self.report["run_provenance"]["extraction"]
-
-    def failure_text(self, nodeid: str) -> str:
-        return failure_section(self.stdout.splitlines(), nodeid)
-
-    def report_failure(self, nodeid: str) -> str:
-        assert self.report is not None, self.output
-        test = nodeid.split("::")[-1]
-        messages = [f["message"] for f in self.report["failures"] if f["test"] == test]
-        assert len(messages) == 1, (test, self.report["failures"])
-        return messages[0]
-
-
-class Env:
-    """A test's own cache and report folders (in ``pytester.path``) over a session corpus."""
-
-    def __init__(self, pytester: pytest.Pytester, built: Built, ini: str = "") -> None:
-        self.pytester = pytester
-        self.built = built
-        self.root = pytester.path
-        self.cache = self.root / "cache"
-        self.report_dir = self.root / "report"
-        self.data_root = built.corpus.root
-        self.loso_dir = built.loso_dir
-        # Own rootdir and ini: no ini, conftest or test file of an outer folder is picked up.
-        (self.root / "pytest.ini").write_text("[pytest]\n" + ini)
-
-    def args(self, *extra: str, report_dir: Path | None = None, frame_size: str | None = None) -> list[str]:
-        return [
-            "-p", "no:cacheprovider",
-            "-rA",
-            f"--loso-dir={self.loso_dir}",
-            f"--data-root={self.data_root}",
-            f"--loso-cache={self.cache}",
-            f"--loso-report={report_dir or self.report_dir}",
-            f"--loso-frame-size={frame_size or self.built.frame_size}",
-            *LOOSE,
-            *extra,
-        ]
-
-    @staticmethod
-    def _report(report_dir: Path) -> dict | None:
-        path = report_dir / "loso_eval.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def _clear_report(self, report_dir: Path) -> None:
-        (report_dir / "loso_eval.json").unlink(missing_ok=True)
-
-    def run(self, *extra: str, frame_size: str | None = None) -> GateRun:
-        """In process, through pytester."""
-        self._clear_report(self.report_dir)
-        result = self.pytester.runpytest(*self.args(*extra, frame_size=frame_size))
-        return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(self.report_dir))
-
-    def run_subprocess(self, *extra: str) -> GateRun:
-        self._clear_report(self.report_dir)
-        result = self.pytester.runpytest_subprocess(*self.args(*extra), timeout=300)
-        return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(self.report_dir))
-
-    def popen(self, *extra: str, report_dir: Path | None = None, tag: str = "run") -> subprocess.Popen:
-        """A separate ``python -m pytest`` process, in its own process group (so it can be killed whole)."""
-        report_dir = report_dir or self.report_dir
-        self._clear_report(report_dir)
-        out = open(self.root / f"{tag}.stdout", "w")  # noqa: SIM115  # closed by finish()
-        err = open(self.root / f"{tag}.stderr", "w")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *self.args(*extra, report_dir=report_dir)],
-            cwd=self.root, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        process.loso_files = (out, err, report_dir, tag)  # type: ignore[attr-defined]
-        return process
-
-    def finish(self, process: subprocess.Popen, timeout: float = 300) -> GateRun:
-        try:
-            ret = process.wait(timeout=timeout)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        out, err, report_dir, tag = process.loso_files  # type: ignore[attr-defined]
-        out.close()
-        err.close()
-        stdout = (self.root / f"{tag}.stdout").read_text()
-        stderr = (self.root / f"{tag}.stderr").read_text()
-        return GateRun(ret, stdout, stderr, self._report(report_dir))
-
-    def counting_ffmpeg(self) -> tuple[Path, Path]:
-        """A wrapper that appends each libvmaf command line to a log, then execs the real ffmpeg."""
-        log = self.root / "libvmaf_calls.log"
-        wrapper = self.root / "ffmpeg_logged"
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            f"case \"$*\" in *libvmaf*) printf '%s\\n' \"$*\" >> '{log}' ;; esac\n"
-            f"exec '{ffmpeg_exe()}' \"$@\"\n"
-        )
-        wrapper.chmod(0o755)
-        return wrapper, log
-
-
-def fold_ids(sources: list[str]) -> list[str]:
-    return [f"loso::fold[{ARCH}-{s}]" for s in sources]
-
-
-def all_passed(run: GateRun, sources: list[str]) -> None:
-    assert run.ret == 0, run.output
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(sources)}, run.output
-
-
-def load_cache(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def assert_schema(payload: dict, frames: int) -> None:
-    # The training pipeline's schema, plus how the gate made the file (which it never reads).
-    assert set(payload) == {"features", "scores", "made_by"}
-    assert set(payload["made_by"]) == {"tool", "extractor", "frame_size", "pixel_format", "ref", "dis"}
-    assert set(payload["features"]) == {"feature_names", "per_frame", "n_frames"}
-    assert set(payload["scores"]) == {"per_frame", "pooled"}
-    assert payload["features"]["feature_names"] == FEATURE_NAMES
-    assert payload["features"]["n_frames"] == frames
-    assert len(payload["features"]["per_frame"]) == frames
-    assert all(len(row) == len(FEATURE_NAMES) for row in payload["features"]["per_frame"])
-    assert len(payload["scores"]["per_frame"]) == frames
-    assert isinstance(payload["scores"]["pooled"], float)
-
-
-def assert_matches_libvmaf(payload: dict, expected: LibvmafResult, tol: float = 1e-6) -> None:
-    np.testing.assert_allclose(payload["features"]["per_frame"], expected.features, rtol=0, atol=tol)
-    np.testing.assert_allclose(payload["scores"]["per_frame"], expected.scores, rtol=0, atol=tol)
-    assert payload["scores"]["pooled"] == pytest.approx(expected.pooled, abs=tol)
-
-
-def assert_all_whole(paths: list[Path], frames: int) -> None:
-    for path in paths:
-        try:
-            payload = load_cache(path)
-        except ValueError as exc:
-            raise AssertionError(f"{path} is not whole JSON ({exc}): {path.read_bytes()[-80:]!r}") from None
-        assert_schema(payload, frames)
+pytestmark = pytest.mark.usefixtures("no_ambient_cache_or_vmaf")
 
 
 # -- 1. cold cache end to end --------------------------------------------------------------------
@@ -376,9 +139,8 @@ def test_wrong_frame_size_fails_that_source_and_per_source_sizes_rescue_the_othe
 # -- 3. corrupt cache entry ----------------------------------------------------------------------
 
 
-def test_corrupt_cache_file_is_recomputed_and_reported(pytester, small):
-    env = Env(pytester, small)
-    all_passed(env.run(), small.corpus.sources)
+def test_corrupt_cache_file_is_recomputed_and_reported(warm, small):
+    env = warm  # a cache the gate filled
     victim = small.cache_paths(env.cache, "Mandelbrot")[1]
     good = victim.read_bytes()
     victim.write_bytes(good[: len(good) // 2])  # a half-written file, as a killed copy leaves it
@@ -483,7 +245,7 @@ def test_ctrl_c_stops_extraction_without_computing_the_remaining_pairs(pytester,
 # -- 5. concurrency --------------------------------------------------------------------------------
 
 
-def _calls_per_pair(log: Path, built: Built) -> dict[str, int]:
+def _calls_per_pair(log: Path, built: ClipSet) -> dict[str, int]:
     lines = log.read_text().splitlines() if log.exists() else []
     return {p.stem: sum(f" -i {p.dis} " in line for line in lines) for p in built.corpus.pairs}
 

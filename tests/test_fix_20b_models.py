@@ -16,7 +16,7 @@ from pytest_loso.errors import LosoInputError
 from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.frames import SourceData
 from pytest_loso.models import load_model
-from pytest_loso.training import Regressor, export_onnx
+from loso_testing.training import Regressor, export_onnx
 
 
 def _source(n: int = 20) -> SourceData:

@@ -89,7 +89,7 @@ def test_the_example_gate_scores_your_baseline_beside_its_own_and_refuses_anothe
     for suffix in (".onnx", ".onnx.data"):  # the example's baseline under another name: a model of yours
         shutil.copy(example / "baselines" / f"vmaf_tiny_example{suffix}", pytester.path / f"mine{suffix}")
     common = ("--loso-example", str(example), f"--loso-report={pytester.path / 'r'}", "-p", "no:cacheprovider")
-    result = pytester.runpytest_subprocess(*common, "--loso-baseline", "yours=mine.onnx", timeout=300)
+    result = pytester.runpytest(*common, "--loso-baseline", "yours=mine.onnx")
     assert result.ret == 0, result.stdout.str()
     report = json.loads((pytester.path / "r" / "loso_eval.json").read_text())
     assert sorted(report["baselines"]) == ["vmaf_tiny_example", "yours"]
@@ -97,7 +97,7 @@ def test_the_example_gate_scores_your_baseline_beside_its_own_and_refuses_anothe
     assert yours == ours  # the same weights, scored the same way
     assert f"baseline yours ({pytester.path / 'mine.onnx'})" in result.stdout.str()
 
-    refused = pytester.runpytest_subprocess(*common, f"--data-root={pytester.path}", timeout=300)
+    refused = pytester.runpytest(*common, f"--data-root={pytester.path}")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     assert "--loso-example gates the bundled example corpus and its folds: drop --data-root" in refused.stderr.str()
 
@@ -110,9 +110,9 @@ def test_the_example_gate_ignores_your_ini_table_and_refuses_table_options(pytes
     example = Path(pytest_loso.__file__).parent / "example"
     pytester.makeini("[pytest]\nloso_table = frames.jsonl\nloso_where = corpus=netflix\n")
     common = ("--loso-example", str(example), f"--loso-report={pytester.path / 'r'}", "-p", "no:cacheprovider")
-    result = pytester.runpytest_subprocess(*common, timeout=300)
+    result = pytester.runpytest(*common)
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
-    refused = pytester.runpytest_subprocess(*common, "--loso-where", "corpus=netflix", timeout=300)
+    refused = pytester.runpytest(*common, "--loso-where", "corpus=netflix")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     assert "--loso-example gates the bundled example corpus and its folds: drop --loso-where" in refused.stderr.str()
 

@@ -3,11 +3,14 @@ and not at all when the gate is not selected (issue 8, item 2). Real libvmaf."""
 
 from __future__ import annotations
 
+import pytest
 
-from test_extract import Env, _no_ambient_cache_or_vmaf, small  # noqa: F401  # the cold-cache fixtures
+from cold_cache import Env
+
+pytestmark = pytest.mark.usefixtures("no_ambient_cache_or_vmaf")
 
 
-def test_a_cold_cache_is_filled_only_for_the_selected_gate_tests(pytester, small):  # noqa: F811
+def test_a_cold_cache_is_filled_only_for_the_selected_gate_tests(pytester, small):
     env = Env(pytester, small)
     first, second, third = small.corpus.sources
     run = env.run("-k", second)
@@ -21,7 +24,7 @@ def test_a_cold_cache_is_filled_only_for_the_selected_gate_tests(pytester, small
                                                        + small.cache_paths(env.cache, third))
 
 
-def test_naming_another_test_fills_no_cache(pytester, small):  # noqa: F811
+def test_naming_another_test_fills_no_cache(pytester, small):
     env = Env(pytester, small)
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     run = env.run("test_plain.py::test_plain")

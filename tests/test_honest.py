@@ -87,7 +87,7 @@ def test_fold_folder_names_are_escaped_in_markdown(gate, monkeypatch):
 @pytest.mark.parametrize("where", ["a file", "under a file", "a broken link", "its report file a folder",
                                    "read-only"])
 def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(gate, where):
-    from test_cache_made_by import read_only
+    from loso_helpers import read_only
 
     blocker, target = gate.root / "blocker", gate.root / "elsewhere"
     says = f"--loso-report {target}: "

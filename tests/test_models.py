@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import _get_all_tensors, convert_model_to_external_data
 
 from pytest_loso.models import external_tensors, load_model
-from pytest_loso.training import Regressor, export_onnx
+from loso_testing.training import Regressor, export_onnx
 
 
 def _model_with_subgraphs() -> onnx.ModelProto:

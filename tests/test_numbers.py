@@ -35,7 +35,7 @@ from loso_helpers import (
     script_metrics,
     scored_ids,
 )
-from pytest_loso.training import cache_payload, export_onnx, write_cache
+from loso_testing.training import cache_payload, export_onnx, write_cache
 
 
 @pytest.fixture

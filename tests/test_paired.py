@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from loso_helpers import FRAMES, PAIRS_PER_SOURCE, SOURCES, STEPS
-from pytest_loso.training import export_onnx, train
-from test_compare import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, fold,
+from loso_testing.training import export_onnx, train
+from compare_helpers import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, fold,
                           ort_predict, rows)
 
 PAIR_FRAMES = (FRAMES,) * PAIRS_PER_SOURCE

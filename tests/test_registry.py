@@ -12,7 +12,7 @@ import pytest
 from loso_helpers import BASELINE_ID, BASELINE_TAG, STEPS
 from pytest_loso.errors import LosoInputError
 from pytest_loso.registry import load_registry
-from pytest_loso.training import export_onnx, train
+from loso_testing.training import export_onnx, train
 
 
 def _sha(path) -> str:

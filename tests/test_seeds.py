@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from loso_helpers import SOURCES, STEPS, script_metrics
-from pytest_loso.training import Regressor, export_onnx, train_folds
+from loso_testing.training import Regressor, export_onnx, train_folds
 
 SEEDS = (0, 1, 2)
 ARCH = "mlp_small"
 
 
-@pytest.fixture
-def seeded(gate):
-    """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_')."""
-    sweep = gate.root / "sweep"
-    gate.seed_models = {}
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory, built) -> tuple[Path, dict[int, dict[str, Regressor]]]:
+    """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_'),
+    trained once for the module on the session's corpus."""
+    sweep = tmp_path_factory.mktemp("seed_sweep") / "sweep"
+    models = {}
     for seed in SEEDS:
         folder = sweep / f"loso_{ARCH}" / (f"seed_{seed}" if seed == 2 else f"seed{seed}")
-        gate.seed_models[seed] = train_folds(folder, gate.truth, ARCH, steps=STEPS, seed=seed + 10)
-    gate.sweep = sweep
+        models[seed] = train_folds(folder, built.truth, ARCH, steps=STEPS, seed=seed + 10)
+    return sweep, models
+
+
+@pytest.fixture
+def seeded(gate, seed_sweep):
+    """The gate's copy of the template with its own copy of the seed sweep, to break as a test likes."""
+    sweep, models = seed_sweep
+    gate.sweep = gate.root / "sweep"
+    shutil.copytree(sweep, gate.sweep)
+    gate.seed_models = models
     return gate
 
 
@@ -102,7 +115,7 @@ def test_a_seed_missing_a_fold_fails_that_fold_and_the_rule_is_not_applied(seede
 
 
 def test_seeds_run_under_xdist_as_serially(seeded):
-    serial = _run(seeded, "--loso-max-seed-spread=0", subprocess=True)
+    serial = _run(seeded, "--loso-max-seed-spread=0")  # in process; the xdist run needs its own processes
     parallel = _run(seeded, "--loso-max-seed-spread=0", "-n", "2", subprocess=True)
     assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
     assert "2 workers" in parallel.output or "gw1" in parallel.output
@@ -138,7 +151,7 @@ def test_the_mean_across_seeds_has_an_interval_and_a_paired_comparison(seeded):
     its comparison is decided on the paired difference, not on the bare allowance."""
     import json
 
-    from test_compare import NOISE_FEATURE
+    from compare_helpers import NOISE_FEATURE
 
     accepted_path = seeded.root / "accepted.json"
     accepted = _run(seeded, "--loso-bootstrap=200", f"--loso-compare={accepted_path}", "--loso-accept")
@@ -283,7 +296,8 @@ def test_verdict_on_a_table_names_the_table_and_a_setup_error_whole(gate):
     import hashlib
     import json
 
-    from test_table import _rows, _write_jsonl
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     rows = _rows(gate)
     table = _write_jsonl(gate.root / "frames.jsonl", rows)

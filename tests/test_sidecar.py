@@ -385,7 +385,8 @@ LOOSE = ["--loso-min-plcc=-1", "--loso-min-srocc=-1", "--loso-max-rmse=1e9", "--
 def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
     """v2-recipe fold models, an ensemble of export_ensemble_v2_seeds.py members and a v3 baseline,
     scored on a JSONL table with encoder / preset / cq columns: every number as the fork's recipes give."""
-    from test_table import _rows, _write_jsonl
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     stems = [stem for source in SOURCES for stem in gate.stems(source)]
     codec = {stem: CLIP_CODECS[k % len(CLIP_CODECS)] for k, stem in enumerate(stems)}
@@ -435,7 +436,8 @@ def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
 
 
 def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(gate):
-    from test_table import _rows, _write_jsonl
+    from loso_helpers import table_rows as _rows
+    from loso_helpers import write_jsonl as _write_jsonl
 
     rows = _rows(gate)  # encoder libx264, cq 30 on every row, no preset column
     table = _write_jsonl(gate.root / "frames.jsonl", rows)

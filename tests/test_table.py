@@ -7,7 +7,6 @@ give the same report numbers to the last digit.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,28 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids
-
-
-def _rows(gate, *, fps_suffix: bool = True) -> list[dict]:
-    """Every cached frame as a table row (the cache files' floats, unchanged), rows shuffled."""
-    rows = []
-    for source in SOURCES:
-        for stem in gate.stems(source):
-            payload = json.loads((gate.cache_dir / source / f"{stem}.json").read_text())
-            names = payload["features"]["feature_names"]
-            for i, (features, vmaf) in enumerate(zip(payload["features"]["per_frame"],
-                                                     payload["scores"]["per_frame"])):
-                row = {"src" if fps_suffix else "source": f"{source}_24fps" if fps_suffix else source,
-                       "dis_basename": stem, "frame_index": i, "vmaf": vmaf, "encoder": "libx264", "cq": 30}
-                row.update(dict(zip(names, features)))
-                rows.append(row)
-    random.Random(0).shuffle(rows)  # the gate orders clips and frames itself
-    return rows
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+from loso_helpers import table_rows as _rows
+from loso_helpers import write_jsonl as _write_jsonl
 
 
 def _write_parquet(path: Path, rows: list[dict]) -> Path:

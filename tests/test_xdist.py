@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loso_helpers import ARCHS, SOURCES, aggregate_ids, all_ids, script_metrics, scored_ids
-from pytest_loso.training import cache_payload, write_cache
+from loso_testing.training import cache_payload, write_cache
 
 pytest.importorskip("xdist")
 
@@ -23,7 +23,7 @@ def test_xdist_report_equals_serial(gate):
     gate.fold_path("linear", "Src0002").write_text("not a model\n")
     x, y = gate.truth["Src0001"][1]
     write_cache(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
-    serial = gate.run(subprocess=True)
+    serial = gate.run()  # in process: the same plugin code; only the xdist run needs its own processes
     parallel = gate.run("-n", "2", subprocess=True)
     for run in (serial, parallel):
         assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output

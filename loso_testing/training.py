@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .extract import write_cache
-from .features import FEATURE_NAMES
+from pytest_loso.extract import write_cache
+from pytest_loso.features import FEATURE_NAMES
 
 ARCH_HIDDEN = {"linear": (), "mlp_small": (16, 8), "mlp_medium": (32, 64)}
 
