@@ -316,3 +316,8 @@ def table_rows(gate, *, fps_suffix: bool = True) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+def _table_args(gate, table: Path, *extra: str) -> list[str]:
+    return ["-p", "no:cacheprovider", "-rA", f"--loso-dir={gate.runs}", f"--loso-table={table}",
+            f"--loso-report={gate.report_dir}", f"--loso-baseline={gate.baseline}", *extra]

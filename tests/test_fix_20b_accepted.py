@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_compare import accept, accepted_file, compare_with, fold
+from compare_helpers import accept, accepted_file, compare_with, fold
 
 from pytest_loso.predictions import AcceptedPredictions
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sidecar import STD, _save, _sidecar
+from sidecar_helpers import STD, _save, _sidecar
 
 from pytest_loso import models
 from pytest_loso.errors import LosoInputError

@@ -4,7 +4,7 @@ outputs that cannot be written are said, never a traceback that loses JUnit."""
 from __future__ import annotations
 
 import pytest
-from test_compare import accept, accepted_file
+from compare_helpers import accept, accepted_file
 
 
 @pytest.mark.parametrize("option, target", [

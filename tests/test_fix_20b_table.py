@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_table import _rows, _table_args, _write_jsonl
+from loso_helpers import _table_args
+from loso_helpers import table_rows as _rows
+from loso_helpers import write_jsonl as _write_jsonl
 
 from loso_helpers import ARCHS, BASELINE_ID, SOURCES
 from pytest_loso import table as table_module

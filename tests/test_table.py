@@ -16,16 +16,12 @@ import pytest
 from loso_helpers import ARCHS, BASELINE_ID, SOURCES, all_ids
 from loso_helpers import table_rows as _rows
 from loso_helpers import write_jsonl as _write_jsonl
+from loso_helpers import _table_args
 
 
 def _write_parquet(path: Path, rows: list[dict]) -> Path:
     pq.write_table(pa.Table.from_pylist(rows), path)
     return path
-
-
-def _table_args(gate, table: Path, *extra: str) -> list[str]:
-    return ["-p", "no:cacheprovider", "-rA", f"--loso-dir={gate.runs}", f"--loso-table={table}",
-            f"--loso-report={gate.report_dir}", f"--loso-baseline={gate.baseline}", *extra]
 
 
 def _numbers(report: dict) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from loso_helpers import ARCHS, SOURCES
-from test_held_out import predictions_args, trainer_rows, write
+from held_out_helpers import predictions_args, trainer_rows, write
 
 ARCH = ARCHS[0]
 
