@@ -8,14 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-
 # A feature order other than the cache's, one name in libvmaf's spelling: picked by name.
 ORDER = ["motion2", "integer_adm2", "vif_scale3", "vif_scale0", "vif_scale2", "vif_scale1"]
-
-
 MEAN = [9.0, 0.9, 0.85, 0.4, 0.8, 0.7]
-
-
 STD = [6.0, 0.1, 0.14, 0.16, 0.17, 0.19]
 
 
