@@ -11,13 +11,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import TEXT_ERRORS
+
 
 def write_atomically(path: Path, text: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; a shared cache or report must be readable
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes)
+              else os.fdopen(fd, "w", encoding="utf-8", errors=TEXT_ERRORS)) as handle:  # see TEXT_ERRORS
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
