@@ -180,6 +180,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if gate_session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
     gate_session.publish(passed=session.exitstatus == pytest.ExitCode.OK)
+    if gate_session.acceptance.not_written is not None and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked to accept, and the accepted report was not written
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
