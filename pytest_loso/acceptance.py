@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .files import write_atomically
+from .files import write_together
 from .ids import predictions_path, report_paths
 from .results import ResultStore
 from .settings import GateOptions
@@ -21,6 +21,7 @@ class Acceptance:
         self.options = options
         self.store = store
         self.refusal: str | None = None  # why --loso-accept was refused: the run must fail
+        self.not_written: str | None = None  # the accepted report could not be written (e.g. a full disk)
         self._decided = False
 
     @property
@@ -54,8 +55,12 @@ class Acceptance:
             return f"NOT accepted: this run's report was not written, {compare} is unchanged"
         if self.refusal is not None:
             return self.refusal + ("; the run fails" if report["partial"] else "")
-        # the predictions first: a report never names a predictions file that is not there yet
         written = report_paths(self.options.report_dir, partial=False)["json"]
-        write_atomically(predictions_path(compare), predictions_path(written).read_bytes())
-        write_atomically(compare, json.dumps(report, indent=2) + "\n")
+        try:  # both or neither: the accepted report and its predictions file must match
+            write_together([(predictions_path(compare), predictions_path(written).read_bytes()),
+                            (compare, json.dumps(report, indent=2) + "\n")])
+        except OSError as exc:  # e.g. a full disk: said, and the run fails; the old accepted report is kept
+            self.not_written = (f"NOT accepted: {compare} could not be written ({exc.strerror or exc}), it is "
+                                "unchanged; the run fails")
+            return self.not_written
         return f"accepted: this run's report is now {compare}"

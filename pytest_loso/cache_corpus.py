@@ -209,7 +209,7 @@ def load_source(corpus: DataRoot, source: str, cache_dir: Path, filler: CacheFil
         path = pair.cache_path(cache_dir)
         raw, frames = _read_cached_pair(pair, path, cache_dir, filler, expected)
         file_digest = hashlib.sha256(raw)
-        digest.update(f"{source}/{path.name}\0".encode())
+        digest.update(f"{source}/{path.name}\0".encode("utf-8", "surrogatepass"))
         digest.update(file_digest.digest())
         file_sha256[f"{source}/{path.name}"] = file_digest.hexdigest()
         features = frames.features

@@ -9,6 +9,7 @@ import math
 import os
 from pathlib import Path
 
+from .errors import TEXT_ERRORS
 from .files import write_atomically
 
 _METRIC_KEYS = ("plcc", "srocc", "krcc", "rmse", "plcc_logistic", "rmse_logistic", "n")
@@ -54,7 +55,7 @@ def append_step_summary(target: Path, markdown: str) -> None:
     """Append to the file GitHub Actions names in ``$GITHUB_STEP_SUMMARY`` (raises ``OSError``).
 
     Only a regular file (or a new one) is written: opening a FIFO would wait forever for a reader.
-    Text the encoding cannot hold (a lone surrogate from a file name) is written escaped."""
+    Text the encoding cannot hold (a lone surrogate from a file name) is written escaped (``TEXT_ERRORS``)."""
     import stat
 
     try:
@@ -65,5 +66,5 @@ def append_step_summary(target: Path, markdown: str) -> None:
         raise OSError(f"not a regular file (a {'FIFO' if stat.S_ISFIFO(mode) else 'folder or device'}); "
                       "not opened, as it could block the run")
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
-    with open(fd, "a", encoding="utf-8", errors="backslashreplace") as handle:
+    with open(fd, "a", encoding="utf-8", errors=TEXT_ERRORS) as handle:
         handle.write(markdown + "\n")

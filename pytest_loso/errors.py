@@ -1,11 +1,36 @@
-"""Bad input: the one exception type (it names the file and says how to fix it), and data warnings."""
+"""Bad input: the one exception type (it names the file and says how to fix it), data warnings, and
+how a name that is not UTF-8 is shown in text (``TEXT_ERRORS``, ``readable``)."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 import warnings
 from pathlib import Path
+
+
+# The one rule for text the gate writes (report, Markdown, OpenMetrics, verdict, step summary, terminal,
+# JUnit properties): always valid UTF-8. A lone surrogate, which is how Python shows a non-UTF-8 byte
+# of a file name (os.fsdecode: b"\xff" -> "\udcff") or a "\udcff" escape in the data, is written as
+# text: "\xff" for the byte it stands for, "\ud800" for any other. JSON keeps it exact ("\udcff").
+TEXT_ERRORS = "pytest-loso-escape"
+
+
+def _escape_surrogates(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    bad = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
+                   for c in bad), error.end
+
+
+codecs.register_error(TEXT_ERRORS, _escape_surrogates)
+
+
+def readable(text: str) -> str:
+    """``text`` as the gate writes it (see ``TEXT_ERRORS``): unchanged unless it holds a lone surrogate."""
+    return text.encode("utf-8", TEXT_ERRORS).decode("utf-8")
 
 
 class LosoInputError(Exception):
@@ -37,7 +62,7 @@ def data_warning(message: str) -> None:
     warning must not turn the gate's collection, or a test, into an error."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", LosoDataWarning)
-        warnings.warn(LosoDataWarning(message), stacklevel=2)
+        warnings.warn(LosoDataWarning(readable(message)), stacklevel=2)
 
 
 def what_is_at(path: Path) -> str | None:

@@ -11,17 +11,40 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import TEXT_ERRORS
 
-def write_atomically(path: Path, text: str | bytes) -> None:
+
+def _write_temporary(path: Path, text: str | bytes) -> str:
+    """``text`` in a new temporary file beside ``path``; its name (removed again when writing fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; a shared cache or report must be readable
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes)
+              else os.fdopen(fd, "w", encoding="utf-8", errors=TEXT_ERRORS)) as handle:  # see TEXT_ERRORS
             handle.write(text)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    write_together([(path, text)])
+
+
+def write_together(files: list[tuple[Path, str | bytes]]) -> None:
+    """Write every file or none: all temporaries first (where a full disk fails, leaving nothing),
+    then the renames, which need no space. For a report and its predictions file, which must match."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, text in files:
+            written.append((_write_temporary(path, text), path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

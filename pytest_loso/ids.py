@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from .errors import readable
+
 Kind = Literal["fold", "baseline", "ensemble", "quant"]
 Outcome = Literal["passed", "failed", "skipped", "not run"]  # "not run": in the report only
 
@@ -32,7 +34,7 @@ def run_name(arch: str, seed: int | None) -> str:
 
 def test_name(kind: str, label: str) -> str:
     """``fold[mlp_small-FoxBird]``, ``baseline[vmaf_tiny_v1]``, ``aggregate[mlp_small]``..."""
-    return f"{kind}[{label}]"
+    return readable(f"{kind}[{label}]")  # a node id crosses pytest-xdist's channel and JUnit: UTF-8 only
 
 
 def parse_test_name(name: str) -> tuple[str, str]:

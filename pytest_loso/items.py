@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _pytest.outcomes import Skipped
 
-from .errors import LosoInputError, ThresholdFailure, data_warning
+from .errors import LosoInputError, ThresholdFailure, data_warning, readable
 from .gate import Gate
 from .ids import GATE_NODE, node_id
 from .judging import AggregateJudge
@@ -89,7 +89,8 @@ class LosoItem(pytest.Item):
     def _record_properties(self) -> None:
         """Metrics as test properties, so ``--junitxml`` carries them (flat: one number or word each)."""
         self.user_properties += list(_flat_properties(self.loso_result["metrics"] or {}, "loso_"))
-        self.user_properties.append(("loso_model", self.loso_result["model_path"]))
+        # JUnit and pytest-xdist's channel carry valid UTF-8 only: a non-UTF-8 byte of the path as \xff
+        self.user_properties.append(("loso_model", readable(self.loso_result["model_path"])))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ThresholdFailure):
@@ -99,7 +100,7 @@ class LosoItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.spec.model_path, None, self.spec.name
+        return Path(readable(str(self.spec.model_path))), None, self.spec.name  # shown, and sent by xdist
 
 
 class AggregateItem(pytest.Item):
@@ -139,10 +140,10 @@ def failure_repr(where: Path | str, message: str) -> Any:
     carried by pytest-xdist from worker to controller like any failure."""
     from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
 
-    lines = message.splitlines() or [""]
+    lines = readable(message).splitlines() or [""]
     entry = ReprEntry(lines=lines, reprfuncargs=None, reprlocals=None, reprfileloc=None, style="native")
     return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
-                             reprcrash=ReprFileLocation(str(where), 1, lines[0]))
+                             reprcrash=ReprFileLocation(readable(str(where)), 1, lines[0]))
 
 
 def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:

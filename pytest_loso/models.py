@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LosoInputError, what_is_at
+from .errors import LosoInputError, readable, what_is_at
 from .features import FEATURE_NAMES, select
 from .sidecar import Sidecar, build_inputs, load_sidecar
 
@@ -308,7 +308,10 @@ def load_model(path: Path) -> OnnxModel:
     options.log_severity_level = 3
     # The folder onnxruntime resolves (and, since 1.24, confines) external paths to, should a
     # tensor ever escape our walk and be looked up on disk.
-    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
+    # onnxruntime takes UTF-8 only: a folder named with a non-UTF-8 byte is fenced by a folder that does
+    # not exist (every initializer is served from memory below; nothing may be looked up on disk).
+    folder = str(path.parent) if readable(str(path.parent)) == str(path.parent) else "/nonexistent/pytest-loso"
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
     data_path, data_sha = None, None
     if tensors:
         data_path, blob = _external_data(path, tensors)

@@ -88,9 +88,10 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if GATE not in config.stash:
         return None
     from .corpus import describe_options
+    from .errors import readable
 
     options = config.stash[GATE].options
-    return f"loso: {describe_options(options)}, report {options.report_dir}"
+    return readable(f"loso: {describe_options(options)}, report {options.report_dir}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect filter the items
@@ -115,7 +116,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, object, object]:
     report = yield
     if call.when == "call" and hasattr(item, "loso_result"):
-        report.loso = item.loso_result  # type: ignore[attr-defined]  # serialised to the controller by xdist
+        from .records import to_wire
+
+        # serialised to the controller by xdist (execnet: UTF-8 strings only)
+        report.loso = to_wire(item.loso_result) if hasattr(item.config, "workerinput") else item.loso_result  # type: ignore[attr-defined]
     return report
 
 
@@ -142,7 +146,9 @@ class _ResultListener:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "loso", None)
         if result is not None:
-            self.session.store.add(result)
+            from .records import from_wire
+
+            self.session.store.add(from_wire(result))  # type: ignore[arg-type]
         if report.when == "call" and report.nodeid.startswith("loso::"):
             self.session.store.reported.add(report.nodeid[len("loso::"):])
 
@@ -197,6 +203,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if gate_session.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the gate's report is what CI keeps: lost, the run fails
     gate_session.publish(passed=session.exitstatus == pytest.ExitCode.OK)
+    if gate_session.acceptance.not_written is not None and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked to accept, and the accepted report was not written
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -204,17 +212,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(config.stash[NOT_RUN], yellow=True)
     if SESSION not in config.stash or config.stash[SESSION].report is None:
         return
+    from .errors import readable
     from .report.render import render_terminal
 
     gate_session = config.stash[SESSION]
     report = gate_session.report
     terminalreporter.section("LOSO gate")
-    for line in render_terminal(report):
-        terminalreporter.write_line(line)
-    for line in gate_session.notes:
-        terminalreporter.write_line(line)
+    for line in [*render_terminal(report), *gate_session.notes]:  # a file name's non-UTF-8 byte as \xff
+        terminalreporter.write_line(readable(line))
     comparison_warnings = (report.get("comparison") or {}).get("warnings", [])
     if comparison_warnings:
         terminalreporter.section("LOSO comparison WARNING", sep="!", yellow=True, bold=True)
         for message in comparison_warnings:
-            terminalreporter.write_line(message, yellow=True)
+            terminalreporter.write_line(readable(message), yellow=True)

@@ -50,6 +50,8 @@ def check(options: GateOptions) -> None:
         if path is not None:
             writable_file(path, option)
     outputs_are_not_inputs(options)
+    if options.plot_dir is not None:  # the plots are written last: a file or an unwritable folder is known now
+        writable_folder(options.plot_dir, "--loso-plot", what="the plots")
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -122,6 +124,8 @@ def check_accepted(path: Path, *, accepting: bool) -> None:
 
     if not accepting and not path.is_file():
         raise LosoUsageError(f"--loso-compare {path}: file not found (create it on main with --loso-accept)")
+    if accepting:  # --loso-accept writes this file at the end: a folder or an unwritable one is known now
+        writable_file(path, "--loso-accept: --loso-compare")
     if path.is_file():
         try:
             load_accepted(path)
@@ -151,7 +155,7 @@ def check_recompute(options: GateOptions) -> None:
             "pip install imageio-ffmpeg filelock, or give --loso-ffmpeg PATH or --loso-vmaf-bin PATH")
 
 
-def writable_folder(path: Path, option: str) -> None:
+def writable_folder(path: Path, option: str, what: str = "the report") -> None:
     """Refuse at start a folder the report cannot be written to, before anything is scored."""
     for part in (path, *path.parents):
         there = what_is_at(part)
@@ -159,7 +163,7 @@ def writable_folder(path: Path, option: str) -> None:
             raise LosoUsageError(f"{option} {path}: {part} is {there}")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
-        raise LosoUsageError(f"{option} {path}: {existing} is not a folder; give a folder to write the report in")
+        raise LosoUsageError(f"{option} {path}: {existing} is not a folder; give a folder to write {what} in")
     try:  # a real write, not os.access: root passes that on a read-only mount or in /sys
         os.rmdir(tempfile.mkdtemp(prefix=".loso-write-check-", dir=existing))
     except OSError as exc:
@@ -180,4 +184,7 @@ def writable_file(path: Path, option: str) -> None:
     """Refuse at start an output file that is a folder or cannot be created."""
     if path.is_dir():
         raise LosoUsageError(f"{option} {path}: is a folder; give a file path")
-    writable_folder(path.parent, option)
+    there = what_is_at(path)
+    if there is not None:  # a device or a FIFO: an atomic write would replace it, a plain one could block
+        raise LosoUsageError(f"{option} {path}: is {there}, not a regular file; give a file path")
+    writable_folder(path.parent, option, what="it")

@@ -79,3 +79,34 @@ def new_result(kind: Kind, name: str, label: str, run: str | None, seed: int | N
     """A test's result before anything is computed."""
     return TestResult(kind=kind, name=name, label=label, run=run, seed=seed, source=source,
                       model_path=model_path, metrics=None, error=None, violations=[])
+
+
+# execnet, pytest-xdist's channel, carries only strings that are UTF-8: a name holding a lone surrogate
+# (a non-UTF-8 byte of a file name, or a "\udcff" escape in a table) travels as tagged bytes, exactly.
+_WIRE_TAG = "\0pytest-loso:surrogates"
+
+
+def to_wire(value: object) -> object:
+    """``value`` (a result, or any part of one) with every string execnet cannot carry tagged."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return (_WIRE_TAG, value.encode("utf-8", "surrogatepass"))
+        return value
+    if isinstance(value, dict):
+        return {to_wire(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not (value and isinstance(value[0], float)):  # numbers: as they are
+        return type(value)(to_wire(v) for v in value)
+    return value
+
+
+def from_wire(value: object) -> object:
+    """What :func:`to_wire` sent, as it was."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == _WIRE_TAG:
+        return value[1].decode("utf-8", "surrogatepass")
+    if isinstance(value, dict):
+        return {from_wire(k): from_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not (value and isinstance(value[0], float)):
+        return type(value)(from_wire(v) for v in value)
+    return value

@@ -340,7 +340,7 @@ class TableCorpus:
             features[:, k] = self._numeric(column, order, source)
         scores = self._numeric(self.target, order, source)
         columns = {name: _metadata([values[name][i] for i in order]) for name in METADATA_COLUMNS if name in values}
-        digest = hashlib.sha256(f"{self.sha256}\0{source}\0".encode())
+        digest = hashlib.sha256(f"{self.sha256}\0{source}\0".encode("utf-8", "surrogatepass"))
         digest.update(np.asarray(order, dtype=np.int64).tobytes())
         return SourceData(
             source=source,

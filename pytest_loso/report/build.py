@@ -101,7 +101,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
     registry = _registry(gate, models)
     file_sha256 = {name: digest for v in sources.values() for name, digest in v.get("file_sha256", {}).items()}
     fingerprint = hashlib.sha256(
-        "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode()
+        "".join(f"{s}:{sources[s]['fingerprint']}\n" for s in sorted(sources)).encode("utf-8", "surrogatepass")
     ).hexdigest()
     report = clean({
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -82,13 +82,20 @@ def publish(report: dict, results: dict[str, TestResult], options: GateOptions, 
     if options.verdict_path is not None:
         from ..verdict import write_verdict
 
-        verdict = write_verdict(options.verdict_path, report, options.thresholds, passed=passed,
-                                write_error=write_error)
-        reasons = [r if len(r) <= 160 else r[:159] + "…" for r in verdict["reasons"]]  # whole in the file
-        notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
-                     + (f" ({'; '.join(reasons)})" if reasons else ""))
+        try:
+            verdict = write_verdict(options.verdict_path, report, options.thresholds, passed=passed,
+                                    write_error=write_error)
+        except OSError as exc:  # e.g. a full disk: said, never a traceback that loses JUnit
+            notes.append(f"verdict NOT written: {options.verdict_path}: {exc.strerror or exc}")
+        else:
+            reasons = [r if len(r) <= 160 else r[:159] + "…" for r in verdict["reasons"]]  # whole in the file
+            notes.append(f"verdict: {verdict['verdict']} written to {options.verdict_path}"
+                         + (f" ({'; '.join(reasons)})" if reasons else ""))
     if options.plot_dir is not None:
         from ..plots import write_plots
 
-        notes += [f"plot: {path}" for path in write_plots(options.plot_dir, report, results, options.thresholds)]
+        try:
+            notes += [f"plot: {path}" for path in write_plots(options.plot_dir, report, results, options.thresholds)]
+        except OSError as exc:
+            notes.append(f"plots NOT written: {options.plot_dir}: {exc.strerror or exc}")
     return notes
