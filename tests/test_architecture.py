@@ -20,7 +20,7 @@ LAYERS = [
     ["__init__", "errors"],
     ["ids", "files", "features", "metrics.names", "metrics.clip_statistic"],
     ["settings", "records", "made_by", "metrics.correlations", "metrics.aggregate", "metrics.intervals"],
-    ["metrics", "thresholds", "compare", "predictions", "cache_files", "frames"],
+    ["metrics", "metrics.slices", "thresholds", "compare", "predictions", "cache_files", "frames"],
     ["accepted", "extract", "sidecar", "table"],
     ["cache_corpus", "models", "preflight", "training", "held_out"],
     ["corpus"],
