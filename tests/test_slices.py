@@ -235,3 +235,25 @@ def test_parse_slices():
     assert parse_slices(["encoder", " preset ", "encoder", ""]) == ("encoder", "preset")
     with pytest.raises(LosoUsageError, match="--loso-slice"):
         parse_slices(["encoder=libx264"])
+
+
+def test_an_ensemble_slice_and_the_step_summary(gate, monkeypatch):
+    summary = gate.root / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    members = f"{gate.runs}/loso_{ARCH}/fold_*/{ARCH}_final.onnx"
+    run = gate.run("--loso-extractor=none", "--loso-slice=quality", f"--loso-ensemble=fr={members}",
+                   "--loso-slice-threshold=quality=00: min_mean_plcc=0.99")
+    assert run.outcomes["loso::ensemble[fr]"] == "PASSED", run.output
+    paths = [gate.fold_path(ARCH, s) for s in SOURCES]
+    everything = []
+    for source in SOURCES:  # the members' mean, frame by frame, as the ensemble's prediction
+        per_member = [_frames(gate, source, path) for path in paths]
+        for frame, *others in zip(*per_member):
+            mu = np.stack([np.float32(f["pred"]) for f in (frame, *others)]).mean(axis=0)
+            everything.append(dict(frame, pred=np.float32(mu)))
+    for value, block in run.report["slices"]["quality"].items():
+        _close(block["ensembles"]["fr"], _expected(everything, "quality", value))
+    text = summary.read_text()
+    assert "## Slices by quality" in text and "| ensemble fr (all sources) |" in text
+    assert f"| {ARCH} |" in text and ("(FAILED)" in text or "(ok)" in text)
+    assert f"| {SOURCES[0]} |" not in text.split("## Slices by quality")[1].split("##")[0]  # not one row per fold
