@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from loso_helpers import ARCHS, SOURCES
+from loso_helpers import ARCHS, SOURCES, parse_outcomes
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.settings import SliceBounds, parse_slice_thresholds, parse_slices
 from test_held_out import _cache_frames, _onnx_predict, table_rows, write
@@ -257,3 +257,18 @@ def test_an_ensemble_slice_and_the_step_summary(gate, monkeypatch):
     assert "## Slices by quality" in text and "| ensemble fr (all sources) |" in text
     assert f"| {ARCH} |" in text and ("(FAILED)" in text or "(ok)" in text)
     assert f"| {SOURCES[0]} |" not in text.split("## Slices by quality")[1].split("##")[0]  # not one row per fold
+
+
+def test_the_documented_example_on_the_bundled_corpus(pytester):
+    """docs/held_out.md's slice example, as written."""
+    run = pytester.runpytest("-p", "no:cacheprovider", "-rA", "--loso-example", "--loso-extractor=none",
+                             "--loso-slice=quality", "--loso-slice-threshold=height=48: min_mean_plcc=0.99",
+                             f"--loso-report={pytester.path / 'report'}")
+    report = json.loads((pytester.path / "report" / "loso_eval.json").read_text())
+    outcomes = parse_outcomes(run)
+    assert outcomes["loso::aggregate[mlp_small]"] == "PASSED"
+    assert outcomes["loso::slice[linear-height=48]"] == outcomes["loso::slice[mlp_small-height=48]"] == "FAILED"
+    runs = report["slices"]["height"]["48"]["runs"]
+    assert round(runs["mlp_small"]["mean_plcc"], 4) == 0.9386 and runs["mlp_small"]["n_folds"] == 4
+    assert round(runs["linear"]["mean_plcc"], 4) == 0.8787
+    assert list(report["slices"]) == ["quality", "height"]
