@@ -272,3 +272,13 @@ def test_the_documented_example_on_the_bundled_corpus(pytester):
     assert round(runs["mlp_small"]["mean_plcc"], 4) == 0.9386 and runs["mlp_small"]["n_folds"] == 4
     assert round(runs["linear"]["mean_plcc"], 4) == 0.8787
     assert list(report["slices"]) == ["quality", "height"]
+
+
+def test_held_out_predictions_give_the_fold_models_slices(gate):
+    from test_held_out import predictions_args, trainer_rows
+
+    onnx_run = gate.run("--loso-extractor=none", "--loso-slice=quality", baseline=False)
+    predictions = write(gate.root / "held_out.jsonl", trainer_rows(gate))
+    run = gate.run(*predictions_args(gate, predictions), "--loso-slice=quality", plain=True)
+    assert run.outcomes == onnx_run.outcomes, run.output
+    assert run.report["slices"] == onnx_run.report["slices"]

@@ -36,10 +36,16 @@ def by_value(pred: np.ndarray, target: np.ndarray, values: np.ndarray, *, srocc_
     a metric that is undefined there (fewer than 2 frames, a constant) is ``None``."""
     import numpy as np
 
+    # one pass to group the frames (a mask per value would be frames x values comparisons), each
+    # value's frames kept in their order, so the sums are those of a mask
+    names, inverse = np.unique(np.asarray(values, dtype=object), return_inverse=True)
+    order = np.argsort(inverse.reshape(-1), kind="stable")
+    ends = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(names)))
+    groups = {str(name): order[end - count:end]
+              for name, end, count in zip(names, ends, np.diff(np.r_[0, ends]))}
     found: dict[str, dict] = {}
-    for value in sorted(set(values.tolist()), key=value_order):
-        mask = values == value
-        p, t = pred[mask], target[mask]
+    for value in sorted(groups, key=value_order):
+        p, t = pred[groups[value]], target[groups[value]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found[value] = {
