@@ -180,7 +180,7 @@ def _same_features(features: np.ndarray, names: tuple[str, ...], first_names: tu
 
 
 def load_source(corpus: DataRoot, source: str, cache_dir: Path, filler: CacheFiller | None = None,
-                frame_size: tuple[int, int] | None = None) -> SourceData:
+                frame_size: tuple[int, int] | None = None, slices: tuple[str, ...] = ()) -> SourceData:
     """Read every cache file of ``source`` and concatenate its frames in pair order.
 
     With a ``filler``, a missing cache file is computed with libvmaf and a corrupt or stale
@@ -235,7 +235,17 @@ def load_source(corpus: DataRoot, source: str, cache_dir: Path, filler: CacheFil
         file_sha256=file_sha256,
         dropped=dropped,
         clip_names=tuple(pair.dis_path.name for pair in pairs),
+        slice_values={column: _name_field(pairs, counts, column) for column in slices},
     )
+
+
+def _name_field(pairs: tuple[Pair, ...], counts: list[int], column: str) -> np.ndarray:
+    """A field of the distorted file names (``quality``, ``height``, ``kbps``: the text in the name, as
+    ``Cells_24_48_43.yuv`` says it) for every frame of the pairs."""
+    import numpy as np
+
+    texts = [_DIS_RE.match(pair.dis_path.name)[column] for pair in pairs]  # type: ignore[index]
+    return np.repeat(np.array(texts, dtype=object), counts)
 
 
 class CacheCorpus:
@@ -271,7 +281,7 @@ class CacheCorpus:
 
     def load(self, source: str) -> SourceData:
         return load_source(self.listing, source, self.options.cache_dir, self.filler,
-                           self.options.frame_size_of(source))
+                           self.options.frame_size_of(source), self.options.slices)
 
     @cached_property
     def filler(self) -> CacheFiller | None:

@@ -58,7 +58,7 @@ def open_corpus(options: GateOptions) -> Corpus:
     if options.table is not None:
         from .table import TableCorpus
 
-        return TableCorpus(options.table, options.target, options.where)
+        return TableCorpus(options.table, options.target, options.where, options.slices)
     from .cache_corpus import CacheCorpus
 
     return CacheCorpus(options)

@@ -34,6 +34,9 @@ class SourceData:
     # without dis_basename), and each frame's frame_index (None: its position in its clip).
     clip_names: tuple[str, ...] | None = None
     frame_indices: np.ndarray | None = None
+    # Each --loso-slice column's value of every frame, as text (matched as --loso-where matches): a
+    # table's column, or a field of a YUV + cache corpus's distorted file name (quality, height, kbps).
+    slice_values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def frame_keys(self) -> list[tuple[str, int]] | None:
         """``(clip name, frame_index)`` of every frame, in order (``None``: the clips have no names)."""

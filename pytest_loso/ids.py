@@ -61,6 +61,11 @@ def versus_test(new: str, old: str) -> str:
     return test_name("versus", f"{new}-{old}")
 
 
+def slice_test(run: str, column: str, value: str) -> str:
+    """``slice[<run>-<column>=<value>]``: run ``run``'s mean over folds on the frames whose ``column`` is ``value``."""
+    return test_name("slice", f"{run}-{column}={value}")
+
+
 def primary_arch(names: Iterable[str]) -> str | None:
     """The architecture a one-figure summary describes: ``mlp_small`` when scored, else the first by name."""
     names = sorted(names)

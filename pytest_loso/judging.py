@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .accepted import AcceptedReport
 from .compare import aggregate_changes, compare
 from .ids import Outcome, test_name
+from .metrics.slices import slice_mean
 from .metrics import (HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, hold_estimates,
                       label)
 from .plan import TestSpec
@@ -21,7 +22,7 @@ from .quantized import FIGURES, judge_pair
 from .records import TestResult
 from .results import ResultStore
 from .settings import GateOptions
-from .thresholds import check, check_aggregate, check_seeds
+from .thresholds import check, check_aggregate, check_seeds, check_slice
 
 
 def judge_test(spec: TestSpec, metrics: dict, options: GateOptions, accepted: AcceptedReport,
@@ -105,6 +106,8 @@ class AggregateJudge:
         kind, _, rest = test.partition("[")
         if kind == "versus":
             return self.judge_versus(test)
+        if kind == "slice":
+            return self.judge_slice(test)
         return self.judge_seeds(rest[:-1]) if kind == "seeds" else self.judge_aggregate(rest[:-1])
 
     def as_run(self, judgement: Judgement) -> Judgement:
@@ -326,3 +329,42 @@ class AggregateJudge:
             return Judgement(test, "skipped", f"{new} and {old} have no scored fold in common")
         lines = self.versus_failures(block)
         return Judgement(test, "failed" if lines else "passed", "\n".join(lines))
+
+    def slice_summary(self, run: str, column: str, value: str) -> dict | None:
+        """``run``'s folds on the frames whose ``column`` is ``value`` (as text): each scored fold that
+        has such frames, and the mean over those with at least 2 (``None``: no fold has any)."""
+        per_fold = {source: r["slices"][column][value] for source, r in sorted(self.store.scored_folds_of(run).items())
+                    if value in ((r.get("slices") or {}).get(column) or {})}
+        return dict(slice_mean(per_fold), per_fold=per_fold) if per_fold else None
+
+    def slice_values(self, run: str, column: str) -> list[str]:
+        """Every value of ``column`` among ``run``'s scored folds, sorted as text."""
+        return sorted({value for r in self.store.scored_folds_of(run).values()
+                       for value in ((r.get("slices") or {}).get(column) or {})})
+
+    def judge_slice(self, test: str) -> Judgement:
+        """``slice[<run>-<column>=<value>]``: the slice's mean over folds against its bounds; whole runs only.
+
+        A fold whose slice has fewer than 2 frames (or an undefined metric) is left out of the mean,
+        and the message says so, passed or not."""
+        run, bounds = self.store.plan.slice_of(test)
+        skip = self._not_whole(test, run)
+        if skip is not None:
+            return skip
+        who = f"{run} on {bounds.label}"
+        summary = self.slice_summary(run, bounds.column, bounds.value)
+        if summary is None:
+            seen = self.slice_values(run, bounds.column)
+            return Judgement(test, "failed", f"{who}: no fold has frames with {bounds.label}, so its bounds cannot "
+                             f"hold (values of {bounds.column}: {', '.join(seen[:20]) or 'none'}"
+                             f"{f' and {len(seen) - 20} more' if len(seen) > 20 else ''}; matched as text)")
+        left = summary["left_out"]
+        note = ("left out of the mean: " + ", ".join(f"{source} ({why})" for source, why in left.items())) if left else ""
+        if summary["n_folds"] == 0:
+            return Judgement(test, "failed", f"{who}: no fold has a slice to average, so its bounds cannot hold; {note}")
+        counted = f"over {summary['n_folds']} fold{'s' if summary['n_folds'] > 1 else ''} ({summary['n']} frames)"
+        lines = [f"{who}: {v.sentence()} {counted}" for v in check_slice(summary, bounds)]
+        if lines and note:
+            lines.append(f"{who}: {note}")
+        return Judgement(test, "failed" if lines else "passed", "\n".join(lines) if lines else
+                         (f"{who}: {note}" if note else ""))

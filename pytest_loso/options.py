@@ -24,6 +24,7 @@ from .settings import (
     EXAMPLE_FRAME_SIZE,
     EXTRACTORS,
     SROCC_RANKS,
+    CACHE_SLICE_COLUMNS,
     VERSUS_RULES,
     Bounds,
     Ensemble,
@@ -40,6 +41,8 @@ from .settings import (
     parse_min_coverage,
     parse_quant_batch,
     parse_source_overrides,
+    parse_slice_thresholds,
+    parse_slices,
     parse_versus,
     parse_where,
 )
@@ -195,6 +198,13 @@ def add_options(parser: pytest.Parser) -> None:
                     help="SROCC's ranks: average (scipy.stats.spearmanr, default) or ordinal "
                     "(argsort(argsort(x)), ties not averaged, as the team's newer eval scripts)")
     group.addoption("--loso-target", default=None, metavar="COLUMN", help="--loso-table: the target column (default vmaf)")
+    group.addoption("--loso-slice", action="append", default=None, metavar="COLUMN",
+                    help="also report every fold, baseline and aggregate per value of this per-frame column: a "
+                    "table's column (encoder, codec, corpus...), or quality / height / kbps of a YUV + cache "
+                    "corpus's distorted file names (repeatable)")
+    group.addoption("--loso-slice-threshold", action="append", default=None, metavar="'COLUMN=VALUE: BOUNDS'",
+                    help="'COLUMN=VALUE: min_mean_plcc=0.95 max_mean_rmse=8': the test slice[<run>-COLUMN=VALUE] "
+                    "holds that slice's mean over folds to these bounds, for every run (repeatable)")
     group.addoption("--loso-where", action="append", default=None, metavar="COLUMN=VALUE",
                     help="--loso-table: keep rows with COLUMN=VALUE (repeatable; AND across columns)")
 
@@ -247,6 +257,8 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini("loso_srocc_ranks", "SROCC's ranks: average or ordinal", default="average")
     parser.addini("loso_versus", "paired A/B tests, one 'NEW=OLD' a line", type="linelist")
     parser.addini("loso_versus_rule", "not-worse or better", default="not-worse")
+    parser.addini("loso_slice", "slice columns, one a line (--loso-slice)", type="linelist")
+    parser.addini("loso_slice_threshold", "slice bounds, one 'COLUMN=VALUE: key=number ...' a line", type="linelist")
     parser.addini("loso_where", "--loso-table: row filters, one COLUMN=VALUE a line", type="linelist")
     parser.addini("loso_quantized", "quantised models, one '[TAG=]INT8_PATH' a line (relative to the ini file)",
                   type="linelist")
@@ -407,7 +419,8 @@ def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
                                      f"{option}, or drop --loso-example to gate your own")
         # the ini's table settings describe your corpus, not the example (as its baselines do)
         return {"data_root": EXAMPLE_DIR / "corpus", "table": None, "target": "vmaf", "where": {},
-                "cache_dir": _path(config, "--loso-cache") or EXAMPLE_DIR / "cache"}  # another cache: see it filled
+                "cache_dir": _path(config, "--loso-cache") or EXAMPLE_DIR / "cache",  # another cache: see it filled
+                **_slices(config, True, ini=False)}
     data_root, table = _data_root(config), _path(config, "--loso-table")
     target = str(_value(config, "--loso-target") or "vmaf").strip()
     where = parse_where(_lines(config, "--loso-where", "loso_where"))
@@ -423,7 +436,25 @@ def _corpus(config: pytest.Config, example: bool) -> dict[str, Any]:
     elif data_root is not None:
         raise LosoUsageError("--data-root and --loso-table are two corpora: give one of them")
     return {"data_root": data_root, "table": table, "target": target, "where": where,
-            "cache_dir": _path(config, "--loso-cache") or default_cache_dir()}
+            "cache_dir": _path(config, "--loso-cache") or default_cache_dir(), **_slices(config, table is None)}
+
+
+def _slices(config: pytest.Config, cache_corpus: bool, *, ini: bool = True) -> dict[str, Any]:
+    """``--loso-slice`` columns, with those ``--loso-slice-threshold`` bounds; a YUV + cache corpus has
+    only the fields of its distorted file names to slice by. ``ini=False``: the command line's only
+    (the ini's slices describe your corpus, not the bundled example)."""
+    def lines(option: str, key: str) -> list[str]:
+        return _lines(config, option, key) if ini else list(config.getoption(ini_key(option)) or ())
+
+    bounds = parse_slice_thresholds(lines("--loso-slice-threshold", "loso_slice_threshold"))
+    slices = parse_slices(lines("--loso-slice", "loso_slice") + [b.column for b in bounds])
+    other = [column for column in slices if cache_corpus and column not in CACHE_SLICE_COLUMNS]
+    if other:
+        raise LosoUsageError(f"--loso-slice / --loso-slice-threshold: column {', '.join(map(repr, other))} is not "
+                             "a field of a YUV + cache corpus (its slice columns are "
+                             f"{', '.join(CACHE_SLICE_COLUMNS)}, from dis/<Source>_<quality>_<height>_<kbps>.yuv); "
+                             "slice by another column with a per-frame table (--loso-table)")
+    return {"slices": slices, "slice_bounds": bounds}
 
 
 def _models(config: pytest.Config, example: bool) -> dict[str, Any]:

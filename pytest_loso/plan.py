@@ -15,10 +15,10 @@ from pathlib import Path
 from .corpus import Corpus
 from .errors import LosoInputError
 from .held_out import HeldOut
-from .ids import Kind, aggregate_tests, run_name, test_name, versus_test
+from .ids import Kind, aggregate_tests, run_name, slice_test, test_name, versus_test
 from .models import find_empty_seed_runs, find_fold_models
 from .records import TestResult, new_result
-from .settings import GateOptions
+from .settings import GateOptions, SliceBounds
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Plan:
 
     specs: tuple[TestSpec, ...]
     versus: tuple[tuple[str, str], ...] = ()  # (new run, old run) of each versus[...] test
+    slice_bounds: tuple[SliceBounds, ...] = ()  # each makes a slice[<run>-<column>=<value>] test per run
 
     def __iter__(self) -> Iterator[TestSpec]:
         return iter(self.specs)
@@ -86,9 +87,23 @@ class Plan:
         return {spec.name for spec in self.specs}
 
     def aggregate_tests(self) -> list[str]:
-        """``aggregate[<run>]`` for each LOSO run, ``seeds[<arch>]`` for each architecture over seeds."""
+        """``aggregate[<run>]`` for each LOSO run, ``seeds[<arch>]`` for each architecture over seeds,
+        ``versus[...]`` for each A/B pair, ``slice[...]`` for each run and bounded slice."""
         return aggregate_tests((spec.arch, spec.seed) for spec in self.folds if spec.arch) + [
-            versus_test(new, old) for new, old in self.versus]
+            versus_test(new, old) for new, old in self.versus] + [name for name, _ in self.slice_tests()]
+
+    @property
+    def runs(self) -> list[str]:
+        """Every LOSO run with folds in the plan, sorted."""
+        return sorted({spec.run for spec in self.folds if spec.run})
+
+    def slice_tests(self) -> list[tuple[str, tuple[str, SliceBounds]]]:
+        """``(slice[<run>-<column>=<value>], (run, bounds))`` for each run and each ``--loso-slice-threshold``."""
+        return [(slice_test(run, b.column, b.value), (run, b)) for run in self.runs for b in self.slice_bounds]
+
+    def slice_of(self, test: str) -> tuple[str, SliceBounds]:
+        """The run and the bounded slice a ``slice[...]`` test judges."""
+        return next(found for name, found in self.slice_tests() if name == test)
 
     def versus_of(self, test: str) -> tuple[str, str]:
         """The ``(new, old)`` runs a ``versus[...]`` test judges (run names may hold a '-' of their own)."""
@@ -167,7 +182,7 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
                                  "name two runs this session scores (an architecture, a predictions run, or "
                                  "arch-seedN)")
     specs += _quant_specs(options)
-    return Plan(tuple(specs), options.versus)
+    return Plan(tuple(specs), options.versus, options.slice_bounds)
 
 
 INT8_SUFFIX = ".int8.onnx"

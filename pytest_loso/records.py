@@ -72,6 +72,7 @@ class TestResult(TypedDict, total=False):
     distribution: bytes  # the bootstrap's resampled metrics (float64), for the aggregate's interval
     paired_distribution: bytes  # the same of new − accepted, in noise mode
     points: dict[str, list[float]]  # a sample of (pred, target), for --loso-plot
+    slices: dict[str, dict[str, dict]]  # --loso-slice: {column: {value: {n, plcc, srocc, rmse}}} (None: undefined)
 
 
 def new_result(kind: Kind, name: str, label: str, run: str | None, seed: int | None, source: str | None,

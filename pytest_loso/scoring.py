@@ -20,6 +20,7 @@ from .held_out import HeldOut
 from .metrics import (METRICS, Bootstrap, ClipStatistic, bootstrap, hold_estimates, logistic_metrics,
                       score)
 from .metrics.calibration import calibration, worst_sources
+from .metrics.slices import by_value
 from .models import OnnxModel, load_model
 from .plan import TestSpec
 from .predictions import entry
@@ -73,8 +74,10 @@ class Scorer:
         if spec.kind == "fold":
             assert spec.source is not None
             data = self._source(spec.source, result)
-            result["metrics"] = self._metrics_of(model.predict_data(data), data.scores, data.pair_frames,
-                                                 f"source {data.source}", result, model.path)
+            pred = model.predict_data(data)
+            result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
+                                                 model.path)
+            self._slices(pred, data.scores, data.slice_values, result)
         else:
             self._score_baseline(model, result)
 
@@ -88,6 +91,13 @@ class Scorer:
         pred = held_out.predict(spec.arch, spec.seed, data, self._corpus().describe())
         result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
                                              spec.held_out)
+        self._slices(pred, data.scores, data.slice_values, result)
+
+    def _slices(self, pred: np.ndarray, scores: np.ndarray, values: dict[str, np.ndarray], result: TestResult) -> None:
+        """``--loso-slice``: the metrics on the frames of each value of each slice column."""
+        if self.options.slices:
+            result["slices"] = {column: by_value(pred, scores, values[column], srocc_ranks=self.options.srocc_ranks)
+                                for column in self.options.slices}
 
     def _record_models(self, models: list[OnnxModel], result: TestResult) -> None:
         """The models' records, then the registry's pins: a file whose digest is not the pinned one
@@ -197,11 +207,12 @@ class Scorer:
     def _over_sources(self, models: list[OnnxModel], result: TestResult, what: str,
                       per_source: Callable[[str, np.ndarray, np.ndarray], dict],
                       predict: Callable[[OnnxModel, SourceData], np.ndarray] | None = None,
-                      ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+                      ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], dict[str, np.ndarray]]:
         """Every source through ``models``, in sorted order (as the script did): ``per_source(source,
         predictions, targets)`` gives the source's row of ``result["per_clip"]``; returns every model's
-        predictions on all sources concatenated ``(models, frames)``, the targets and the clips' frames.
-        ``predict(model, data)`` runs one model on one source (default: as its sidecar says, in one run).
+        predictions on all sources concatenated ``(models, frames)``, the targets, the clips' frames
+        and each slice column's values. ``predict(model, data)`` runs one model on one source
+        (default: as its sidecar says, in one run).
 
         Each source is predicted once and only its predictions kept (its features stay in the store's
         one copy). A source that cannot be scored is recorded and the others still are; then one error
@@ -216,6 +227,7 @@ class Scorer:
         result["per_clip"] = per_clip
         errors = []
         preds, targets, pair_frames = [], [], []
+        slice_values: dict[str, list[np.ndarray]] = {column: [] for column in self.options.slices}
         for source in corpus.sources:
             try:
                 data = self._source(source, result)
@@ -224,12 +236,15 @@ class Scorer:
                 preds.append(pred)
                 targets.append(data.scores)
                 pair_frames.extend(data.pair_frames)
+                for column, parts in slice_values.items():
+                    parts.append(data.slice_values[column])
             except LosoInputError as exc:
                 per_clip[source] = {"error": str(exc)}
                 errors.append((source, str(exc)))
         if errors:
             raise sources_failed(models[0].path, what, errors)
-        return np.concatenate(preds, axis=1), np.concatenate(targets), tuple(pair_frames)
+        return (np.concatenate(preds, axis=1), np.concatenate(targets), tuple(pair_frames),
+                {column: np.concatenate(parts) for column, parts in slice_values.items()})
 
     def _score_baseline(self, model: OnnxModel, result: TestResult) -> None:
         """Per source (the script's rows; KRCC is left to folds and the concatenation, for its cost),
@@ -240,10 +255,11 @@ class Scorer:
             return score(pred[0], target, model_path=model.path, target_desc=f"source {source}", krcc=False,
                          srocc_ranks=self.options.srocc_ranks)
 
-        preds, scores, pair_frames = self._over_sources([model], result, "cannot score on all sources", row)
+        preds, scores, pair_frames, values = self._over_sources([model], result, "cannot score on all sources", row)
         # float32, like the model's output: the concatenation is the script's
-        result["metrics"] = self._metrics_of(preds[0].astype(np.float32, copy=False), scores, pair_frames,
-                                             "all sources concatenated", result, model.path)
+        pred = preds[0].astype(np.float32, copy=False)
+        result["metrics"] = self._metrics_of(pred, scores, pair_frames, "all sources concatenated", result, model.path)
+        self._slices(pred, scores, values, result)
 
     def _score_ensemble(self, models: list[OnnxModel], result: TestResult) -> None:
         """Every member scored like a baseline, and the members' mean prediction the same way.
@@ -268,8 +284,8 @@ class Scorer:
             found.update(spread(mu, sigma, target, levels))
             return found
 
-        preds, scores, pair_frames = self._over_sources(models, result, "cannot score the ensemble on all sources",
-                                                        row)
+        preds, scores, pair_frames, values = self._over_sources(
+            models, result, "cannot score the ensemble on all sources", row)
         for model, pred in zip(models, preds):
             members[str(model.path)]["all_clips_concat"] = score(
                 pred, scores, model_path=model.path, target_desc="all sources concatenated", srocc_ranks=ranks)
@@ -277,10 +293,10 @@ class Scorer:
         result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
                                              result, models[0].path)
         result["metrics"].update(spread(mu, sigma, scores, levels))
+        self._slices(mu, scores, values, result)
         for level, worst in worst_sources(result["per_clip"]).items():
             result["metrics"]["calibration"][level].update(worst_source=worst["source"],
                                                            worst_source_coverage=worst["coverage"])
-
 
     def _score_quant(self, parent: OnnxModel, int8: OnnxModel, result: TestResult) -> None:
         """The int8 model beside its fp32 parent on every source and on their concatenation.
@@ -306,7 +322,7 @@ class Scorer:
             return pair_figures(preds[0], preds[1], target, model_path=int8.path, target_desc=f"source {source}",
                                 krcc=False, srocc_ranks=options.srocc_ranks)
 
-        preds, scores, pair_frames = self._over_sources([parent, int8], result,
+        preds, scores, pair_frames, _ = self._over_sources([parent, int8], result,
                                                         "cannot score the quantised pair on all sources", row, predict)
         fp32, quantised = (p.astype(np.float32, copy=False) for p in preds)
         metrics = pair_figures(fp32, quantised, scores, model_path=int8.path, target_desc="all sources concatenated",

@@ -20,6 +20,9 @@ EXTRACTORS = ("auto", "ffmpeg", "vmaf", "none")
 COMPARE_MODES = ("bound", "noise")
 SROCC_RANKS = ("average", "ordinal")
 VERSUS_RULES = ("not-worse", "better")
+# --loso-slice on a YUV + cache corpus: the fields of dis/<Source>_<quality>_<height>_<kbps>.yuv
+CACHE_SLICE_COLUMNS = ("quality", "height", "kbps")
+SLICE_BOUND_KEYS = ("min_mean_plcc", "min_mean_srocc", "max_mean_rmse")
 CompareMode = Literal["bound", "noise"]
 SroccRanks = Literal["average", "ordinal"]
 
@@ -107,6 +110,23 @@ class Allowance:
 
 
 @dataclass(frozen=True)
+class SliceBounds:
+    """``--loso-slice-threshold 'encoder=libx264: min_mean_plcc=0.95'``: bounds on one slice's mean over folds."""
+
+    column: str
+    value: str  # matched as text, as --loso-where matches
+    bounds: tuple[tuple[str, float], ...]  # (key of SLICE_BOUND_KEYS, limit), in the order given
+
+    @property
+    def label(self) -> str:
+        """``encoder=libx264``."""
+        return f"{self.column}={self.value}"
+
+    def to_json(self) -> dict:
+        return {"column": self.column, "value": self.value, **dict(self.bounds)}
+
+
+@dataclass(frozen=True)
 class Ensemble:
     """``--loso-ensemble NAME=GLOB``, with the model files its glob matched."""
 
@@ -159,6 +179,8 @@ class GateOptions:
     quant_batch: int | None = 1  # frames per run of an int8 model; None: a source's frames in one run
     max_quant_drop: dict[str, float | None] = field(default_factory=dict)  # agreement, plcc, rmse, bias
     quant_per_source: bool = False  # hold every source to --loso-max-quant-drop too
+    slices: tuple[str, ...] = ()  # --loso-slice columns (and those --loso-slice-threshold names)
+    slice_bounds: tuple[SliceBounds, ...] = ()  # --loso-slice-threshold: one slice[...] test per run each
 
     @property
     def coverage_levels(self) -> tuple[str, ...]:
@@ -211,6 +233,8 @@ class GateOptions:
             "quant_batch": "source" if self.quant_batch is None else self.quant_batch,
             "max_quant_drop": dict(self.max_quant_drop),
             "quant_per_source": self.quant_per_source,
+            **({"slices": list(self.slices), "slice_thresholds": [b.to_json() for b in self.slice_bounds]}
+               if self.slices else {}),
         }
 
 
@@ -419,3 +443,48 @@ def parse_quant_batch(text: str | int | None) -> int | None:
     if batch < 1:
         raise LosoUsageError(f"--loso-quant-batch / loso_quant_batch: {text!r} is not a whole number >= 1 or 'source'")
     return batch
+
+
+_SLICE_COLUMN = re.compile(r"[^\s=:]+")
+
+
+def parse_slices(items: list[str]) -> tuple[str, ...]:
+    """``--loso-slice`` / ``loso_slice`` values: per-frame column names, each once, in the order given."""
+    columns: list[str] = []
+    for item in (i.strip() for i in items if i.strip()):
+        if not _SLICE_COLUMN.fullmatch(item):
+            raise LosoUsageError(f"--loso-slice / loso_slice: {item!r} is not a column name "
+                                 "(e.g. encoder, codec, corpus, preset; quality, height or kbps on a YUV + cache corpus)")
+        if item not in columns:
+            columns.append(item)
+    return tuple(columns)
+
+
+def parse_slice_thresholds(lines: list[str]) -> tuple[SliceBounds, ...]:
+    """``encoder=libx264: min_mean_plcc=0.95 max_mean_rmse=8`` lines as :class:`SliceBounds` (a slice
+    named twice: the later line's bounds are added to, and override, the earlier's)."""
+    name = "--loso-slice-threshold / loso_slice_threshold"
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for line in (raw.strip() for raw in lines if raw.strip()):
+        # the bounds hold no ':', so the last one ends the slice (whose value may hold one)
+        slice_, sep, rest = line.rpartition(":")
+        column, eq, value = (part.strip() for part in slice_.partition("="))
+        if not sep or not eq or not _SLICE_COLUMN.fullmatch(column) or not value:
+            raise LosoUsageError(f"{name}: {line!r} is not 'COLUMN=VALUE: key=number ...' "
+                                 "(e.g. 'encoder=libx264: min_mean_plcc=0.95 max_mean_rmse=8')")
+        bounds = found.setdefault((column, value), {})
+        tokens = rest.replace(",", " ").split()
+        if not tokens:
+            raise LosoUsageError(f"{name}: {line!r} names no bound (keys: {', '.join(SLICE_BOUND_KEYS)})")
+        for token in tokens:
+            key, eq, number = token.partition("=")
+            if key not in SLICE_BOUND_KEYS or not eq:
+                raise LosoUsageError(f"{name}: {token!r} in {line!r} is not key=number; "
+                                     f"keys: {', '.join(SLICE_BOUND_KEYS)}")
+            limit = parse_bound(number, f"{name} ({key} in {line!r})")
+            if limit is None:
+                bounds.pop(key, None)
+            else:
+                bounds[key] = limit
+    return tuple(SliceBounds(column, value, tuple((k, bounds[k]) for k in SLICE_BOUND_KEYS if k in bounds))
+                 for (column, value), bounds in found.items())

@@ -187,12 +187,14 @@ class TableCorpus:
 
     kind = "table"
 
-    def __init__(self, path: Path, target: str = "vmaf", where: dict[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, path: Path, target: str = "vmaf", where: dict[str, tuple[str, ...]] | None = None,
+                 slices: tuple[str, ...] = ()) -> None:
         import numpy as np
 
         self.path = path
         self.target = target
         self.where = dict(where or {})
+        self.slices = slices
         def numeric(column: str) -> bool:  # read as numbers: the target and the features
             return column == target or canonical(column) in FEATURE_NAMES
 
@@ -227,6 +229,11 @@ class TableCorpus:
                                      f"(has: {', '.join(table.names)})", "fix the --loso-where column name")
             keep &= np.isin(np.array([str(v) for v in table.values[column]], dtype=object),
                             np.array(allowed, dtype=object))
+        for column in slices:
+            if column not in table.values:
+                raise LosoInputError(path, f"--loso-slice names column {column!r}, which the table lacks "
+                                     f"(has: {', '.join(table.names)})",
+                                     "fix the --loso-slice (or --loso-slice-threshold) column name")
         self.rows_filtered = int(self.rows_read - keep.sum())
         if not keep.any():
             wanted = " and ".join(f"{c} in {{{', '.join(v)}}}" for c, v in self.where.items())
@@ -352,6 +359,7 @@ class TableCorpus:
             fingerprint=digest.hexdigest(),
             file_sha256={self.path.name: self.sha256},
             columns=columns,
+            slice_values={name: _as_text([values[name][i] for i in order]) for name in self.slices},
             clip_names=tuple(str(values[CLIP_COLUMN][clip[0]]) for clip in clips) if CLIP_COLUMN in values else None,
             frame_indices=(np.array([self._frame_number(values[FRAME_COLUMN][i], i, source) for i in order],
                                     dtype=np.int64) if FRAME_COLUMN in values else None),
@@ -395,6 +403,17 @@ def _metadata(values: list) -> np.ndarray:
         return column
     array_ = np.asarray(values)
     return np.array(values, dtype=object) if array_.dtype.kind == "U" else array_
+
+
+def _as_text(values: list) -> np.ndarray:
+    """A slice column's values as text, as --loso-where compares them (``30`` is "30", ``30.0`` is "30.0")."""
+    import numpy as np
+
+    texts: dict[tuple, str] = {}  # one str per distinct value, not one per frame (1, 1.0 and True apart)
+    column = np.empty(len(values), dtype=object)
+    column[:] = [texts.setdefault((type(v), v), str(v)) if isinstance(v, (str, int, float, type(None))) else str(v)
+                 for v in values]
+    return column
 
 
 def _sortable(value: object) -> tuple[int, float | str]:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from .metrics.names import distinct_digits, label
-from .settings import Bounds, Thresholds
+from .settings import Bounds, SliceBounds, Thresholds
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,8 @@ def check_seeds(summary: dict, thresholds: Thresholds) -> list[Violation]:
     """The promotion rule across seeds (ADR-0303): the mean of the per-seed means, and the
     spread of the per-seed mean PLCC (every seed's own mean is its ``aggregate[...]`` test)."""
     return check_aggregate(summary, thresholds) + _check(summary, {"max_spread_plcc": thresholds.max_seed_spread})
+
+
+def check_slice(mean: dict, bounds: SliceBounds) -> list[Violation]:
+    """The bounds a slice's mean over folds (``mean_plcc``, ``mean_srocc``, ``mean_rmse``) breaks."""
+    return _check(mean, dict(bounds.bounds))

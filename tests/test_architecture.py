@@ -20,7 +20,7 @@ LAYERS = [
     ["__init__", "errors"],
     ["ids", "files", "features", "metrics.names", "metrics.clip_statistic", "metrics.calibration"],
     ["settings", "records", "made_by", "metrics.correlations", "metrics.aggregate", "metrics.intervals"],
-    ["metrics", "thresholds", "compare", "predictions", "cache_files", "frames"],
+    ["metrics", "metrics.slices", "thresholds", "compare", "predictions", "cache_files", "frames"],
     ["accepted", "extract", "sidecar", "table", "registry"],
     ["cache_corpus", "models", "preflight", "held_out", "quantized"],
     ["corpus"],

@@ -17,6 +17,7 @@ from ..gate import Gate
 from ..ids import primary_arch, report_paths, versus_test
 from ..judging import AggregateJudge
 from ..metrics import CI_METHOD, FEW_CLIPS, finite_or_none
+from ..metrics.slices import value_order
 from ..records import ExtractionRecord, TestResult
 from ..results import ResultStore
 from ..quantized import runtime
@@ -83,6 +84,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         versus[judgement.test] = dict(judge.versus(new, old) or {"new": new, "old": old}, check=judgement.to_json())
         if judgement.outcome == "failed":
             failures.append({"test": judgement.test, "message": judgement.message})
+    slices = _slices(store, judge, results, failures) if options.slices else None
     primary = primary_arch(archs)
     baselines = {r["label"]: {"model_path": r["model_path"], "per_clip": r.get("per_clip", {}),
                               "all_clips_concat": _entry(r)} for r in results if r["kind"] == "baseline"}
@@ -117,6 +119,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
         "aggregate_checks": aggregate_checks,
         "seeds": seeds,
         "versus": versus,
+        **({"slices": slices} if slices is not None else {}),
         "thresholds": options.thresholds.to_json(),
         "srocc_method": SROCC_METHODS[options.srocc_ranks],
         "failures": failures + ([accept_failure] if accept_failure else []),
@@ -177,6 +180,36 @@ def _registry(gate: Gate, models: dict[str, dict]) -> dict | None:
                 unpinned=[path for path, record in checked.items() if record.get("matches") is None],
                 unlisted=[path for path, record in sorted(models.items())
                           if "registry" in record and record["registry"].get("entry") is None])
+
+
+def _slices(store: ResultStore, judge: AggregateJudge, results: list[TestResult], failures: list[dict]) -> dict:
+    """``--loso-slice``: per column and value, each run's folds and mean over folds (with its
+    ``slice[...]`` test's check when bounded), and each baseline's and ensemble's concatenation."""
+    columns = judge.options.slices
+    found: dict[str, dict[str, dict]] = {column: {} for column in columns}
+
+    def entry(column: str, value: str) -> dict:
+        return found[column].setdefault(value, {"runs": {}, "baselines": {}, "ensembles": {}})
+
+    for column in columns:
+        values = sorted({value for r in results for value in ((r.get("slices") or {}).get(column) or {})},
+                        key=value_order)
+        for value in values:
+            for run in store.plan.runs:
+                summary = judge.slice_summary(run, column, value)
+                if summary is not None:
+                    entry(column, value)["runs"][run] = summary
+            for r in results:
+                if r["kind"] != "fold" and value in ((r.get("slices") or {}).get(column) or {}):
+                    entry(column, value)[f"{r['kind']}s"][r["label"]] = r["slices"][column][value]
+    for test, (run, bounds) in store.plan.slice_tests():
+        judgement = judge.as_run(judge.judge_slice(test))
+        runs = entry(bounds.column, bounds.value)["runs"]
+        runs[run] = dict(runs.get(run) or {"n_folds": 0}, bounds=dict(bounds.bounds), check=judgement.to_json())
+        if judgement.outcome == "failed":
+            failures.append({"test": judgement.test, "message": judgement.message})
+    return {column: dict(sorted(values.items(), key=lambda item: value_order(item[0])))
+            for column, values in found.items()}
 
 
 def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], read: set[str]) -> dict | None:

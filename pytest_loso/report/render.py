@@ -197,6 +197,7 @@ def render_markdown(report: dict, *, summary: bool = False) -> str:
     lines += [f"SROCC: {report.get('srocc_method', SROCC_METHODS['average'])}.", ""]
     lines += thresholds_markdown(report["thresholds"])
     lines += versus_markdown(report.get("versus"))
+    lines += slices_markdown(report.get("slices"))
     lines += comparison_markdown(report.get("comparison"))
     lines += registry_markdown(report.get("registry"))
     lines += quantized_markdown(report.get("quantized"))
@@ -254,6 +255,46 @@ def versus_markdown(versus: dict | None) -> list[str]:
                      f"{_difference(block, 'srocc')} | {_difference(block, 'rmse')} | {_md(winner)} | "
                      f"{_md(block.get('rule', ''))} | {block['check']['outcome']} |")
     return lines + [""]
+
+
+SLICE_VALUES_SHOWN = 12  # a table wider than this is unreadable; the JSON has every value
+
+
+def _slice_cell(plcc: float | None, rmse: float | None, check: dict | None = None) -> str:
+    text = "—" if plcc is None and rmse is None else f"{_num(plcc, 4)} / {_num(rmse, 3)}"
+    return text + (f" ({AGGREGATE_STATUS[check['outcome']]})" if check else "")
+
+
+def slices_markdown(slices: dict | None) -> list[str]:
+    """Per slice column, one compact table: runs (mean over folds) and baselines / ensembles (their
+    concatenation) × the column's values, each cell mean PLCC / RMSE; then the folds left out of a mean."""
+    if not slices:
+        return []
+    lines: list[str] = []
+    for column, values in slices.items():
+        shown = list(values)[:SLICE_VALUES_SHOWN]
+        rows: dict[str, dict[str, str]] = {}
+        notes = []
+        for value in shown:
+            block = values[value]
+            for run, summary in block["runs"].items():
+                rows.setdefault(run, {})[value] = _slice_cell(summary.get("mean_plcc"), summary.get("mean_rmse"),
+                                                              summary.get("check"))
+                for source, why in (summary.get("left_out") or {}).items():
+                    notes.append(f"- {_md(run)}, {_md(column)}={_md(value)}: {_md(source)} left out of the mean ({_md(why)})")
+            for kind in ("baselines", "ensembles"):
+                for name, m in block[kind].items():
+                    rows.setdefault(f"{kind[:-1]} {name} (all sources)", {})[value] = _slice_cell(m.get("plcc"),
+                                                                                                 m.get("rmse"))
+        lines += [f"## Slices by {_md(column)} (mean PLCC / RMSE over folds; baselines on all sources)", "",
+                  "| run | " + " | ".join(_md(v) for v in shown) + " |", "|---|" + "---:|" * len(shown)]
+        lines += [f"| {_md(name)} | " + " | ".join(cells.get(v, "—") for v in shown) + " |"
+                  for name, cells in rows.items()]
+        lines.append("")
+        if len(values) > len(shown):
+            lines += [f"{len(values) - len(shown)} more values of {_md(column)} in loso_eval.json (slices).", ""]
+        lines += notes + ([""] if notes else [])
+    return lines
 
 
 def thresholds_markdown(thresholds: dict) -> list[str]:
