@@ -16,15 +16,20 @@ from .errors import TEXT_ERRORS
 
 def _write_temporary(path: Path, text: str | bytes) -> str:
     """``text`` in a new temporary file beside ``path``; its name (removed again when writing fails)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # named by the file it was for, not by its temporary
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; a shared cache or report must be readable
         with (os.fdopen(fd, "wb") if isinstance(text, bytes)
               else os.fdopen(fd, "w", encoding="utf-8", errors=TEXT_ERRORS)) as handle:  # see TEXT_ERRORS
             handle.write(text)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return tmp
 
@@ -35,35 +40,12 @@ def write_atomically(path: Path, text: str | bytes) -> None:
 
 def write_together(files: list[tuple[Path, str | bytes]]) -> None:
     """Write every file or none: all temporaries first (where a full disk fails, leaving nothing),
-    then the renames, which need no space. For a report and its predictions file, which must match."""
+    then the renames, which need no space. For a report and its predictions file, which must match.
+    An ``OSError`` names the file it was for, not its temporary."""
     written: list[tuple[str, Path]] = []
     try:
         for path, text in files:
             written.append((_write_temporary(path, text), path))
-        for tmp, path in written:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in written:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_all_atomically(files: list[tuple[Path, str | bytes]]) -> None:
-    """Write files that belong together (a report and its predictions file): each to a temporary
-    first, renamed only once all are written, so a failed write (a full disk) leaves the old set whole."""
-    written: list[tuple[str, Path]] = []
-    try:
-        for path, text in files:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-                written.append((tmp, path))
-                os.fchmod(fd, 0o644)
-                with (os.fdopen(fd, "wb") if isinstance(text, bytes) else
-                      os.fdopen(fd, "w", encoding="utf-8")) as handle:
-                    handle.write(text)
-            except OSError as exc:  # named by the file it was for, not by its temporary
-                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         for tmp, path in written:
             os.replace(tmp, path)
     except BaseException:

@@ -65,3 +65,14 @@ def predictions_args(gate, *paths: Path, corpus: tuple[str, ...] | None = None) 
     corpus = corpus or (f"--data-root={gate.data_root}", f"--loso-cache={gate.cache_dir}", "--loso-extractor=none")
     return ["-p", "no:cacheprovider", "-rA", *corpus, f"--loso-report={gate.report_dir}",
             *(f"--loso-predictions={p}" for p in paths)]
+
+
+def table_rows(gate) -> list[dict]:
+    """The cache corpus as a per-frame table (the cache files' floats unchanged), rows shuffled."""
+    rows = []
+    for source in SOURCES:
+        for stem, features, vmaf in _cache_frames(gate, source):
+            for i, (f, v) in enumerate(zip(features, vmaf)):
+                rows.append({"source": source, "dis_basename": stem, "frame_index": i, "vmaf": v, **f})
+    random.Random(2).shuffle(rows)
+    return rows

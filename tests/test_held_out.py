@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import sys
 from pathlib import Path
 
 import pytest
 
 from loso_helpers import ARCHS, SOURCES
-from held_out_helpers import _cache_frames, predictions_args, trainer_rows, write
+from held_out_helpers import predictions_args, trainer_rows, write
+from held_out_helpers import table_rows
 
 ARCH = ARCHS[0]
 
@@ -25,17 +25,6 @@ ARCH = ARCHS[0]
 def _numbers(report: dict) -> dict:
     return {"archs": {a: b["per_fold"] for a, b in report["archs"].items()},
             "aggregates": {a: b["aggregate"] for a, b in report["archs"].items()}}
-
-
-def table_rows(gate) -> list[dict]:
-    """The cache corpus as a per-frame table (the cache files' floats unchanged), rows shuffled."""
-    rows = []
-    for source in SOURCES:
-        for stem, features, vmaf in _cache_frames(gate, source):
-            for i, (f, v) in enumerate(zip(features, vmaf)):
-                rows.append({"source": source, "dis_basename": stem, "frame_index": i, "vmaf": v, **f})
-    random.Random(2).shuffle(rows)
-    return rows
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])

@@ -17,7 +17,7 @@ from scipy.stats import pearsonr, spearmanr
 from loso_helpers import ARCHS, SOURCES, parse_outcomes
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.settings import SliceBounds, parse_slice_thresholds, parse_slices
-from test_held_out import _cache_frames, _onnx_predict, table_rows, write
+from held_out_helpers import _cache_frames, _onnx_predict, table_rows, write
 
 ARCH = ARCHS[0]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hashlib
 
-from ..files import write_all_atomically
+from ..files import write_together
 from ..ids import predictions_path, report_paths
 from ..predictions import predictions_bytes
 from ..records import TestResult
@@ -36,8 +36,8 @@ def write_report(report: dict, results: dict[str, TestResult], report_dir: Path)
         data = predictions_bytes(entries)
         report["predictions"] = {"file": predictions.name, "sha256": hashlib.sha256(data).hexdigest(),
                                  "tests": len(entries)}
-        write_all_atomically([(predictions, data), (json_path, json.dumps(report, indent=2) + "\n"),
-                              (md_path, render_markdown(report))])
+        write_together([(predictions, data), (json_path, json.dumps(report, indent=2) + "\n"),
+                        (md_path, render_markdown(report))])
     except OSError as exc:
         where = exc.filename or json_path
         error = (f"report NOT written: {where}: {exc.strerror or exc}; the run fails, as its report is lost "
