@@ -105,6 +105,32 @@ def kill_running() -> None:
                 process.kill()
 
 
+_VERSIONS: dict[tuple, str | None] = {}  # (kind, binary, its stat) -> the version line, asked once per process
+
+
+def _version_line(kind: str, binary: Path) -> str | None:
+    """The binary's first version line (``None``: it cannot run), asked once per process for each
+    file as it is: the same binary replaced (another mtime, size or inode) is asked again."""
+    try:
+        stat = binary.stat()
+        key: tuple = (kind, str(binary), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        key = (kind, str(binary))  # not there: asked each time (it may appear)
+    else:
+        if key in _VERSIONS:
+            return _VERSIONS[key]
+    flag = "--version" if kind == "vmaf" else "-version"
+    try:
+        run = subprocess.run([str(binary), flag], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (run.stdout or run.stderr).strip()
+    line = text.splitlines()[0] if text else ""
+    if len(key) > 2:
+        _VERSIONS[key] = line
+    return line
+
+
 @dataclass(frozen=True)
 class Extractor:
     """A libvmaf backend: ``kind`` "ffmpeg" (the libvmaf filter) or "vmaf" (libvmaf's own CLI)."""
@@ -136,13 +162,7 @@ class Extractor:
         return None if version is None else f"{self.kind}: {version}"
 
     def _version_line(self) -> str | None:
-        flag = "--version" if self.kind == "vmaf" else "-version"
-        try:
-            run = subprocess.run([str(self.binary), flag], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        text = (run.stdout or run.stderr).strip()
-        return text.splitlines()[0] if text else ""
+        return _version_line(self.kind, self.binary)
 
     def version(self) -> str:
         line = self._version_line()

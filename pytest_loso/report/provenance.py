@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import time
@@ -26,6 +27,11 @@ def git_state(cwd: Path) -> dict | None:
 
 def versions() -> dict[str, str | None]:
     """Python's version and the installed versions of the packages a run's numbers depend on."""
+    return dict(_versions())
+
+
+@functools.cache  # what is installed does not change while a process runs (metadata lookups cost ~10 ms)
+def _versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for package in ("pytest-loso", "pytest", "numpy", "scipy", "onnx", "onnxruntime"):
         try:
