@@ -14,6 +14,7 @@ aborts the interpreter when it is imported a second time ("refusing to add dupli
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 import shutil
@@ -32,6 +33,11 @@ import pytest_loso
 for _module in pkgutil.walk_packages(pytest_loso.__path__, "pytest_loso."):
     if ".example" not in _module.name:
         importlib.import_module(_module.name)
+
+# Every in-process run ends in pytest's gc.collect() (twice, at unconfigure), which walks every
+# object of this process: numpy, scipy, onnx and pytest's own are never garbage, so they are
+# moved out of the collector's sight once (~25 ms saved per run, over 400 runs).
+gc.freeze()
 
 from clips import independent_libvmaf, make_corpus
 from cold_cache import (LARGE_FRAMES, LARGE_H, LARGE_LADDER, LARGE_SOURCES, LARGE_W, SMALL_FRAMES, SMALL_H,
