@@ -22,13 +22,13 @@ TABLE_SUFFIXES = (".jsonl", ".parquet")
 def check(options: GateOptions) -> None:
     """Every file-system check of ``options``, in the order a user fixes them."""
     if options.table is not None:
-        check_table(options.table)
+        check_table_file(options.table, "--loso-table")
     for name, path in ([("--data-root", options.data_root)] if options.data_root else []) + \
             [("--loso-dir", p) for p in options.loso_dirs]:
         if not path.is_dir():
             raise LosoUsageError(f"{name} {path}: folder not found")
     for path in options.held_out:
-        check_held_out(path)
+        check_table_file(path, "--loso-predictions")
     for path in options.baselines:
         if not path.is_file():
             raise LosoUsageError(f"--loso-baseline {path}: file not found (or not a file)")
@@ -96,26 +96,17 @@ def check_cache(cache_dir: Path) -> None:
                              "cache folder this user can read (or set $VMAF_TINY_AI_CACHE)") from None
 
 
-def check_table(table: Path) -> None:
-    from .table import TABLE_EXTRA_HINT
-
-    if table.suffix not in TABLE_SUFFIXES:
-        raise LosoUsageError(f"--loso-table {table}: expected a .jsonl or .parquet file")
-    if not table.is_file():
-        raise LosoUsageError(f"--loso-table {table}: file not found (or not a file)")
-    if table.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise LosoUsageError(f"--loso-table {table}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
-
-
-def check_held_out(path: Path) -> None:
+def check_table_file(path: Path, option: str) -> None:
+    """A per-frame table given to ``option`` (``--loso-table``, ``--loso-predictions``): a .jsonl or
+    .parquet file that is there, and pyarrow to read parquet."""
     from .table import TABLE_EXTRA_HINT
 
     if path.suffix not in TABLE_SUFFIXES:
-        raise LosoUsageError(f"--loso-predictions {path}: expected a .jsonl or .parquet file")
+        raise LosoUsageError(f"{option} {path}: expected a .jsonl or .parquet file")
     if not path.is_file():
-        raise LosoUsageError(f"--loso-predictions {path}: file not found (or not a file)")
+        raise LosoUsageError(f"{option} {path}: file not found (or not a file)")
     if path.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise LosoUsageError(f"--loso-predictions {path}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
+        raise LosoUsageError(f"{option} {path}: reading parquet needs pyarrow: {TABLE_EXTRA_HINT}")
 
 
 def check_accepted(path: Path, *, accepting: bool) -> None:

@@ -124,10 +124,10 @@ def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(ga
     lock = ["chattr", "+i", str(late)] if os.geteuid() == 0 else ["chmod", "555", str(late)]
     gate.pytester.makepyfile(test_lock=f"import subprocess\n\n\ndef test_lock():\n"
                                        f"    subprocess.run({lock!r}, check=True)\n")
-    verdict_path, accepted = gate.root / "verdict.json", gate.root / "accepted.json"
+    verdict_path, accepted, junit = gate.root / "verdict.json", gate.root / "accepted.json", gate.root / "junit.xml"
     try:
         run = gate.run(f"--loso-report={late}", f"--loso-verdict={verdict_path}", f"--loso-compare={accepted}",
-                       "--loso-accept")
+                       "--loso-accept", f"--junitxml={junit}")
     finally:
         subprocess.run(["chattr", "-i", str(late)] if os.geteuid() == 0 else ["chmod", "755", str(late)],
                        check=True)
@@ -135,6 +135,9 @@ def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(ga
     # the lost report is a failed test of its own (issue 20 item 7): counted, and in JUnit
     assert run.outcomes.pop("loso::report") == "FAILED", run.outcomes
     assert all(outcome == "PASSED" for outcome in run.outcomes.values()), run.outcomes
+    run.result.assert_outcomes(passed=10, failed=1)  # the gate's nine tests and the one that locks the folder
+    xml = junit.read_text()
+    assert 'failures="1"' in xml and 'name="report"' in xml and "report NOT written" in xml
     said = f"report NOT written: {late / 'loso_eval.predictions.npz'}: "  # the file, not its temporary
     assert said in run.output and "the run fails, as its report is lost" in run.output
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
