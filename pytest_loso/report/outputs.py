@@ -60,6 +60,11 @@ def kept_apart(report: dict) -> bool:
     return bool(report["partial"]) or any(f["test"] == "loso" for f in report["failures"])
 
 
+def partial_metrics_path(path: Path) -> Path:
+    """Where a partial run writes ``--loso-metrics``: ``metrics.txt`` -> ``metrics.partial.txt``."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}") if path.suffix else path.with_name(f"{path.name}.partial")
+
+
 def publish(report: dict, results: dict[str, TestResult], options: GateOptions, *, passed: bool,
             write_error: str | None) -> list[str]:
     """The optional outputs: OpenMetrics, the GitHub step summary, the verdict and the plots."""
@@ -67,11 +72,15 @@ def publish(report: dict, results: dict[str, TestResult], options: GateOptions, 
 
     notes = []
     if options.metrics_path is not None:
+        # like the report, a partial run's metrics must not replace a whole run's
+        metrics_path = partial_metrics_path(options.metrics_path) if kept_apart(report) else options.metrics_path
         try:
-            write_openmetrics(options.metrics_path, report)
-            notes.append(f"metrics: {options.metrics_path}")
+            write_openmetrics(metrics_path, report)
+            notes.append(f"metrics: {metrics_path}" + (
+                f" (partial run: written beside {options.metrics_path}, which is left as it was)"
+                if metrics_path != options.metrics_path else ""))
         except OSError as exc:  # the report is written; say what could not be, and go on
-            notes.append(f"metrics NOT written: {options.metrics_path}: {exc.strerror or exc}")
+            notes.append(f"metrics NOT written: {metrics_path}: {exc.strerror or exc}")
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
         try:
