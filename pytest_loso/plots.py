@@ -63,17 +63,25 @@ def _scatter(plt, path: Path, arch: str, points: dict, per_fold: dict) -> Path:
     return path
 
 
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _bars(plt, path: Path, arch: str, block: dict, thresholds: Thresholds) -> Path:
-    sources = [s for s, m in block["per_fold"].items() if "plcc" in m]
+    """Every fold of the run, in the report's order: a fold with no value (it failed, or its metric
+    is undefined) is an empty hatched bar marked as such, never left out of the chart."""
+    per_fold = block["per_fold"]
+    sources = list(per_fold)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.6 * len(sources) + 2), 6.5), sharex=True)
     for ax, metric, bound_name in ((top, "plcc", "min_plcc"), (bottom, "rmse", "max_rmse")):
-        values = [block["per_fold"][s][metric] for s in sources]
-        errors = [[0.0, 0.0] if not (block["per_fold"][s].get("ci") or {}).get(metric)
-                  else [values[i] - block["per_fold"][s]["ci"][metric][0], block["per_fold"][s]["ci"][metric][1] - values[i]]
-                  for i, s in enumerate(sources)]
-        x = range(len(sources))
-        ax.bar(x, values, color="tab:blue" if metric == "plcc" else "tab:orange",
-               yerr=list(zip(*errors)) if errors else None, capsize=3, label="fold (95% bootstrap interval)")
+        values = [_number(per_fold[s].get(metric)) for s in sources]
+        intervals = [(per_fold[s].get("ci") or {}).get(metric) for s in sources]
+        errors = [[0.0, 0.0] if v is None or not ci else [v - ci[0], ci[1] - v] for v, ci in zip(values, intervals)]
+        scored = [i for i, v in enumerate(values) if v is not None]
+        # the interval is named only when the bootstrap drew one (it is off with --loso-bootstrap=0)
+        label = "fold (95% bootstrap interval)" if any(intervals[i] for i in scored) else "fold"
+        ax.bar(scored, [values[i] for i in scored], color="tab:blue" if metric == "plcc" else "tab:orange",
+               yerr=list(zip(*[errors[i] for i in scored])) if scored else None, capsize=3, label=label)
         bound = getattr(thresholds.fold, bound_name)
         if bound is not None:
             ax.axhline(bound, color="red", linestyle="--", linewidth=1, label=f"{bound_name} {bound:g}")
@@ -85,13 +93,28 @@ def _bars(plt, path: Path, arch: str, block: dict, thresholds: Thresholds) -> Pa
         if aggregate.get(f"mean_{metric}") is not None:
             ax.axhline(aggregate[f"mean_{metric}"], color="black", linewidth=0.8, label="mean over folds")
         if metric == "plcc":
-            lows = [v - e[0] for v, e in zip(values, errors)]
+            lows = [values[i] - errors[i][0] for i in scored]
             low = min(lows + ([bound] if bound is not None else []), default=0.0)  # no fold scored: empty
             ax.set_ylim(max(0.0, low - 0.05), 1.0)
+        elif not scored and bound is None:
+            ax.set_ylim(0.0, 1.0)
+        missing = [i for i, v in enumerate(values) if v is None]
+        bottom_y, top_y = ax.get_ylim()
+        labelled = set()
+        for i in missing:
+            word = "failed" if "error" in per_fold[sources[i]] else "undefined"
+            legend = {"failed": "fold failed (no metrics)", "undefined": f"{metric.upper()} undefined"}[word]
+            ax.bar(i, top_y - bottom_y, bottom=bottom_y, fill=False, hatch="//", edgecolor="gray",
+                   label=None if word in labelled else legend)
+            labelled.add(word)
+            ax.text(i, (bottom_y + top_y) / 2, word, rotation=90, ha="center", va="center", fontsize=8,
+                    color="dimgray")
+        ax.set_ylim(bottom_y, top_y)
         ax.set_ylabel(metric.upper())
         ax.legend(fontsize=7, loc="lower right" if metric == "plcc" else "upper right")
     bottom.set_xticks(range(len(sources)))
-    bottom.set_xticklabels(sources, rotation=45, ha="right", fontsize=8)
+    bottom.set_xticklabels([s + (" (failed)" if "error" in per_fold[s] else "") for s in sources],
+                           rotation=45, ha="right", fontsize=8)
     fig.suptitle(f"{arch}: per-fold PLCC and RMSE")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
