@@ -90,3 +90,8 @@ class LosoUsageError(ValueError):
 class ThresholdFailure(Exception):
     """Metrics were computed and break a bound (or slid from the accepted report); the message is
     the reviewer's sentence."""
+
+
+class FillInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a cache fill; the message says how far it got and that a rerun
+    resumes. Still a ``KeyboardInterrupt``, so whatever catches those stops as before."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import made_by
 from .files import write_atomically
 from .cache_files import ForeignCacheFile, Pair, read_pair
-from .errors import LosoInputError, what_is_at
+from .errors import FillInterrupted, LosoInputError, what_is_at
 from .features import FEATURE_NAMES
 
 LIBVMAF_NAMES = {name: f"integer_{name}" for name in FEATURE_NAMES}
@@ -415,13 +415,20 @@ class CacheFiller:
                     eta = elapsed / done * (len(todo) - done)
                     progress(f"loso: libvmaf {done}/{len(todo)} pairs ({source} done), {failed} failed, "
                              f"elapsed {elapsed:.1f}s, ETA {eta:.1f}s")
-        except BaseException:
+        except BaseException as exc:
             kill_running()  # Ctrl-C or SIGTERM: the running pairs stop now, not when libvmaf finishes
-            raise
+            if not isinstance(exc, KeyboardInterrupt) or isinstance(exc, FillInterrupted):
+                raise
+            interrupted = True
+        else:
+            interrupted = False
         finally:
             # On Ctrl-C (or any error) drop the queued pairs: a plain ``with`` would wait for
             # every one of them, running libvmaf on the whole corpus before the run stops.
             pool.shutdown(wait=True, cancel_futures=True)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+        if interrupted:  # counted once the pool stopped: a pair finishing meanwhile was written whole
+            cached = sum(p.cache_path(self.cache_dir).is_file() for p in pairs)
+            raise FillInterrupted(f"loso: interrupted: {cached} of {len(pairs)} pairs cached; a rerun resumes")
         return failed

@@ -81,7 +81,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return  # the gate cannot plan: its collection error says why
     terminal = config.pluginmanager.get_plugin("terminalreporter")  # absent under -p no:terminal
     quiet = terminal is None or config.get_verbosity() < 0
-    config.stash[GATE].prefill(None if quiet else terminal.write_line, sources)
+    from .errors import FillInterrupted
+
+    try:
+        config.stash[GATE].prefill(None if quiet else terminal.write_line, sources)
+    except FillInterrupted as exc:
+        # pytest's own "!!! Interrupted: <why> !!!" line (exit 2), not a KeyboardInterrupt at a line of threading.py
+        raise session.Interrupted(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
