@@ -577,6 +577,44 @@ def why_the_gate_is_off(config: pytest.Config) -> str | None:
             "predictions with --loso-predictions, or try --loso-example")
 
 
+def _not_utf8(value: object) -> bool:
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a byte of a file name that is not UTF-8 (os.fsdecode)
+        return True
+    return False
+
+
+def _check_workers_can_read_the_command_line(config: pytest.Config) -> None:
+    """pytest-xdist sends the command line to its workers as UTF-8: a path holding a byte that is not
+    UTF-8 cannot cross (an INTERNALERROR at start), so it is a usage error naming the option."""
+    workers = config.getoption("numprocesses", None)
+    if not workers or config.getoption("dist", "no") == "no" or hasattr(config, "workerinput"):
+        return
+    args = [str(a) for a in config.invocation_params.args]
+    for i, arg in enumerate(args):
+        if not _not_utf8(arg):
+            continue
+        if arg.startswith("-"):
+            option, _, value = arg.partition("=")
+        elif i and args[i - 1].startswith("-") and "=" not in args[i - 1]:
+            option, value = args[i - 1], arg
+        else:
+            option, value = "the path", arg
+        break
+    else:
+        bad = [(dest, value) for dest, value in sorted(vars(config.option).items())
+               if _not_utf8(value) or (isinstance(value, list) and any(_not_utf8(v) for v in value))]
+        if not bad:
+            return
+        option, value = "--" + bad[0][0].replace("_", "-"), bad[0][1]
+    from .errors import readable
+
+    raise LosoUsageError(
+        f"{option} {readable(str(value))}: holds a byte that is not UTF-8, which pytest-xdist cannot pass to its "
+        f"workers (-n {workers}); rename the folder (or file) to a UTF-8 name, or run without -n")
+
+
 def read_options(config: pytest.Config) -> GateOptions | None:
     """The gate's settings, or ``None`` when neither ``--loso-dir`` nor ``--loso-predictions`` is
     configured (the gate is off).
@@ -589,6 +627,7 @@ def read_options(config: pytest.Config) -> GateOptions | None:
     from . import preflight
 
     try:
+        _check_workers_can_read_the_command_line(config)
         options = GateOptions(example=example, thresholds=_thresholds(config), **_corpus(config, example),
                               **_models(config, example), **_comparison(config), **_extraction(config, example),
                               **_outputs(config), **_shipping(config))
