@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .accepted import AcceptedReport
 from .compare import aggregate_changes, compare
 from .ids import Outcome, test_name
+from .metrics.calibration import calibration, worst_sources
 from .metrics.slices import slice_mean
 from .metrics import (HIGHER_IS_BETTER, METRICS, across_seeds, aggregate, digits, fold_mean_intervals, hold_estimates,
                       label)
@@ -227,7 +228,46 @@ class AggregateJudge:
         # the mean across seeds gets its interval too (and, in noise mode, its paired difference)
         runs = self.store.plan.seed_runs(arch)
         summary.update(self.intervals({runs[seed]: folds for seed, folds in scored.items()}))
+        self._seed_calibration(scored, summary)
         return summary
+
+    def _seed_calibration(self, scored: dict[int, dict[str, TestResult]], summary: dict) -> None:
+        """The seeds' folds on a source as an ensemble: per frame μ the seeds' mean prediction and σ
+        their sample std; its calibration per source (in ``per_fold``) and over the sources every
+        seed scored, concatenated (``calibration``, each level naming its worst source). Seeds whose
+        targets differ on a source (another corpus, other frames) are never paired: the summary
+        says why in ``calibration_problem`` instead."""
+        import numpy as np
+
+        if len(scored) < 2:
+            return  # one seed has no spread
+        levels = self.options.coverage_levels
+        sources = sorted(set.intersection(*(set(folds) for folds in scored.values())))
+        mus, sigmas, targets, problems = [], [], [], []
+        for source in sources:
+            results = [folds[source] for folds in scored.values()]
+            if any("targets" not in r or "predictions" not in r for r in results):
+                problems.append(f"{source}: a fold kept no predictions")
+                continue
+            if len({r["predictions"]["targets_sha256"] for r in results}) > 1:
+                problems.append(f"{source}: the seeds' folds were scored on different frames (targets sha256 differ)")
+                continue
+            preds = np.stack([np.frombuffer(r["predictions"]["pred"], dtype=np.float32) for r in results])
+            target = np.frombuffer(results[0]["targets"], dtype=np.float32)
+            mu, sigma = preds.astype(np.float64).mean(axis=0), preds.astype(np.float64).std(axis=0, ddof=1)
+            summary["per_fold"][source].update(mean_sigma=float(sigma.mean()),
+                                               calibration=calibration(mu, sigma, target, levels))
+            mus.append(mu), sigmas.append(sigma), targets.append(target)
+        if problems:
+            summary["calibration_problem"] = "; ".join(problems)
+            return
+        if not mus:
+            return
+        mu, sigma, target = (np.concatenate(a) for a in (mus, sigmas, targets))
+        summary["mean_sigma"], summary["calibration_n"] = float(sigma.mean()), len(target)
+        summary["calibration"] = calibration(mu, sigma, target, levels)
+        for level, worst in worst_sources(summary["per_fold"]).items():
+            summary["calibration"][level].update(worst_source=worst["source"], worst_source_coverage=worst["coverage"])
 
     def judge_seeds(self, arch: str) -> Judgement:
         """The promotion rule over seeds (ADR-0303), and the across-seed comparison; whole runs only."""
@@ -241,6 +281,10 @@ class AggregateJudge:
         who = f"{arch} over {summary['n_seeds']} seeds"
         lines = [f"{who}: {v.sentence()}" for v in check_seeds(summary, self.options.thresholds)]
         lines += self._regressions(who, self.accepted.block("seeds", arch), summary)
+        if self.options.min_coverage and summary.get("calibration_problem"):
+            lines.append(f"{who}: --loso-min-coverage cannot be applied: {summary['calibration_problem']}")
+        lines += [f"{who} as an ensemble of its seeds' folds: {v} (n={summary.get('calibration_n')} frames)"
+                  for v in coverage_violations(summary, self.options.min_coverage)]
         return Judgement(test, "failed" if lines else "passed", "\n".join(lines))
 
     def versus(self, new: str, old: str) -> dict | None:

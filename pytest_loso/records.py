@@ -69,6 +69,7 @@ class TestResult(TypedDict, total=False):
     models: dict[str, ModelRecord]
     extraction: ExtractionRecord | None
     predictions: PredictionsRecord
+    targets: bytes  # a seeded fold's VMAF targets (float32), for the calibration of its seeds' ensemble
     distribution: bytes  # the bootstrap's resampled metrics (float64), for the aggregate's interval
     paired_distribution: bytes  # the same of new − accepted, in noise mode
     points: dict[str, list[float]]  # a sample of (pred, target), for --loso-plot

@@ -78,6 +78,7 @@ class Scorer:
             result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
                                                  model.path)
             self._slices(pred, data.scores, data.slice_values, result)
+            _keep_targets(spec, data, result)
         else:
             self._score_baseline(model, result)
 
@@ -92,6 +93,7 @@ class Scorer:
         result["metrics"] = self._metrics_of(pred, data.scores, data.pair_frames, f"source {data.source}", result,
                                              spec.held_out)
         self._slices(pred, data.scores, data.slice_values, result)
+        _keep_targets(spec, data, result)
 
     def _slices(self, pred: np.ndarray, scores: np.ndarray, values: dict[str, np.ndarray], result: TestResult) -> None:
         """``--loso-slice``: the metrics on the frames of each value of each slice column."""
@@ -345,6 +347,15 @@ class Scorer:
             source = "--loso-max-quant-drop"
         bounds.update(self.options.max_quant_drop)
         return dict(bounds, agreement_from=source, per_source=self.options.quant_per_source)
+
+
+def _keep_targets(spec: TestSpec, data: SourceData, result: TestResult) -> None:
+    """A seeded fold keeps its VMAF targets: the seeds' folds on a source form an ensemble whose
+    calibration the ``seeds[<arch>]`` judge measures from the records alone (they cross xdist)."""
+    import numpy as np
+
+    if spec.seed is not None:
+        result["targets"] = np.ascontiguousarray(data.scores, dtype=np.float32).tobytes()
 
 
 def sources_failed(path: Path, what: str, errors: list[tuple[str, str]]) -> LosoInputError:

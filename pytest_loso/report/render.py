@@ -123,7 +123,8 @@ def _coverage(m: dict) -> str:
     the coverage and mean width of μ ± zσ at each nominal level."""
     if "coverage_95" not in m:
         return "—"
-    text = f"σ {m['mean_sigma']:.3f}, {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+    text = f"σ {m['mean_sigma']:.3f}" + (f", {100 * m['coverage_95']:.1f}% in μ±1.96σ"
+                                         if m["coverage_95"] is not None else "")
     levels = m.get("calibration") or {}
     if levels:
         text += "; nominal " + ", ".join(
@@ -151,6 +152,12 @@ def _seed_tables(arch: str, summary: dict, short: bool) -> list[tuple[str, list[
         folds = [[source, f"{agg['n_seeds']} seeds", pm(agg, "plcc", 4), pm(agg, "srocc", 4), "—",
                   pm(agg, "rmse", 3), ""] for source, agg in summary["per_fold"].items()]
         out.append((f"{arch} over seeds: each fold's mean ± std across seeds", folds))
+    if "calibration" in summary:  # the seeds' folds on a source as an ensemble (μ, σ over seeds per frame)
+        calib = [] if short else [[source, f"{agg['n_seeds']} seeds", "—", "—", "—", "—", "", _coverage(
+            dict(agg, coverage_95=None))] for source, agg in summary["per_fold"].items() if "calibration" in agg]
+        calib.append(["all sources concatenated", str(summary["calibration_n"]), "—", "—", "—", "—",
+                      AGGREGATE_STATUS[summary["check"]["outcome"]], _coverage(dict(summary, coverage_95=None))])
+        out.append((f"{arch} over seeds as an ensemble of its seeds' folds: calibration", calib))
     return out
 
 
