@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from loso_helpers import ARCHS, BASELINE_TAG, SOURCES, all_ids
+from loso_helpers import _parse_openmetrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -113,34 +114,6 @@ def test_github_step_summary_is_appended(gate, monkeypatch):
 # -- 3. OpenMetrics -----------------------------------------------------------------------------
 
 
-_SAMPLE_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^{}]*)\} (?P<value>\S+)$")
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def _parse_openmetrics(text: str) -> dict[str, dict[tuple, float]]:
-    """``{family: {sorted label items: value}}``; fails on anything out of the grammar."""
-    assert text.endswith("# EOF\n")
-    lines = text[:-1].split("\n")
-    assert lines[-1] == "# EOF" and lines.count("# EOF") == 1
-    families: dict[str, dict[tuple, float]] = {}
-    current = None
-    for line in lines[:-1]:
-        if line.startswith("#"):
-            match = re.fullmatch(r"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) gauge", line)
-            assert match, line
-            assert match[1] not in families, f"family {match[1]} declared twice (samples must be grouped)"
-            current = match[1]
-            families[current] = {}
-            continue
-        match = _SAMPLE_RE.match(line)
-        assert match, f"not name{{labels}} value: {line!r}"
-        assert match["name"] == current, f"{match['name']} sample outside its family ({current})"
-        pairs = _LABEL_RE.findall(match["labels"])
-        assert ",".join(f'{k}="{v}"' for k, v in pairs) == match["labels"], line
-        key = tuple(sorted(pairs))
-        assert key not in families[current], f"duplicate sample {line}"
-        families[current][key] = float(match["value"])
-    return families
 
 
 def test_openmetrics_file(gate):

@@ -11,7 +11,7 @@ import pytest
 
 from loso_helpers import SOURCES, STEPS
 from loso_testing.training import export_onnx, train, train_folds
-from test_ci_outputs import _parse_openmetrics
+from loso_helpers import _parse_openmetrics
 
 SEEDS = (0, 1)
 ARCH = "mlp_small"
