@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +177,16 @@ class Env:
         )
         process.loso_files = (out, err, report_dir, tag)  # type: ignore[attr-defined]
         return process
+
+    def popen_until_cached(self, *extra: str, tag: str) -> tuple[subprocess.Popen, list[Path]]:
+        """:meth:`popen`, returned once the gate has written its first cache file (with the files seen then)."""
+        process = self.popen(*extra, tag=tag)
+        deadline = time.monotonic() + 120
+        while not (seen := list(self.cache.rglob("*.json"))):
+            assert process.poll() is None, f"the gate ended before it wrote a cache file: {self.finish(process).output}"
+            assert time.monotonic() < deadline, "no cache file after 120 s"
+            time.sleep(0.005)
+        return process, seen
 
     def finish(self, process: subprocess.Popen, timeout: float = 300) -> GateRun:
         try:

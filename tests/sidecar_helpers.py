@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_loso.features import FEATURE_NAMES
+from pytest_loso.frames import SourceData
+
 # A feature order other than the cache's, one name in libvmaf's spelling: picked by name.
 ORDER = ["motion2", "integer_adm2", "vif_scale3", "vif_scale0", "vif_scale2", "vif_scale1"]
 MEAN = [9.0, 0.9, 0.85, 0.4, 0.8, 0.7]
@@ -58,3 +61,32 @@ def _sidecar(model: Path, **changes) -> Path:
     path = model.with_suffix(".json")
     path.write_text(json.dumps({k: v for k, v in payload.items() if v is not None}))
     return path
+
+
+VOCAB = ["libx264", "libx265", "libsvtav1", "unknown"]
+
+
+CQ_RANGE = (19.0, 37.0)
+
+
+def _layout(vocab: list[str]) -> list[str]:
+    return [f"encoder_onehot[{e}]" for e in vocab] + ["preset_norm", "crf_norm"]
+
+
+def _codec_sidecar(model: Path, **changes) -> Path:
+    """As export_ensemble_v2_seeds.py writes it: the training corpus's cq range in ``corpus``."""
+    return _sidecar(model, **{"input_names": ["features", "codec"], "encoder_vocab": VOCAB,
+                              "codec_block_layout": _layout(VOCAB), "encoder_vocab_version": 2,
+                              "corpus": {"cq_min": CQ_RANGE[0], "cq_max": CQ_RANGE[1]}, **changes})
+
+
+def _source(x: np.ndarray, names=FEATURE_NAMES, files=(), **columns) -> SourceData:
+    return SourceData(source="Clip", features=x.astype(np.float32), scores=np.zeros(len(x), np.float32),
+                      feature_names=tuple(names), pair_frames=(len(x),), cache_files=files, fingerprint="",
+                      columns={k: np.asarray(v) for k, v in columns.items()})
+
+
+def _frames(n: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return np.column_stack([rng.uniform(0.7, 1, n), rng.uniform(0.2, 0.7, n), rng.uniform(0.5, 1, n),
+                            rng.uniform(0.6, 1, n), rng.uniform(0.7, 1, n), rng.uniform(0, 20, n)])

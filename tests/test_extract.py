@@ -190,12 +190,7 @@ def test_corrupt_cache_file_is_recomputed_and_reported(warm, small):
 
 def test_killed_extraction_leaves_only_whole_cache_files_and_a_rerun_finishes(pytester, large):
     env = Env(pytester, large)
-    process = env.popen("--loso-jobs", "1", tag="killed")
-    deadline = time.monotonic() + 120
-    while not list(env.cache.rglob("*.json")):
-        assert process.poll() is None, f"the gate ended before it wrote a cache file: {env.finish(process).output}"
-        assert time.monotonic() < deadline, "no cache file after 120 s"
-        time.sleep(0.005)
+    process, seen = env.popen_until_cached("--loso-jobs", "1", tag="killed")
     os.killpg(process.pid, signal.SIGKILL)  # the pytest process and the libvmaf it is running
     killed = env.finish(process)
     assert killed.ret == -signal.SIGKILL
@@ -220,12 +215,7 @@ def test_killed_extraction_leaves_only_whole_cache_files_and_a_rerun_finishes(py
 def test_ctrl_c_stops_extraction_without_computing_the_remaining_pairs(pytester, large):
     """SIGINT to the process group, as a terminal's Ctrl-C: the queued pairs are dropped, not computed first."""
     env = Env(pytester, large)
-    process = env.popen("--loso-jobs", "1", tag="interrupted")
-    deadline = time.monotonic() + 120
-    while not (seen := list(env.cache.rglob("*.json"))):
-        assert process.poll() is None, f"the gate ended before it wrote a cache file: {env.finish(process).output}"
-        assert time.monotonic() < deadline, "no cache file after 120 s"
-        time.sleep(0.005)
+    process, seen = env.popen_until_cached("--loso-jobs", "1", tag="interrupted")
     os.killpg(process.pid, signal.SIGINT)
     interrupted = env.finish(process, timeout=60)
     assert interrupted.ret == 2, interrupted.output  # pytest's "interrupted"

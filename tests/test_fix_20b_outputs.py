@@ -46,7 +46,7 @@ def _unreadable(monkeypatch, cache) -> None:
 
 def test_an_unreadable_default_cache_does_not_stop_a_table_run(gate, monkeypatch):
     """Issue 20 item 20: the default cache folder is not looked at by a run that reads a table."""
-    from test_table import _rows, _table_args, _write_jsonl
+    from loso_helpers import _table_args, table_rows as _rows, write_jsonl as _write_jsonl
 
     table = _write_jsonl(gate.root / "frames.jsonl", _rows(gate))
     cache = gate.root / "locked" / "cache"

@@ -84,7 +84,7 @@ def test_an_encoder_that_is_an_array_breaks_only_codec_aware_models(gate):
 
 def test_an_encoder_array_fails_a_codec_aware_model_naming_it(tmp_path):
     import numpy as np
-    from test_sidecar import VOCAB, _codec_sidecar, _frames, _save, _source
+    from sidecar_helpers import VOCAB, _codec_sidecar, _frames, _save, _source
 
     from pytest_loso.models import load_model
 
@@ -98,7 +98,7 @@ def test_an_encoder_array_fails_a_codec_aware_model_naming_it(tmp_path):
 
 
 def test_a_400_digit_cq_fails_a_codec_aware_model_naming_it(tmp_path):
-    from test_sidecar import VOCAB, _codec_sidecar, _frames, _save, _source
+    from sidecar_helpers import VOCAB, _codec_sidecar, _frames, _save, _source
 
     from pytest_loso.models import load_model
 

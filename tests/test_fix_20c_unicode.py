@@ -61,7 +61,7 @@ def test_paths_with_a_non_utf8_byte_lose_no_output(gate, workers):
 
 @pytest.mark.parametrize("workers", [False, True], ids=["one process", "-n 2"])
 def test_a_lone_surrogate_in_a_table_source_loses_no_output(gate, workers):
-    from test_table import _rows, _table_args, _write_jsonl
+    from loso_helpers import _table_args, table_rows as _rows, write_jsonl as _write_jsonl
 
     odd = SOURCES[0] + "\udcff"  # a "\udcff" escape in the JSONL, and the fold folders named with b"\xff"
     rows = _rows(gate)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
 import pytest
 
@@ -18,12 +17,7 @@ from cold_cache import Env  # noqa: E402
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_fill_says_how_many_pairs_are_cached_and_that_a_rerun_resumes(pytester, large, sig):
     env = Env(pytester, large)
-    process = env.popen("--loso-jobs", "1", tag="interrupted")
-    deadline = time.monotonic() + 120
-    while not list(env.cache.rglob("*.json")):
-        assert process.poll() is None, f"the gate ended before it wrote a cache file: {env.finish(process).output}"
-        assert time.monotonic() < deadline, "no cache file after 120 s"
-        time.sleep(0.005)
+    process, seen = env.popen_until_cached("--loso-jobs", "1", tag="interrupted")
     os.killpg(process.pid, sig)
     run = env.finish(process, timeout=60)
     assert run.ret == 2, run.output  # pytest's "interrupted"

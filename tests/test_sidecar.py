@@ -17,15 +17,13 @@ import numpy as np
 import pytest
 from loso_helpers import BASELINE_TAG, SOURCES, assert_close, independent_metrics
 
-from pytest_loso.frames import SourceData
 from pytest_loso.errors import LosoInputError
 from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.models import load_model
 from sidecar_helpers import MEAN, ORDER, STD, _save, _sidecar, _weights
+from sidecar_helpers import CQ_RANGE, VOCAB, _codec_sidecar, _frames, _layout, _source
 
 NODE = f"loso::baseline[{BASELINE_TAG}]"
-VOCAB = ["libx264", "libx265", "libsvtav1", "unknown"]
-CQ_RANGE = (19.0, 37.0)
 # The shipped fr_regressor_v3.json's training corpus (its corpus_sha256), whose cq range is 19..37.
 PHASE_A_SHA = "58512e6c2400a8c7962d29f6a16fa090e6742f5746f2897128c381fb00808e3f"
 V2_VOCAB = ["libx264", "libx265", "libsvtav1", "h264_nvenc", "hevc_qsv", "unknown"]
@@ -33,17 +31,6 @@ V3_VOCAB = ["libx264", "libaom-av1", "libx265", "h264_nvenc", "libsvtav1"]  # no
 
 
 W1, B1, W2, B2, WC = _weights()
-
-
-def _layout(vocab: list[str]) -> list[str]:
-    return [f"encoder_onehot[{e}]" for e in vocab] + ["preset_norm", "crf_norm"]
-
-
-def _codec_sidecar(model: Path, **changes) -> Path:
-    """As export_ensemble_v2_seeds.py writes it: the training corpus's cq range in ``corpus``."""
-    return _sidecar(model, **{"input_names": ["features", "codec"], "encoder_vocab": VOCAB,
-                              "codec_block_layout": _layout(VOCAB), "encoder_vocab_version": 2,
-                              "corpus": {"cq_min": CQ_RANGE[0], "cq_max": CQ_RANGE[1]}, **changes})
 
 
 def _v2_sidecar(model: Path) -> Path:
@@ -100,18 +87,6 @@ def _forward(x_cache: np.ndarray, names=FEATURE_NAMES, encoders=None, cqs=None, 
     if block is not None:
         z = z + block @ wc[:block.shape[1]]
     return (np.maximum(z, 0) @ w2 + b2).reshape(-1)
-
-
-def _source(x: np.ndarray, names=FEATURE_NAMES, files=(), **columns) -> SourceData:
-    return SourceData(source="Clip", features=x.astype(np.float32), scores=np.zeros(len(x), np.float32),
-                      feature_names=tuple(names), pair_frames=(len(x),), cache_files=files, fingerprint="",
-                      columns={k: np.asarray(v) for k, v in columns.items()})
-
-
-def _frames(n: int = 40) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    return np.column_stack([rng.uniform(0.7, 1, n), rng.uniform(0.2, 0.7, n), rng.uniform(0.5, 1, n),
-                            rng.uniform(0.6, 1, n), rng.uniform(0.7, 1, n), rng.uniform(0, 20, n)])
 
 
 def test_standardised_sidecar_model_scored_as_the_fork_feeds_it(gate):

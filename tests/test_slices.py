@@ -275,7 +275,7 @@ def test_the_documented_example_on_the_bundled_corpus(pytester):
 
 
 def test_held_out_predictions_give_the_fold_models_slices(gate):
-    from test_held_out import predictions_args, trainer_rows
+    from held_out_helpers import predictions_args, trainer_rows
 
     onnx_run = gate.run("--loso-extractor=none", "--loso-slice=quality", baseline=False)
     predictions = write(gate.root / "held_out.jsonl", trainer_rows(gate))
