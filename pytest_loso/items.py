@@ -120,6 +120,7 @@ class AggregateItem(pytest.Item):
     def runtest(self) -> None:
         assert self.judge is not None  # only an xdist worker has none, and it never runs an aggregate
         judgement = self.judge.judge(self.name)
+        self.user_properties += aggregate_properties(self.judge, self.name)
         if judgement.outcome == "skipped":  # reported at the item ("loso"), not at this line of the plugin
             raise Skipped(judgement.message, _use_item_location=True)
         if judgement.outcome == "failed":
@@ -153,7 +154,13 @@ def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:
     return [item.name for item in aggregates]
 
 
-def report_deferred(config: pytest.Config, name: str, outcome: str, message: str) -> None:
+def aggregate_properties(judge: AggregateJudge, name: str) -> list[tuple[str, object]]:
+    """An aggregate test's figures as JUnit properties (flat, as a fold's metrics are)."""
+    return list(_flat_properties(judge.figures(name), "loso_"))
+
+
+def report_deferred(config: pytest.Config, name: str, outcome: str, message: str,
+                    properties: list[tuple[str, object]] | None = None) -> None:
     """Report an aggregate test the controller judged, as pytest reports a test a worker ran.
 
     Logged like any test, so pytest's counts, the terminal, ``--junitxml`` and ``--lf``
@@ -167,7 +174,8 @@ def report_deferred(config: pytest.Config, name: str, outcome: str, message: str
     longrepr: Any = ((GATE_NODE, 0, f"Skipped: {message}") if outcome == "skipped"
                      else failure_repr(GATE_NODE, message))
     for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):
-        report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when)
+        report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when,
+                            user_properties=(properties or []) if when != "setup" else [])  # as an item's
         config.hook.pytest_runtest_logreport(report=report)
     config.hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 

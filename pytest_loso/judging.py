@@ -111,6 +111,15 @@ class AggregateJudge:
             return self.judge_slice(test)
         return self.judge_seeds(rest[:-1]) if kind == "seeds" else self.judge_aggregate(rest[:-1])
 
+    def figures(self, test: str) -> dict:
+        """What an aggregate test records as JUnit properties: a seed sweep's calibration as an
+        ensemble of its seeds' folds (the other aggregates' figures are in the report)."""
+        kind, _, rest = test.partition("[")
+        if kind != "seeds":
+            return {}
+        summary = self.seed_summary(rest[:-1]) or {}
+        return {"calibration": summary["calibration"]} if summary.get("calibration") else {}
+
     def as_run(self, judgement: Judgement) -> Judgement:
         """The judgement as the session ran it: an aggregate test that was not run judged nothing."""
         if judgement.test in self.store.reported:

@@ -167,12 +167,13 @@ class _ResultListener:
         """Under xdist, judge the aggregate tests the workers left here, once every fold's result
         arrived; reported like any test, so pytest counts them (and fails the run) as its own."""
         result = yield
-        from .items import report_deferred
+        from .items import aggregate_properties, report_deferred
 
         session.testscollected += len(self.deferred)  # the workers did not count them
         for name in sorted(self.deferred):
             judgement = self.session.judge.judge(name)
-            report_deferred(session.config, name, judgement.outcome, judgement.message)
+            report_deferred(session.config, name, judgement.outcome, judgement.message,
+                            aggregate_properties(self.session.judge, name))
         if self.session.store.nothing_ran or session.config.option.collectonly:
             return result
         passed = not session.testsfailed

@@ -442,3 +442,22 @@ def test_the_seeds_calibration_under_xdist_as_serially(seeded):
     assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
     assert parallel.outcomes == serial.outcomes and parallel.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
     assert parallel.report["seeds"] == serial.report["seeds"]
+
+
+def test_the_seeds_calibration_is_in_junit_serially_and_under_xdist(seeded):
+    """The seeds test records its calibration as JUnit properties, as an ensemble's test does;
+    under xdist the controller reports it, with the same properties."""
+    import re
+
+    for extra, separate in (((), False), (("-n", "2"), True)):
+        junit = seeded.root / f"junit{len(extra)}.xml"
+        run = _run(seeded, f"--junitxml={junit}", *extra, subprocess=separate)
+        assert run.result.ret == 0, run.output
+        case = re.search(rf'<testcase [^>]*name="seeds\[{ARCH}\]".*?</testcase>', junit.read_text(), re.S)
+        assert case, junit.read_text()
+        overall = run.report["seeds"][ARCH]["calibration"]
+        for level in ("50", "80", "95"):
+            for figure in ("coverage", "mean_width"):
+                expected = f'name="loso_calibration_{level}_{figure}" value="{overall[level][figure]}"'
+                assert expected in case[0], (extra, case[0])
+        assert f'name="loso_calibration_95_worst_source" value="{overall["95"]["worst_source"]}"' in case[0]
