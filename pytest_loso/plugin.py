@@ -189,6 +189,10 @@ class _ResultListener:
             # the report is what CI keeps: lost, it is a failed test (loso::report), counted and in JUnit
             session.testscollected += 1
             report_deferred(config, "report", "failed", self.session.write_error)
+        self.session.accept()  # here, where an accepted report that cannot be written is still a counted test
+        if self.session.acceptance.not_written is not None:
+            session.testscollected += 1
+            report_deferred(config, "accept", "failed", self.session.acceptance.not_written)
         return result
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:

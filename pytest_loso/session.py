@@ -27,6 +27,7 @@ class GateSession:
         self.report: dict | None = None
         self.notes: list[str] = []  # what was written where, for the terminal summary
         self.write_error: str | None = None  # the report could not be written: the run must fail
+        self._accept_said = False
 
     def write(self, argv: list[str], cwd: Path) -> None:
         """Build the report from every result and write it (``write_error`` says when it could not be)."""
@@ -43,9 +44,15 @@ class GateSession:
         self.notes += notes
 
     def publish(self, *, passed: bool) -> None:
-        """The optional outputs, then accepting the report (the last thing a run writes)."""
+        """The optional outputs, and accepting the report where the run loop did not (it was interrupted)."""
         assert self.report is not None
         self.notes += publish(self.report, self.store.results, self.gate.options, passed=passed,
                               write_error=self.write_error)
-        if self.acceptance.asked:
+        self.accept()
+
+    def accept(self) -> None:
+        """Replace the accepted report with this run's, once, when asked (the note says how it went)."""
+        if self.acceptance.asked and not self._accept_said:
+            assert self.report is not None
+            self._accept_said = True
             self.notes.append(self.acceptance.accept(self.report, write_error=self.write_error))

@@ -60,6 +60,10 @@ def test_accepting_on_a_full_disk_is_said_and_leaves_no_stray_predictions(gate, 
             in run.output)
     assert junit.exists() and run.report is not None
     assert sorted(p.name for p in gate.root.iterdir() if p.name.startswith((".accepted", "accepted"))) == []
+    # a failed test of its own, as a lost report is: pytest's counts and JUnit agree with the exit status
+    assert run.outcomes["loso::accept"] == "FAILED", run.outcomes
+    xml = junit.read_text()
+    assert 'failures="1"' in xml and 'name="accept"' in xml and "could not be written" in xml
 
 
 def test_a_verdict_on_a_full_disk_is_said_and_junit_is_written(gate, monkeypatch):
