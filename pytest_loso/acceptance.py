@@ -45,7 +45,8 @@ class Acceptance:
         """The report's ``acceptance`` block."""
         if not self.asked:
             return None
-        return {"path": str(self.options.compare), "accepted": self.refusal is None, "refused": self.refusal}
+        refused = self.refusal or self.not_written  # refused by the policy, or not written (a full disk)
+        return {"path": str(self.options.compare), "accepted": refused is None, "refused": refused}
 
     def accept(self, report: dict, *, write_error: str | None) -> str:
         """Replace the accepted report (and its predictions) with this run's; the terminal's note."""

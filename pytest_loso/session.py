@@ -56,3 +56,8 @@ class GateSession:
             assert self.report is not None
             self._accept_said = True
             self.notes.append(self.acceptance.accept(self.report, write_error=self.write_error))
+            if self.acceptance.not_written is not None and self.write_error is None:
+                # the report was written saying it would be accepted: it must say what happened instead
+                self.report["acceptance"] = self.acceptance.block()
+                self.report["failures"].append({"test": "accept", "message": self.acceptance.not_written})
+                _, self.write_error = write_report(self.report, self.store.results, self.gate.options.report_dir)

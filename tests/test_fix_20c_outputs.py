@@ -64,6 +64,10 @@ def test_accepting_on_a_full_disk_is_said_and_leaves_no_stray_predictions(gate, 
     assert run.outcomes["loso::accept"] == "FAILED", run.outcomes
     xml = junit.read_text()
     assert 'failures="1"' in xml and 'name="accept"' in xml and "could not be written" in xml
+    # and the run's own report says so: not accepted, with the same failure
+    said = f"NOT accepted: {accepted} could not be written (No space left on device), it is unchanged; the run fails"
+    assert run.report["acceptance"] == {"path": str(accepted), "accepted": False, "refused": said}
+    assert {"test": "accept", "message": said} in run.report["failures"]
 
 
 def test_a_verdict_on_a_full_disk_is_said_and_junit_is_written(gate, monkeypatch):
