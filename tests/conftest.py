@@ -28,6 +28,11 @@ import scipy.stats  # noqa: F401
 
 import pytest_loso
 
+try:  # the vmaf extra: kept here so its once-per-process check of the bundled ffmpeg (a `-version`
+    import imageio_ffmpeg  # noqa: F401  run, ~12 ms) is not redone by every in-process gate run
+except ImportError:
+    pass
+
 # The plugin's own modules too, once: an inner run would otherwise import (and assertion-rewrite)
 # every module the plugin loads lazily afresh, and drop it again when it ends.
 for _module in pkgutil.walk_packages(pytest_loso.__path__, "pytest_loso."):

@@ -522,7 +522,7 @@ def test_unknown_arch(gate):
 
 def test_collection_failure_under_xdist(gate):
     shutil.rmtree(gate.data_root / "ref")
-    run = gate.run("-n", "2", subprocess=True)
+    run = gate.run("-n", "2")
     _collection_failure(gate, run, gate.data_root / "ref", "folder not found")
 
 

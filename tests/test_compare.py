@@ -566,7 +566,7 @@ def test_comparison_under_xdist_equals_serial(gate):
     accept(gate)
     degrade_linear_fold(gate, "Src0001")
     serial = compare_with(gate, None)
-    parallel = compare_with(gate, None, "-n", "2", subprocess=True)
+    parallel = compare_with(gate, None, "-n", "2")
     for run in (serial, parallel):
         assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
         assert "INTERNALERROR" not in run.output

@@ -66,7 +66,7 @@ def test_unreadable_numbers_and_deep_nesting_name_the_line(gate, raw, says, work
     victim = _victim(rows, SOURCES[0])
     table = _write_raw(gate.root / "frames.jsonl", rows, victim, "extra", raw)
     junit = gate.root / "junit.xml"
-    run = gate.run(*_table_args(gate, table, f"--junitxml={junit}", *workers), plain=True, subprocess=bool(workers))
+    run = gate.run(*_table_args(gate, table, f"--junitxml={junit}", *workers), plain=True)
     assert "INTERNALERROR" not in run.output, run.output
     assert f"line {victim + 1} is not valid JSON" in run.output and says in run.output
     assert run.result.ret != 0 and run.report is not None

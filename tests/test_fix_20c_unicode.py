@@ -29,7 +29,7 @@ def _outputs(gate, run_args: list[str], *, workers: bool) -> tuple:
     metrics, verdict = gate.report_dir / "metrics.txt", gate.report_dir / "verdict.json"
     extra = [f"--junitxml={junit}", f"--loso-metrics={metrics}", f"--loso-verdict={verdict}"]
     extra += ["-n", "2"] if workers else []
-    run = gate.run(*run_args, *extra, plain=True, subprocess=workers)
+    run = gate.run(*run_args, *extra, plain=True)
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output, run.output
     assert run.result.ret == 0, run.output
     assert run.report is not None and run.markdown is not None, run.output

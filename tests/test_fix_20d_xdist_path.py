@@ -23,7 +23,7 @@ def test_a_non_utf8_data_root_with_workers_is_a_usage_error_naming_the_option(ga
     gate.data_root = _rename(gate.data_root, b" \xff")
     args = [a for a in gate.args() if not a.startswith("--data-root=")]
     args += [f"--data-root={gate.data_root}"] if spelling.endswith("=") else ["--data-root", str(gate.data_root)]
-    run = gate.run(*args, "-n", "2", plain=True, subprocess=True)
+    run = gate.run(*args, "-n", "2", plain=True)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
     assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output
     assert "--data-root" in run.output and "corpus \\xff" in run.output, run.output
@@ -35,7 +35,7 @@ def test_a_non_utf8_report_folder_with_workers_is_a_usage_error(gate):
     report_dir = gate.root / "report \udcfd"
     os.mkdir(os.fsencode(report_dir))
     args = [a for a in gate.args() if not a.startswith("--loso-report=")] + [f"--loso-report={report_dir}"]
-    run = gate.run(*args, "-n", "2", plain=True, subprocess=True)
+    run = gate.run(*args, "-n", "2", plain=True)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
     assert "--loso-report" in run.output and "report \\xfd" in run.output, run.output
 

@@ -50,11 +50,11 @@ def test_the_loso_node_or_marker_selects_the_gate(gate):
 def test_named_gate_tests_under_xdist(gate):
     pytest.importorskip("xdist")
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
-    run = gate.run("-n", "2", "loso::fold[linear-Src0002]", BASELINE_ID, subprocess=True)
+    run = gate.run("-n", "2", "loso::fold[linear-Src0002]", BASELINE_ID)
     assert run.result.ret == pytest.ExitCode.OK, run.output
     assert set(run.outcomes) == {"loso::fold[linear-Src0002]", BASELINE_ID}, run.output
 
-    run = gate.run("-n", "2", "test_plain.py", subprocess=True)
+    run = gate.run("-n", "2", "test_plain.py")
     assert run.outcomes == {"test_plain.py::test_plain": "PASSED"}, run.output
     assert reports(gate.report_dir) == []
 

@@ -51,7 +51,7 @@ def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate)
     # a table names its clips by dis_basename (the stem here): the predictions use its names
     predictions = write(gate.root / "held_out.jsonl", trainer_rows(gate, clip_name=lambda stem: stem))
     run = gate.run(*predictions_args(gate, predictions, corpus=corpus), "--loso-bootstrap=30", "-n", "2",
-                   plain=True, subprocess=True)
+                   plain=True)
     assert run.outcomes == onnx_run.outcomes, run.output
     assert _numbers(run.report) == _numbers(onnx_run.report)
 

@@ -210,7 +210,7 @@ def test_files_outside_the_naming_contract_are_warned_about_and_counted(gate):
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_tb_line_and_the_short_summary_give_the_whole_sentence(gate, xdist):
     run = gate.run("--tb=line", "--loso-source-threshold", "Src0001: min_plcc=0.99999", "--loso-max-mean-rmse=0.001",
-                   *xdist, subprocess=bool(xdist))
+                   *xdist)
     plcc = run.report["archs"]["linear"]["per_fold"]["Src0001"]["plcc"]
     sentence = f"linear fold Src0001: PLCC {plcc:.4f} is below the minimum 1.0000 (n=120 frames)"
     assert f"{gate.fold_path('linear', 'Src0001')}:1: {sentence}" in run.output  # --tb=line: whole, not cut at 50

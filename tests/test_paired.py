@@ -212,7 +212,7 @@ def test_paired_and_aggregate_intervals_under_xdist(gate):
     accept(gate)
     degrade_linear_fold(gate, "Src0001")
     serial = compare_with(gate, None, *NOISE)
-    parallel = compare_with(gate, None, *NOISE, "-n", "2", subprocess=True)
+    parallel = compare_with(gate, None, *NOISE, "-n", "2")
     assert parallel.outcomes == serial.outcomes, parallel.output
     # the distributions and predictions travel from the workers: the same intervals, the same sidecar
     for arch in ("linear", "mlp_small"):

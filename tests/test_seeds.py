@@ -39,9 +39,9 @@ def seeded(gate, seed_sweep):
     return gate
 
 
-def _run(gate, *extra, subprocess: bool = False):
+def _run(gate, *extra):
     args = [a for a in gate.args(baseline=False) if not a.startswith("--loso-dir=")]
-    return gate.run(*args, f"--loso-dir={gate.sweep}", *extra, plain=True, subprocess=subprocess)
+    return gate.run(*args, f"--loso-dir={gate.sweep}", *extra, plain=True)
 
 
 def _fold_path(gate, seed: int, source: str):
@@ -118,7 +118,7 @@ def test_a_seed_missing_a_fold_fails_that_fold_and_the_rule_is_not_applied(seede
 
 def test_seeds_run_under_xdist_as_serially(seeded):
     serial = _run(seeded, "--loso-max-seed-spread=0")  # in process; the xdist run needs its own processes
-    parallel = _run(seeded, "--loso-max-seed-spread=0", "-n", "2", subprocess=True)
+    parallel = _run(seeded, "--loso-max-seed-spread=0", "-n", "2")
     assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
     assert "2 workers" in parallel.output or "gw1" in parallel.output
     assert parallel.outcomes == serial.outcomes and parallel.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
@@ -438,7 +438,7 @@ def test_the_seeds_calibration_under_xdist_as_serially(seeded):
     clean = _run(seeded).report["seeds"][ARCH]["calibration"]["95"]
     bound = min(1.0, clean["coverage"] + 0.01)
     serial = _run(seeded, f"--loso-min-coverage=95={bound}")
-    parallel = _run(seeded, f"--loso-min-coverage=95={bound}", "-n", "2", subprocess=True)
+    parallel = _run(seeded, f"--loso-min-coverage=95={bound}", "-n", "2")
     assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
     assert parallel.outcomes == serial.outcomes and parallel.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
     assert parallel.report["seeds"] == serial.report["seeds"]
@@ -449,9 +449,9 @@ def test_the_seeds_calibration_is_in_junit_serially_and_under_xdist(seeded):
     under xdist the controller reports it, with the same properties."""
     import re
 
-    for extra, separate in (((), False), (("-n", "2"), True)):
+    for extra in ((), ("-n", "2")):
         junit = seeded.root / f"junit{len(extra)}.xml"
-        run = _run(seeded, f"--junitxml={junit}", *extra, subprocess=separate)
+        run = _run(seeded, f"--junitxml={junit}", *extra)
         assert run.result.ret == 0, run.output
         case = re.search(rf'<testcase [^>]*name="seeds\[{ARCH}\]".*?</testcase>', junit.read_text(), re.S)
         assert case, junit.read_text()

@@ -189,7 +189,7 @@ def test_slices_under_xdist_are_the_serial_ones(gate):
     args = ("--loso-slice=encoder", "--loso-slice-threshold=encoder=libx264: min_mean_plcc=0.99",
             "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0")
     serial = _table_run(gate, *args)
-    parallel = _table_run(gate, *args, "-n", "2", subprocess=True)
+    parallel = _table_run(gate, *args, "-n", "2")
     tests = [t for t in serial.outcomes if t.startswith("loso::slice[")]
     assert len(tests) == 2 * len(ARCHS)
     assert {t: parallel.outcomes.get(t) for t in tests} == {t: serial.outcomes[t] for t in tests}, parallel.output

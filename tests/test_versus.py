@@ -71,7 +71,7 @@ def test_versus_of_fold_models_and_under_xdist(gate):
     test = f"loso::versus[{ARCHS[0]}-{ARCHS[1]}]"
     assert test in serial.outcomes
     parallel = gate.run(f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-extractor=none", "--loso-bootstrap=100",
-                        "-n", "2", subprocess=True)
+                        "-n", "2")
     assert parallel.outcomes[test] == serial.outcomes[test]
     assert parallel.report["versus"] == serial.report["versus"]
 

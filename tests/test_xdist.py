@@ -24,7 +24,7 @@ def test_xdist_report_equals_serial(gate):
     x, y = gate.truth["Src0001"][1]
     write_cache(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
     serial = gate.run()  # in process: the same plugin code; only the xdist run needs its own processes
-    parallel = gate.run("-n", "2", subprocess=True)
+    parallel = gate.run("-n", "2")
     for run in (serial, parallel):
         assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
         assert run.report is not None
@@ -49,7 +49,7 @@ def test_xdist_report_equals_serial(gate):
 
 def test_xdist_aggregate_threshold(gate):
     junit = gate.root / "junit.xml"
-    run = gate.run("-n", "2", "--loso-max-mean-rmse", "0.001", f"--junitxml={junit}", subprocess=True)
+    run = gate.run("-n", "2", "--loso-max-mean-rmse", "0.001", f"--junitxml={junit}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
     assert "2 workers" in run.output or "gw1" in run.output, run.output  # xdist really ran the items
     # every fold passed on the workers; the aggregates failed on the controller, counted like any test
