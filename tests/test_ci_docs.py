@@ -99,38 +99,49 @@ def _run_script(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Compl
                           capture_output=True, text=True, timeout=300)
 
 
+def _branch_main_pr_main(script: str, root: Path, branch: dict[str, str], main: dict[str, str]) -> None:
+    """One CI system's gate script, run as a branch, main, a PR and main again in ``root``."""
+    accepted = root / "runs" / "accepted" / "loso_eval.json"
+    report = root / "runs" / "loso_eval" / "loso_eval.json"
+    (root / "runs" / "accepted").mkdir(parents=True)  # the download step made it, and found nothing
+    first = _run_script(script, root, branch)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "no report accepted on main yet: this run is not compared" in first.stdout
+    assert "comparison" not in json.loads(report.read_text())
+    assert not accepted.exists()
+    for env in (main, branch, main):  # main accepts; a PR compares; main compares with it, then accepts
+        done = _run_script(script, root, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert accepted.is_file() and predictions_path(accepted).is_file()  # kept together
+    assert json.loads(report.read_text())["comparison"]
+    assert json.loads(report.read_text())["acceptance"]["accepted"] is True
+    for written in ("runs/junit.xml", "runs/metrics.txt"):
+        assert (root / written).is_file(), written
+
+
 def test_ci_examples_run_as_written_on_a_branch_on_main_and_on_a_pull_request(gate):
     """Each example's gate script, in a tree laid out as the example expects: a branch before anything was
-    accepted is not compared (no usage error); main accepts; a PR compares; main compares, then accepts."""
-    root = gate.root
+    accepted is not compared (no usage error); main accepts; a PR compares; main compares, then accepts.
+    The GitHub and the GitLab sequence are independent (a tree each), so they run side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = gate.root / "github"
+    root.mkdir()
     (root / "model" / "tiny").mkdir(parents=True)
     gate.runs.rename(root / "model" / "tiny" / "training_runs")
     (root / ".corpus").mkdir()
     gate.data_root.rename(root / ".corpus" / "netflix")
     gate.cache_dir.rename(root / ".loso-cache")
-    accepted = root / "runs" / "accepted" / "loso_eval.json"
-    report = root / "runs" / "loso_eval" / "loso_eval.json"
+    shutil.copytree(root, gate.root / "gitlab", symlinks=True)
     github, gitlab = _ci_blocks()
-    places = [(github, {"GITHUB_REF": "refs/heads/topic"}, {"GITHUB_REF": "refs/heads/main"}),
-              (gitlab, {"CI_COMMIT_BRANCH": "topic", "CI_DEFAULT_BRANCH": "main"},
+    places = [(github, root, {"GITHUB_REF": "refs/heads/topic"}, {"GITHUB_REF": "refs/heads/main"}),
+              (gitlab, gate.root / "gitlab", {"CI_COMMIT_BRANCH": "topic", "CI_DEFAULT_BRANCH": "main"},
                {"CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main"})]
-    for block, branch, main in places:
-        script = _gate_script(block)
-        shutil.rmtree(root / "runs", ignore_errors=True)
-        (root / "runs" / "accepted").mkdir(parents=True)  # the download step made it, and found nothing
-        first = _run_script(script, root, branch)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert "no report accepted on main yet: this run is not compared" in first.stdout
-        assert "comparison" not in json.loads(report.read_text())
-        assert not accepted.exists()
-        for env in (main, branch, main):  # main accepts; a PR compares; main compares with it, then accepts
-            done = _run_script(script, root, env)
-            assert done.returncode == 0, done.stdout + done.stderr
-            assert accepted.is_file() and predictions_path(accepted).is_file()  # kept together
-        assert json.loads(report.read_text())["comparison"]
-        assert json.loads(report.read_text())["acceptance"]["accepted"] is True
-        for written in ("runs/junit.xml", "runs/metrics.txt"):
-            assert (root / written).is_file(), written
+    with ThreadPoolExecutor(max_workers=len(places)) as pool:
+        done = [pool.submit(_branch_main_pr_main, _gate_script(block), tree, branch, main)
+                for block, tree, branch, main in places]
+        for future in done:
+            future.result()  # re-raises a sequence's failed assertion here
 
 
 def test_ci_examples_are_valid_workflows():
@@ -140,12 +151,17 @@ def test_ci_examples_are_valid_workflows():
     schemas = {"# .github/workflows/loso.yml": "vendor.github-workflows",
                "# .github/workflows/promote.yml": "vendor.github-workflows", "# .gitlab-ci.yml": "vendor.gitlab-ci"}
     with tempfile.TemporaryDirectory() as folder:
+        files: dict[str, list[str]] = {}  # schema -> the files checked against it, in one call
         for name, schema in schemas.items():
             path = Path(folder) / name.split("/")[-1]
             path.write_text(blocks[name], encoding="utf-8")
-            checked = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
-                                     capture_output=True, text=True, timeout=120)
-            assert checked.returncode == 0, (name, checked.stdout, checked.stderr)
+            files.setdefault(schema, []).append(str(path))
+        checks = {schema: subprocess.Popen([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *paths],
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                  for schema, paths in files.items()}  # side by side: each is a process of its own
+        for schema, process in checks.items():
+            output, _ = process.communicate(timeout=120)
+            assert process.returncode == 0, (schema, files[schema], output)
 
 
 def test_the_github_workflow_runs_once_per_change_with_the_permissions_it_needs():
