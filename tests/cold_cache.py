@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from clips import ClipCorpus, LibvmafResult, ffmpeg_exe
-from loso_helpers import failure_section, outcomes_of
+from loso_helpers import failure_section, outcomes_of, runpytest_in_process
 from loso_testing.training import export_onnx, train
 
 FEATURE_NAMES = ["adm2", "vif_scale0", "vif_scale1", "vif_scale2", "vif_scale3", "motion2"]
@@ -151,7 +151,7 @@ class Env:
     def run(self, *extra: str, frame_size: str | None = None) -> GateRun:
         """In process, through pytester."""
         self._clear_report(self.report_dir)
-        result = self.pytester.runpytest(*self.args(*extra, frame_size=frame_size))
+        result = runpytest_in_process(self.pytester, *self.args(*extra, frame_size=frame_size))
         return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(self.report_dir))
 
     def run_subprocess(self, *extra: str) -> GateRun:
