@@ -289,10 +289,16 @@ def parse_source_overrides(lines: list[str], base: Bounds) -> dict[str, Bounds]:
         if not match:
             raise LosoUsageError(f"loso_source_thresholds: {line!r} is not 'Source: key=value ...'")
         bounds = overrides.get(match["source"], base)
-        for token in match["rest"].replace(",", " ").split():
+        tokens = match["rest"].replace(",", " ").split()
+        if not tokens:
+            raise LosoUsageError(f"loso_source_thresholds: {line!r} names no bound (keys: {', '.join(sorted(keys))})")
+        for token in tokens:
             key, _, value = token.partition("=")
             if key not in keys:
                 raise LosoUsageError(f"loso_source_thresholds: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
+            if not value:  # parse_bound reads an empty value as "off": here it is a slip, never the way to say so
+                raise LosoUsageError(f"loso_source_thresholds: {token!r} in {line!r} has no value: write {key}=<number>, "
+                                     f"or {key}=none to turn the bound off for {match['source']}")
             bound = check_bound_range(key, parse_bound(value, key), f"loso_source_thresholds {match['source']} {key}")
             bounds = replace(bounds, **{key: bound})
         overrides[match["source"]] = bounds
@@ -478,7 +484,7 @@ def parse_slice_thresholds(lines: list[str]) -> tuple[SliceBounds, ...]:
             raise LosoUsageError(f"{name}: {line!r} names no bound (keys: {', '.join(SLICE_BOUND_KEYS)})")
         for token in tokens:
             key, eq, number = token.partition("=")
-            if key not in SLICE_BOUND_KEYS or not eq:
+            if key not in SLICE_BOUND_KEYS or not eq or not number:
                 raise LosoUsageError(f"{name}: {token!r} in {line!r} is not key=number; "
                                      f"keys: {', '.join(SLICE_BOUND_KEYS)}")
             limit = parse_bound(number, f"{name} ({key} in {line!r})")

@@ -224,6 +224,7 @@ def test_parse_slice_thresholds():
     ("encoder=libx264:", "names no bound"),
     ("encoder=libx264: min_plcc=0.9", "'min_plcc=0.9'"),
     ("encoder=libx264: min_mean_plcc=high", "'high' is not a number"),
+    ("encoder=libx264: min_mean_plcc=", "'min_mean_plcc=' in"),  # not read as "off": the bound would be gone
 ])
 def test_a_bad_threshold_line_is_a_usage_error_naming_the_option(line, words):
     with pytest.raises(LosoUsageError) as raised:

@@ -67,7 +67,6 @@ def test_parse_source_overrides():
         "Life": Bounds(0.8, 0.7, 20.0),
     }
     assert parse_source_overrides([], BASE) == {}
-    assert parse_source_overrides(["Empty:"], BASE) == {"Empty": BASE}
 
 
 @pytest.mark.parametrize(
@@ -79,6 +78,12 @@ def test_parse_source_overrides():
                             "known keys: max_rmse, min_plcc, min_srocc"),
         ("A: plcc=0.5", "loso_source_thresholds: 'plcc' in 'A: plcc=0.5'; known keys: max_rmse, min_plcc, min_srocc"),
         ("A: min_plcc=high", "min_plcc: 'high' is not a number (use e.g. 0.9, or 'none' to disable)"),
+        # a bound without its value would read as "off": the bound silently gone
+        ("A: min_plcc", "loso_source_thresholds: 'min_plcc' in 'A: min_plcc' has no value: write min_plcc=<number>, "
+                        "or min_plcc=none to turn the bound off for A"),
+        ("A: max_rmse=", "loso_source_thresholds: 'max_rmse=' in 'A: max_rmse=' has no value: write max_rmse=<number>, "
+                         "or max_rmse=none to turn the bound off for A"),
+        ("Empty:", "loso_source_thresholds: 'Empty:' names no bound (keys: max_rmse, min_plcc, min_srocc)"),
     ],
 )
 def test_parse_source_overrides_refuses(line, message):
