@@ -94,7 +94,10 @@ def _versus(block: dict) -> dict:
 
 def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool, write_error: str | None = None) -> dict:
     """PROMOTE only when every gate test passed, every bound held, the run was whole and its report written."""
-    runs = sorted(report.get("seeds") or {}) or sorted(report["archs"])
+    seeds = report.get("seeds") or {}
+    # a seed sweep is gated through its architecture; a run beside it without seeds, as itself
+    seeded_runs = {run_name(arch, int(seed)) for arch, summary in seeds.items() for seed in summary["seeds"]}
+    runs = sorted(seeds) + sorted(set(report["archs"]) - seeded_runs - set(seeds))
     gates = {arch: _gate(arch, report, thresholds) for arch in runs}
     reasons = [_reason(f["test"], f["message"]) for f in report["failures"]]
     if report.get("partial"):
@@ -108,14 +111,14 @@ def build_verdict(report: dict, thresholds: Thresholds, *, passed: bool, write_e
                     for arch, gate in gates.items() if not gate["passed"]]
     verdict = "HOLD" if reasons or not gates else "PROMOTE"
     provenance = report["run_provenance"]
-    primary = primary_arch(gates)
+    primary = primary_arch(seeds) or primary_arch(gates)  # the headline is the sweep's, as the team's script writes
     return {
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
         "generated_at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "loso_dir": provenance["loso_dirs"][0] if provenance["loso_dirs"] else None,
         "loso_dirs": provenance["loso_dirs"],
-        "seeds": (report.get("seeds") or {}).get(primary, {}).get("seeds", []) if primary else [],
+        "seeds": seeds.get(primary, {}).get("seeds", []) if primary else [],
         "gate": gates.get(primary) if primary else None,
         "gates": gates,
         "thresholds": report["thresholds"],

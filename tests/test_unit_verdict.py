@@ -238,3 +238,25 @@ def test_an_undefined_seed_mean_fails_that_seed_when_the_spread_is_not_bounded()
     assert (gate["failing_seeds"], gate["mean_plcc_pass"], gate["passed"]) == ([2], False, False)
     assert gate["per_seed_plccs"] == {"1": 0.96, "2": None}
     assert verdict["verdict"] == "HOLD"
+
+
+def test_a_run_without_seeds_beside_a_sweep_is_gated_as_itself():
+    """A fold-model run beside a seed sweep has a gate of its own; the headline stays the sweep's."""
+    report = seeds_report({1: 0.96, 2: 0.95}, spread=0.01, extra_archs={"linear": 0.7},
+                          seed_checks={"linear": check("aggregate[linear]", "failed", "mean PLCC 0.7000 is below")})
+    verdict = build_verdict(report, THRESHOLDS, passed=False)
+    assert list(verdict["gates"]) == ["mlp_small", "linear"]
+    assert verdict["gate"] is verdict["gates"]["mlp_small"] and verdict["seeds"] == [1, 2]
+    linear = verdict["gates"]["linear"]
+    assert linear["per_seed_plccs"] == {"-": 0.7} and linear["passed"] is False
+    assert linear["check"]["outcome"] == "failed"
+    assert verdict["verdict"] == "HOLD"
+
+
+def test_an_unseeded_run_whose_check_could_not_be_made_holds_the_verdict():
+    """Nothing failed, but the unseeded run's aggregate was not judged: not a PROMOTE on the sweep alone."""
+    report = seeds_report({1: 0.96, 2: 0.95}, spread=0.01, extra_archs={"linear": None},
+                          seed_checks={"linear": check("aggregate[linear]", "skipped", "covers 0 of 3 folds")})
+    verdict = build_verdict(report, THRESHOLDS, passed=True)
+    assert verdict["verdict"] == "HOLD"
+    assert verdict["reasons"] == ["linear: covers 0 of 3 folds"]
