@@ -101,6 +101,9 @@ class AggregateJudge:
         self.store = store
         self.options = options
         self.accepted = accepted
+        # seed_summary by arch, with the fold results it was made from: the seeds test, its JUnit
+        # figures and the report each ask, and the bootstrap behind it is the costly part
+        self._seed_summaries: dict[str, tuple[list[tuple[int, str, object]], dict]] = {}
 
     def judge(self, test: str) -> Judgement:
         """The judgement of an aggregate test by name: ``aggregate[<run>]``, ``seeds[<arch>]`` or ``versus[...]``."""
@@ -233,12 +236,18 @@ class AggregateJudge:
         scored = {seed: folds for seed, folds in scored.items() if folds}
         if not scored:
             return None
+        made_from = [(seed, source, result) for seed, folds in scored.items() for source, result in folds.items()]
+        known = self._seed_summaries.get(arch)
+        if known is not None and len(known[0]) == len(made_from) and all(
+                a[:2] == b[:2] and a[2] is b[2] for a, b in zip(known[0], made_from)):
+            return dict(known[1])
         summary = across_seeds({seed: {s: r["metrics"] for s, r in folds.items()} for seed, folds in scored.items()})
         # the mean across seeds gets its interval too (and, in noise mode, its paired difference)
         runs = self.store.plan.seed_runs(arch)
         summary.update(self.intervals({runs[seed]: folds for seed, folds in scored.items()}))
         self._seed_calibration(scored, summary)
-        return summary
+        self._seed_summaries[arch] = (made_from, summary)
+        return dict(summary)
 
     def _seed_calibration(self, scored: dict[int, dict[str, TestResult]], summary: dict) -> None:
         """The seeds' folds on a source as an ensemble: per frame μ the seeds' mean prediction and σ
