@@ -43,6 +43,10 @@ def test_a_good_candidate_is_better_and_a_poor_one_is_worse(gate):
         assert block["difference"][metric] == pytest.approx(expected, abs=1e-12)
     assert block["worse_folds"]["plcc"] == []
     assert "| versus[good-poor] | 3 |" in run.markdown and "| good | better | passed |" in run.markdown
+    # and in the terminal, the same row
+    shown = [line.split() for line in run.result.stdout.lines if line.strip().startswith("versus[good-poor]")]
+    assert shown and shown[0][:2] == ["versus[good-poor]", "3"] and shown[0][-3:] == ["good", "better", "passed"], \
+        run.output
 
     run = _run(gate, "--loso-versus=poor=good")  # not-worse, the default
     assert run.outcomes["loso::versus[poor-good]"] == "FAILED"

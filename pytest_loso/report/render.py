@@ -250,17 +250,27 @@ def _difference(block: dict, metric: str) -> str:
     return f"{d:+.{places}f}" + (f" [{ci[0]:+.{places}f}, {ci[1]:+.{places}f}]" if ci else "")
 
 
-def versus_markdown(versus: dict | None) -> list[str]:
-    """The paired A/B tests: per pair the mean differences new − old with their 95% intervals, and the winner."""
-    if not versus:
-        return []
-    lines = ["## Versus (paired, new − old over common folds; 95% interval)", "",
-             "| test | folds | PLCC | SROCC | RMSE | winner | rule | status |", "|---|---:|---:|---:|---:|---|---|---|"]
+VERSUS_TITLE = "Versus (paired, new − old over common folds; 95% interval)"
+VERSUS_HEADER = ["test", "folds", "PLCC", "SROCC", "RMSE", "winner", "rule", "status"]
+
+
+def versus_rows(versus: dict) -> list[list[str]]:
+    """Per paired A/B test: the mean differences new − old with their 95% intervals, the winner, rule and outcome."""
+    rows = []
     for test, block in versus.items():
         winner = block.get("winner") or ("no difference shown" if "difference" in block else "—")
-        lines.append(f"| {_md(test)} | {block.get('n_folds', 0)} | {_difference(block, 'plcc')} | "
-                     f"{_difference(block, 'srocc')} | {_difference(block, 'rmse')} | {_md(winner)} | "
-                     f"{_md(block.get('rule', ''))} | {block['check']['outcome']} |")
+        rows.append([test, str(block.get("n_folds", 0)), _difference(block, "plcc"), _difference(block, "srocc"),
+                     _difference(block, "rmse"), winner, block.get("rule", ""), block["check"]["outcome"]])
+    return rows
+
+
+def versus_markdown(versus: dict | None) -> list[str]:
+    """The paired A/B tests as a Markdown table (:func:`versus_rows`)."""
+    if not versus:
+        return []
+    lines = [f"## {VERSUS_TITLE}", "", "| " + " | ".join(VERSUS_HEADER) + " |", "|---|---:|---:|---:|---:|---|---|---|"]
+    for test, folds, plcc, srocc, rmse, winner, rule, outcome in versus_rows(versus):
+        lines.append(f"| {_md(test)} | {folds} | {plcc} | {srocc} | {rmse} | {_md(winner)} | {_md(rule)} | {outcome} |")
     return lines + [""]
 
 
@@ -419,6 +429,12 @@ def render_terminal(report: dict) -> list[str]:
     marked = any(f"]{NOT_BCA_MARK}" in cell for _, rows in tables(report) for row in rows for cell in row)
     notes = interval_notes(report, marked=marked)
     lines += [*notes, ""] if notes and lines else []
+    if report.get("versus"):
+        table = [VERSUS_HEADER] + versus_rows(report["versus"])
+        widths = [max(len(row[i]) for row in table) for i in range(len(VERSUS_HEADER))]
+        lines.append(VERSUS_TITLE)
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+        lines.append("")
     comparison = report.get("comparison")
     if comparison:
         changed = comparison_rows(comparison, changed_only=True)
