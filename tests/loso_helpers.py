@@ -131,7 +131,7 @@ class GateEnv:
         return Run(result, report, parse_outcomes(result), markdown)
 
 
-_NEEDS_ENTRY_POINTS = ("-n", "--numprocesses", "--dist", "-p no:loso")
+_XDIST_OPTIONS = ("-n", "--numprocesses", "--dist", "--tx", "--maxprocesses")
 
 
 def runpytest_in_process(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -143,8 +143,7 @@ def runpytest_in_process(pytester: pytest.Pytester, *args: str) -> pytest.RunRes
     ``-p no:loso`` (the plugin disabled by its entry point's name). Separate processes (the quick
     start, the CI scripts, the signal tests) always find the plugin as a user's pytest does.
     """
-    spelled = " ".join(args)
-    if any(option in spelled for option in _NEEDS_ENTRY_POINTS):
+    if any(arg.startswith(_XDIST_OPTIONS) or arg.endswith("no:loso") for arg in map(str, args)):
         return pytester.runpytest(*args)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
