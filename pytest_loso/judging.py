@@ -103,7 +103,7 @@ class AggregateJudge:
         self.accepted = accepted
         # seed_summary by arch, with the fold results it was made from: the seeds test, its JUnit
         # figures and the report each ask, and the bootstrap behind it is the costly part
-        self._seed_summaries: dict[str, tuple[list[tuple[int, str, object]], dict]] = {}
+        self._seed_summaries: dict[str, tuple[list[tuple[int, str, TestResult]], dict]] = {}
 
     def judge(self, test: str) -> Judgement:
         """The judgement of an aggregate test by name: ``aggregate[<run>]``, ``seeds[<arch>]`` or ``versus[...]``."""
@@ -275,7 +275,9 @@ class AggregateJudge:
             mu, sigma = preds.astype(np.float64).mean(axis=0), preds.astype(np.float64).std(axis=0, ddof=1)
             summary["per_fold"][source].update(mean_sigma=float(sigma.mean()),
                                                calibration=calibration(mu, sigma, target, levels))
-            mus.append(mu), sigmas.append(sigma), targets.append(target)
+            mus.append(mu)
+            sigmas.append(sigma)
+            targets.append(target)
         if problems:
             summary["calibration_problem"] = "; ".join(problems)
             return
