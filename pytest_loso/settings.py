@@ -282,24 +282,26 @@ def parse_source_overrides(lines: list[str], base: Bounds) -> dict[str, Bounds]:
     """Parse ``FoxBird: min_plcc=0.92 max_rmse=18`` lines into per-source bounds over ``base``."""
     overrides: dict[str, Bounds] = {}
     keys = set(asdict(base))
+    name = "--loso-source-threshold / loso_source_thresholds"  # given either way: the message names both
     for line in lines:
         if not line.strip():
             continue
         match = _OVERRIDE_RE.match(line)
         if not match:
-            raise LosoUsageError(f"loso_source_thresholds: {line!r} is not 'Source: key=value ...'")
+            raise LosoUsageError(f"{name}: {line!r} is not 'Source: key=value ...'")
         bounds = overrides.get(match["source"], base)
         tokens = match["rest"].replace(",", " ").split()
         if not tokens:
-            raise LosoUsageError(f"loso_source_thresholds: {line!r} names no bound (keys: {', '.join(sorted(keys))})")
+            raise LosoUsageError(f"{name}: {line!r} names no bound (keys: {', '.join(sorted(keys))})")
         for token in tokens:
             key, _, value = token.partition("=")
             if key not in keys:
-                raise LosoUsageError(f"loso_source_thresholds: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
+                raise LosoUsageError(f"{name}: {key!r} in {line!r}; known keys: {', '.join(sorted(keys))}")
             if not value:  # parse_bound reads an empty value as "off": here it is a slip, never the way to say so
-                raise LosoUsageError(f"loso_source_thresholds: {token!r} in {line!r} has no value: write {key}=<number>, "
+                raise LosoUsageError(f"{name}: {token!r} in {line!r} has no value: write {key}=<number>, "
                                      f"or {key}=none to turn the bound off for {match['source']}")
-            bound = check_bound_range(key, parse_bound(value, key), f"loso_source_thresholds {match['source']} {key}")
+            where = f"{name} {match['source']} {key}"
+            bound = check_bound_range(key, parse_bound(value, where), where)
             bounds = replace(bounds, **{key: bound})
         overrides[match["source"]] = bounds
     return overrides

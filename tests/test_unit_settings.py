@@ -72,18 +72,19 @@ def test_parse_source_overrides():
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("FoxBird min_plcc=0.9", "loso_source_thresholds: 'FoxBird min_plcc=0.9' is not 'Source: key=value ...'"),
-        (": min_plcc=0.9", "loso_source_thresholds: ': min_plcc=0.9' is not 'Source: key=value ...'"),
-        ("A: min_krcc=0.5", "loso_source_thresholds: 'min_krcc' in 'A: min_krcc=0.5'; "
+        ("FoxBird min_plcc=0.9", "--loso-source-threshold / loso_source_thresholds: 'FoxBird min_plcc=0.9' is not 'Source: key=value ...'"),
+        (": min_plcc=0.9", "--loso-source-threshold / loso_source_thresholds: ': min_plcc=0.9' is not 'Source: key=value ...'"),
+        ("A: min_krcc=0.5", "--loso-source-threshold / loso_source_thresholds: 'min_krcc' in 'A: min_krcc=0.5'; "
                             "known keys: max_rmse, min_plcc, min_srocc"),
-        ("A: plcc=0.5", "loso_source_thresholds: 'plcc' in 'A: plcc=0.5'; known keys: max_rmse, min_plcc, min_srocc"),
-        ("A: min_plcc=high", "min_plcc: 'high' is not a number (use e.g. 0.9, or 'none' to disable)"),
+        ("A: plcc=0.5", "--loso-source-threshold / loso_source_thresholds: 'plcc' in 'A: plcc=0.5'; known keys: max_rmse, min_plcc, min_srocc"),
+        ("A: min_plcc=high", "--loso-source-threshold / loso_source_thresholds A min_plcc: 'high' is not a number "
+                             "(use e.g. 0.9, or 'none' to disable)"),
         # a bound without its value would read as "off": the bound silently gone
-        ("A: min_plcc", "loso_source_thresholds: 'min_plcc' in 'A: min_plcc' has no value: write min_plcc=<number>, "
+        ("A: min_plcc", "--loso-source-threshold / loso_source_thresholds: 'min_plcc' in 'A: min_plcc' has no value: write min_plcc=<number>, "
                         "or min_plcc=none to turn the bound off for A"),
-        ("A: max_rmse=", "loso_source_thresholds: 'max_rmse=' in 'A: max_rmse=' has no value: write max_rmse=<number>, "
+        ("A: max_rmse=", "--loso-source-threshold / loso_source_thresholds: 'max_rmse=' in 'A: max_rmse=' has no value: write max_rmse=<number>, "
                          "or max_rmse=none to turn the bound off for A"),
-        ("Empty:", "loso_source_thresholds: 'Empty:' names no bound (keys: max_rmse, min_plcc, min_srocc)"),
+        ("Empty:", "--loso-source-threshold / loso_source_thresholds: 'Empty:' names no bound (keys: max_rmse, min_plcc, min_srocc)"),
     ],
 )
 def test_parse_source_overrides_refuses(line, message):
