@@ -117,7 +117,7 @@ def test_a_seed_missing_a_fold_fails_that_fold_and_the_rule_is_not_applied(seede
 
 
 def test_seeds_run_under_xdist_as_serially(seeded):
-    serial = _run(seeded, "--loso-max-seed-spread=0")  # in process; the xdist run needs its own processes
+    serial = _run(seeded, "--loso-max-seed-spread=0")  # the xdist run below: the same, its items on two workers
     parallel = _run(seeded, "--loso-max-seed-spread=0", "-n", "2")
     assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
     assert "2 workers" in parallel.output or "gw1" in parallel.output

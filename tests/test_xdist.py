@@ -23,7 +23,7 @@ def test_xdist_report_equals_serial(gate):
     gate.fold_path("linear", "Src0002").write_text("not a model\n")
     x, y = gate.truth["Src0001"][1]
     write_cache(gate.cache_file("Src0001", 1), cache_payload(x, y[:-2]))
-    serial = gate.run()  # in process: the same plugin code; only the xdist run needs its own processes
+    serial = gate.run()  # and below the same under xdist: items on two worker processes
     parallel = gate.run("-n", "2")
     for run in (serial, parallel):
         assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
