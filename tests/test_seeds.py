@@ -116,15 +116,6 @@ def test_a_seed_missing_a_fold_fails_that_fold_and_the_rule_is_not_applied(seede
     assert check["outcome"] == "skipped" and f"{ARCH}-seed1 covers 2 of 3 folds" in check["message"]
 
 
-def test_seeds_run_under_xdist_as_serially(seeded):
-    serial = _run(seeded, "--loso-max-seed-spread=0")  # the xdist run below: the same, its items on two workers
-    parallel = _run(seeded, "--loso-max-seed-spread=0", "-n", "2")
-    assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
-    assert "2 workers" in parallel.output or "gw1" in parallel.output
-    assert parallel.outcomes == serial.outcomes and parallel.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
-    assert parallel.report["seeds"] == serial.report["seeds"]
-
-
 def test_comparison_works_per_seed_and_across_seeds(seeded):
     import json
 
@@ -434,30 +425,40 @@ def test_min_coverage_fails_the_seeds_test_naming_level_coverage_and_worst_sourc
     assert run.report["seeds"][ARCH]["check"]["outcome"] == "failed"
 
 
-def test_the_seeds_calibration_under_xdist_as_serially(seeded):
-    clean = _run(seeded).report["seeds"][ARCH]["calibration"]["95"]
-    bound = min(1.0, clean["coverage"] + 0.01)
-    serial = _run(seeded, f"--loso-min-coverage=95={bound}")
-    parallel = _run(seeded, f"--loso-min-coverage=95={bound}", "-n", "2")
-    assert parallel.result.ret == serial.result.ret == pytest.ExitCode.TESTS_FAILED, parallel.output
-    assert parallel.outcomes == serial.outcomes and parallel.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED"
-    assert parallel.report["seeds"] == serial.report["seeds"]
-
-
-def test_the_seeds_calibration_is_in_junit_serially_and_under_xdist(seeded):
-    """The seeds test records its calibration as JUnit properties, as an ensemble's test does;
-    under xdist the controller reports it, with the same properties."""
+def test_the_seeds_rules_and_calibration_under_xdist_as_serially(seeded):
+    """The spread rule and the coverage bound fail the seeds test on two workers exactly as serially
+    (one run of each for both rules: every rule's line is judged, none stops the others), and the
+    seeds test records its calibration as JUnit properties, as an ensemble's test does, passed or
+    failed; under xdist the controller reports it, with the same properties."""
     import re
 
-    for extra in ((), ("-n", "2")):
-        junit = seeded.root / f"junit{len(extra)}.xml"
-        run = _run(seeded, f"--junitxml={junit}", *extra)
-        assert run.result.ret == 0, run.output
+    def assert_calibration_in_junit(run, junit: Path) -> None:
         case = re.search(rf'<testcase [^>]*name="seeds\[{ARCH}\]".*?</testcase>', junit.read_text(), re.S)
         assert case, junit.read_text()
         overall = run.report["seeds"][ARCH]["calibration"]
         for level in ("50", "80", "95"):
             for figure in ("coverage", "mean_width"):
                 expected = f'name="loso_calibration_{level}_{figure}" value="{overall[level][figure]}"'
-                assert expected in case[0], (extra, case[0])
+                assert expected in case[0], (junit.name, case[0])
         assert f'name="loso_calibration_95_worst_source" value="{overall["95"]["worst_source"]}"' in case[0]
+
+    clean = _run(seeded, f"--junitxml={seeded.root / 'junit_clean.xml'}")
+    assert clean.result.ret == 0, clean.output
+    assert_calibration_in_junit(clean, seeded.root / "junit_clean.xml")
+    spread, calibration = clean.report["seeds"][ARCH]["spread_plcc"], clean.report["seeds"][ARCH]["calibration"]["95"]
+    bound = min(1.0, calibration["coverage"] + 0.01)
+    runs = {}
+    for extra in ((), ("-n", "2")):
+        junit = seeded.root / f"junit{len(extra)}.xml"
+        run = runs[extra] = _run(seeded, "--loso-max-seed-spread=0", f"--loso-min-coverage=95={bound}",
+                                 f"--junitxml={junit}", *extra)
+        assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+        assert run.outcomes[f"loso::seeds[{ARCH}]"] == "FAILED", run.output
+        text = run.failure_text(f"loso::seeds[{ARCH}]")
+        assert f"spread of the seeds' mean PLCC {spread:.4f} is above the maximum 0.0000" in text, text
+        assert f"at nominal 95% is {calibration['coverage']:.4f}, below the minimum {bound:g}" in text, text
+        assert_calibration_in_junit(run, junit)
+    serial, parallel = runs[()], runs[("-n", "2")]
+    assert "2 workers" in parallel.output or "gw1" in parallel.output
+    assert parallel.outcomes == serial.outcomes
+    assert parallel.report["seeds"] == serial.report["seeds"]
