@@ -8,6 +8,7 @@ import that points upward is a cycle waiting for someone to move it to the top.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ GATE_OFF = {"pytest_loso", "pytest_loso.errors", "pytest_loso.ini", "pytest_loso
             "pytest_loso.settings"}
 
 
+@functools.cache  # the package does not change during a session; _imports asks for every name imported
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -49,6 +51,7 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:
     """The package modules ``name`` imports (anywhere in the file), and the outside top-level packages."""
     package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
