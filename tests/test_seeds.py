@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from loso_helpers import SOURCES, STEPS, script_metrics
+from loso_helpers import SOURCES, STEPS, Run, script_metrics
 from loso_testing.training import Regressor, export_onnx, train_folds
 
 SEEDS = (0, 1, 2)
@@ -39,6 +40,31 @@ def seeded(gate, seed_sweep):
     return gate
 
 
+@dataclass(frozen=True)
+class CleanSweep:
+    run: Run
+    junit: Path
+    verdict: dict
+
+
+@pytest.fixture(scope="module")
+def _kept_clean_sweep() -> dict[str, CleanSweep]:
+    return {}
+
+
+@pytest.fixture
+def clean_sweep(seeded, _kept_clean_sweep) -> CleanSweep:
+    """The untouched sweep's run (with ``--junitxml`` and ``--loso-verdict``), made by the first test
+    that asks and read by the others: every test starts from the same template and sweep, so the run
+    is the same but for its folder. Read it; never change it or the files it names."""
+    if "sweep" not in _kept_clean_sweep:
+        junit, verdict = seeded.root / "junit_clean.xml", seeded.root / "out" / "verdict.json"
+        run = _run(seeded, f"--junitxml={junit}", f"--loso-verdict={verdict}")
+        assert run.result.ret == 0, run.output
+        _kept_clean_sweep["sweep"] = CleanSweep(run, junit, json.loads(verdict.read_text()))
+    return _kept_clean_sweep["sweep"]
+
+
 def _run(gate, *extra):
     args = [a for a in gate.args(baseline=False) if not a.startswith("--loso-dir=")]
     return gate.run(*args, f"--loso-dir={gate.sweep}", *extra, plain=True)
@@ -54,9 +80,8 @@ def _independent(gate) -> dict[int, dict[str, dict]]:
     return {seed: {s: script_metrics(_fold_path(gate, seed, s), *gate.xy(s)) for s in SOURCES} for seed in SEEDS}
 
 
-def test_one_test_per_seed_and_fold_and_the_figures_across_seeds(seeded):
-    run = _run(seeded)
-    assert run.result.ret == 0, run.output
+def test_one_test_per_seed_and_fold_and_the_figures_across_seeds(seeded, clean_sweep):
+    run = clean_sweep.run
     folds = {f"loso::fold[{ARCH}-seed{seed}-{s}]" for seed in SEEDS for s in SOURCES}
     aggregates = {f"loso::aggregate[{ARCH}-seed{seed}]" for seed in SEEDS} | {f"loso::seeds[{ARCH}]"}
     assert run.outcomes == {n: "PASSED" for n in folds | aggregates}, run.output
@@ -85,8 +110,8 @@ def test_one_test_per_seed_and_fold_and_the_figures_across_seeds(seeded):
     assert f"lowest seed: {lowest}" in run.output
 
 
-def test_the_promotion_rule_fails_the_seeds_test_naming_the_seed(seeded):
-    clean = _run(seeded).report["seeds"][ARCH]
+def test_the_promotion_rule_fails_the_seeds_test_naming_the_seed(seeded, clean_sweep):
+    clean = clean_sweep.run.report["seeds"][ARCH]
     spread, lowest = clean["spread_plcc"], clean["lowest_seed_mean_plcc"]
     run = _run(seeded, f"--loso-max-seed-spread={spread / 2}", f"--loso-min-seed-mean-plcc={lowest + 1e-6}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
@@ -203,8 +228,8 @@ def _verdict(gate, *extra):
     return run, json.loads(path.read_text())
 
 
-def test_verdict_promotes_a_sweep_that_holds_the_rule(seeded):
-    clean = _run(seeded).report["seeds"][ARCH]
+def test_verdict_promotes_a_sweep_that_holds_the_rule(seeded, clean_sweep):
+    clean = clean_sweep.run.report["seeds"][ARCH]
     run, verdict = _verdict(seeded, f"--loso-min-mean-plcc={clean['mean_plcc']}",
                             f"--loso-min-seed-mean-plcc={clean['lowest_seed_mean_plcc']}",
                             f"--loso-max-seed-spread={clean['spread_plcc']}")
@@ -222,8 +247,8 @@ def test_verdict_promotes_a_sweep_that_holds_the_rule(seeded):
     assert f"verdict: PROMOTE written to {seeded.root / 'out' / 'verdict.json'}" in run.output
 
 
-def test_verdict_holds_on_a_broken_rule_or_a_partial_run(seeded):
-    clean = _run(seeded).report["seeds"][ARCH]
+def test_verdict_holds_on_a_broken_rule_or_a_partial_run(seeded, clean_sweep):
+    clean = clean_sweep.run.report["seeds"][ARCH]
     run, verdict = _verdict(seeded, f"--loso-max-seed-spread={clean['spread_plcc'] / 2}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     assert verdict["verdict"] == "HOLD"
@@ -246,10 +271,10 @@ def _cache_file_hashes(gate) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("bound", ["--loso-min-mean-plcc", "--loso-min-seed-mean-plcc"])
-def test_verdict_names_the_failing_seed_as_its_aggregate_test_judged_it(seeded, bound):
+def test_verdict_names_the_failing_seed_as_its_aggregate_test_judged_it(seeded, clean_sweep, bound):
     """The seed bound defaults to --loso-min-mean-plcc (docs/statistics.md, Seeds): the verdict says the same as the
     seed's aggregate test, with the seed as an int, as ensemble_prod_gate.py writes it."""
-    clean = _run(seeded).report["seeds"][ARCH]
+    clean = clean_sweep.run.report["seeds"][ARCH]
     lowest, bar = clean["lowest_seed"], clean["lowest_seed_mean_plcc"] + 1e-6
     above_the_rest = min(v["mean_plcc"] for s, v in clean["per_seed"].items() if s != str(lowest))
     assert above_the_rest > bar  # only the lowest seed is below it
@@ -264,9 +289,8 @@ def test_verdict_names_the_failing_seed_as_its_aggregate_test_judged_it(seeded, 
     assert verdict["reasons"][0].startswith(f"aggregate[{ARCH}-seed{lowest}]: {ARCH}-seed{lowest}: mean PLCC ")
 
 
-def test_verdict_corpus_snapshot_lists_every_file_read_with_its_sha256(seeded):
-    run, verdict = _verdict(seeded)
-    assert run.result.ret == 0, run.output
+def test_verdict_corpus_snapshot_lists_every_file_read_with_its_sha256(seeded, clean_sweep):
+    run, verdict = clean_sweep.run, clean_sweep.verdict
     files = _cache_file_hashes(seeded)
     assert verdict["corpus"]["file_sha256"] == files and verdict["corpus"]["files"] == len(files)
     assert verdict["corpus"]["table"] is None
@@ -332,10 +356,10 @@ def test_a_fold_one_seed_has_for_no_source_is_named_in_every_seed(seeded):
         assert "has no fold model" not in text
 
 
-def test_verdict_gate_does_not_pass_when_a_seed_fails_another_bound(seeded):
+def test_verdict_gate_does_not_pass_when_a_seed_fails_another_bound(seeded, clean_sweep):
     """failing_seeds is about PLCC (as ensemble_prod_gate.py), but a seed whose aggregate test
     failed on its RMSE bound keeps the gate from passing."""
-    clean = _run(seeded).report["seeds"][ARCH]
+    clean = clean_sweep.run.report["seeds"][ARCH]
     rmse = {int(s): v["mean_rmse"] for s, v in clean["per_seed"].items()}
     worst = max(rmse, key=rmse.get)
     bar = (rmse[worst] + max(v for s, v in rmse.items() if s != worst)) / 2
@@ -387,9 +411,8 @@ def _coverage(mu, sigma, y, level: str) -> tuple[float, float]:
     return float(np.mean(np.abs(y - mu) <= z * sigma)), float(np.mean(2 * z * sigma))
 
 
-def test_the_seeds_calibration_per_source_and_overall_in_the_report(seeded):
-    run = _run(seeded)
-    assert run.result.ret == 0, run.output
+def test_the_seeds_calibration_per_source_and_overall_in_the_report(seeded, clean_sweep):
+    run = clean_sweep.run
     summary = run.report["seeds"][ARCH]
     truth = _over_seeds(seeded)
     assert set(summary["calibration"]) == {"50", "80", "95"}
@@ -412,8 +435,8 @@ def test_the_seeds_calibration_per_source_and_overall_in_the_report(seeded):
     assert "as an ensemble of its seeds' folds: calibration" in run.markdown
 
 
-def test_min_coverage_fails_the_seeds_test_naming_level_coverage_and_worst_source(seeded):
-    clean = _run(seeded).report["seeds"][ARCH]["calibration"]["80"]
+def test_min_coverage_fails_the_seeds_test_naming_level_coverage_and_worst_source(seeded, clean_sweep):
+    clean = clean_sweep.run.report["seeds"][ARCH]["calibration"]["80"]
     assert _run(seeded, f"--loso-min-coverage=80={clean['coverage']}").result.ret == 0  # met exactly: passes
     bound = min(1.0, clean["coverage"] + 0.01)
     run = _run(seeded, f"--loso-min-coverage=80={bound}")
@@ -425,7 +448,7 @@ def test_min_coverage_fails_the_seeds_test_naming_level_coverage_and_worst_sourc
     assert run.report["seeds"][ARCH]["check"]["outcome"] == "failed"
 
 
-def test_the_seeds_rules_and_calibration_under_xdist_as_serially(seeded):
+def test_the_seeds_rules_and_calibration_under_xdist_as_serially(seeded, clean_sweep):
     """The spread rule and the coverage bound fail the seeds test on two workers exactly as serially
     (one run of each for both rules: every rule's line is judged, none stops the others), and the
     seeds test records its calibration as JUnit properties, as an ensemble's test does, passed or
@@ -442,9 +465,8 @@ def test_the_seeds_rules_and_calibration_under_xdist_as_serially(seeded):
                 assert expected in case[0], (junit.name, case[0])
         assert f'name="loso_calibration_95_worst_source" value="{overall["95"]["worst_source"]}"' in case[0]
 
-    clean = _run(seeded, f"--junitxml={seeded.root / 'junit_clean.xml'}")
-    assert clean.result.ret == 0, clean.output
-    assert_calibration_in_junit(clean, seeded.root / "junit_clean.xml")
+    clean = clean_sweep.run
+    assert_calibration_in_junit(clean, clean_sweep.junit)
     spread, calibration = clean.report["seeds"][ARCH]["spread_plcc"], clean.report["seeds"][ARCH]["calibration"]["95"]
     bound = min(1.0, calibration["coverage"] + 0.01)
     runs = {}
