@@ -18,6 +18,7 @@ import gc
 import importlib
 import pkgutil
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ gc.set_threshold(20_000, 50, 100)
 from clips import independent_libvmaf, make_corpus
 from cold_cache import (LARGE_FRAMES, LARGE_H, LARGE_LADDER, LARGE_SOURCES, LARGE_W, SMALL_FRAMES, SMALL_H,
                         SMALL_LADDER, SMALL_SOURCES, SMALL_W, ClipSet, Env, _export_folds, all_passed)
-from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv
+from loso_helpers import (ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv,
+                          Run, all_ids)
 from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
 
 
@@ -70,6 +72,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture
 def gate(pytester: pytest.Pytester, built: Built) -> GateEnv:
     return GateEnv(pytester, built)
+
+
+@dataclass(frozen=True)
+class CleanRun:
+    """The untouched template's default run (``GateEnv.run()``, no options) and the tree it ran in."""
+
+    env: GateEnv
+    run: Run
+
+
+@pytest.fixture(scope="session")
+def _kept_clean_run() -> dict[str, CleanRun]:
+    return {}
+
+
+@pytest.fixture
+def clean(pytester: pytest.Pytester, built: Built, tmp_path_factory: pytest.TempPathFactory,
+          _kept_clean_run: dict[str, CleanRun]) -> CleanRun:
+    """:class:`CleanRun`, made once in a copy of its own (no test's ``gate``, which its test may break)
+    and read by every test that asks. Read it: never run in ``env`` or change its files."""
+    if "run" not in _kept_clean_run:
+        env = GateEnv(pytester, built, root=tmp_path_factory.mktemp("clean_run"))
+        run = env.run()
+        assert run.result.ret == 0, run.output
+        assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
+        assert run.report is not None
+        _kept_clean_run["run"] = CleanRun(env, run)
+    return _kept_clean_run["run"]
 
 
 # -- the cold-cache tests: real clips and libvmaf (test_extract, test_cache_made_by, test_gate_selection_cache)

@@ -65,10 +65,11 @@ class Run:
 class GateEnv:
     """A copy of the template in ``pytester.path`` and ways to run the gate on it."""
 
-    def __init__(self, pytester: pytest.Pytester, built: Built) -> None:
+    def __init__(self, pytester: pytest.Pytester, built: Built, root: Path | None = None) -> None:
+        """The copy is made in ``root`` (default: ``pytester.path``, where the runs start)."""
         self.pytester = pytester
         self.built = built
-        self.root = pytester.path
+        self.root = pytester.path if root is None else root
         shutil.copytree(built.root, self.root, dirs_exist_ok=True, symlinks=True)
         self.data_root = self.root / "corpus"
         self.cache_dir = self.root / "cache"

@@ -405,8 +405,8 @@ def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
 # -- 9. bootstrap intervals, KRCC, logistic metrics ----------------------------------------------------
 
 
-def test_bootstrap_seeded_and_equal_to_explicit_resampling(gate):
-    plain = gate.run()
+def test_bootstrap_seeded_and_equal_to_explicit_resampling(gate, clean):
+    plain = clean.run
     for arch in ARCHS:
         assert all("ci" not in m for m in plain.report["archs"][arch]["per_fold"].values())  # off by default
     first = gate.run("--loso-bootstrap=300", "--loso-bootstrap-seed=7")
@@ -527,7 +527,7 @@ def check_krcc_and_logistic(metrics: dict, pred: np.ndarray, y: np.ndarray) -> N
     assert metrics["rmse_logistic"] == pytest.approx(float(np.sqrt(np.mean((mapped - t) ** 2))), abs=1e-3)
 
 
-def test_krcc_and_logistic_metrics(gate):
+def test_krcc_and_logistic_metrics(gate, clean):
     run = gate.run("--loso-logistic")
     assert run.result.ret == 0, run.output
 
@@ -553,7 +553,7 @@ def test_krcc_and_logistic_metrics(gate):
     cell = f"{m['plcc']:.4f}; logistic {m['plcc_logistic']:.4f}"
     assert cell in run.markdown and cell in run.output
     assert f"{m['rmse']:.3f}; logistic {m['rmse_logistic']:.3f}" in run.markdown
-    plain = gate.run()
+    plain = clean.run
     assert "plcc_logistic" not in fold(plain.report, "linear", "Src0000")
     assert "; logistic" not in plain.markdown
 

@@ -149,6 +149,5 @@ def test_collect_only_writes_no_report_and_reads_no_cache(gate):
     assert _cache_reads(gate, opened) == Counter()
 
 
-def test_outcomes_cover_every_item(gate):
-    run = gate.run()
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}
+def test_outcomes_cover_every_item(clean):
+    assert clean.run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}

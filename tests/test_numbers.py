@@ -28,7 +28,6 @@ from loso_helpers import (
     FRAMES,
     PAIRS_PER_SOURCE,
     SOURCES,
-    all_ids,
     assert_close,
     assert_exact,
     independent_metrics,
@@ -38,17 +37,9 @@ from loso_helpers import (
 from loso_testing.training import cache_payload, export_onnx, write_cache
 
 
-@pytest.fixture
-def clean_run(gate):
-    run = gate.run()
-    assert run.result.ret == 0, run.output
-    assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
-    assert run.report is not None
-    return run
-
-
-def test_fold_metrics_match_float64_forward_pass(gate, clean_run):
-    report = clean_run.report
+def test_fold_metrics_match_float64_forward_pass(clean):
+    gate = clean.env  # read only
+    report = clean.run.report
     for arch in ARCHS:
         per_fold = report["archs"][arch]["per_fold"]
         assert sorted(per_fold) == list(SOURCES)
@@ -60,8 +51,9 @@ def test_fold_metrics_match_float64_forward_pass(gate, clean_run):
             assert "error" not in per_fold[source]
 
 
-def test_fold_metrics_equal_the_evaluation_script_bit_for_bit(gate, clean_run):
-    report = clean_run.report
+def test_fold_metrics_equal_the_evaluation_script_bit_for_bit(clean):
+    gate = clean.env  # read only
+    report = clean.run.report
     for arch in ARCHS:
         for source in SOURCES:
             x, y = gate.xy(source)
@@ -69,8 +61,9 @@ def test_fold_metrics_equal_the_evaluation_script_bit_for_bit(gate, clean_run):
             assert_exact(report["archs"][arch]["per_fold"][source], expected)
 
 
-def test_aggregate_is_mean_and_sample_std_over_folds(gate, clean_run):
-    report = clean_run.report
+def test_aggregate_is_mean_and_sample_std_over_folds(clean):
+    gate = clean.env  # read only
+    report = clean.run.report
     for arch in ARCHS:
         script = [script_metrics(gate.fold_path(arch, s), *gate.xy(s)) for s in SOURCES]
         independent = [independent_metrics(gate.folds[arch][s].predict(gate.xy(s)[0]), gate.xy(s)[1]) for s in SOURCES]
@@ -90,8 +83,9 @@ def test_aggregate_is_mean_and_sample_std_over_folds(gate, clean_run):
     assert report["loso_aggregate"] == report["archs"]["mlp_small"]["aggregate"]
 
 
-def test_baseline_per_clip_and_concatenation(gate, clean_run):
-    block = clean_run.report["baselines"][BASELINE_TAG]
+def test_baseline_per_clip_and_concatenation(clean):
+    gate = clean.env  # read only
+    block = clean.run.report["baselines"][BASELINE_TAG]
     assert block["model_path"] == str(gate.baseline)
     assert sorted(block["per_clip"]) == list(SOURCES)
     for source in SOURCES:
@@ -104,8 +98,9 @@ def test_baseline_per_clip_and_concatenation(gate, clean_run):
     assert_exact(block["all_clips_concat"], script_metrics(gate.baseline, x, y))
 
 
-def test_report_keys(gate, clean_run):
-    report = clean_run.report
+def test_report_keys(clean):
+    gate = clean.env  # read only
+    report = clean.run.report
     for key in (
         "generated", "corpus", "loso_per_fold", "loso_aggregate", "archs", "baselines",
         "thresholds", "failures", "dropped_frames", "run_provenance",
@@ -133,8 +128,9 @@ def test_report_keys(gate, clean_run):
     json.loads(text, parse_constant=lambda token: pytest.fail(f"non-standard JSON token {token}"))
 
 
-def test_run_provenance(gate, clean_run):
-    prov = clean_run.report["run_provenance"]
+def test_run_provenance(clean):
+    gate = clean.env  # read only
+    prov = clean.run.report["run_provenance"]
     argv = prov["argv"]
     assert f"--loso-dir={gate.runs}" in argv and f"--loso-baseline={gate.baseline}" in argv
     assert prov["options"]["data_root"] == str(gate.data_root)
@@ -172,8 +168,8 @@ def test_run_provenance(gate, clean_run):
     assert prov["items_run"] == len(scored_ids())
 
 
-def test_cache_fingerprint_tracks_cache_bytes(gate, clean_run):
-    before = clean_run.report["run_provenance"]["cache_fingerprint"]
+def test_cache_fingerprint_tracks_cache_bytes(gate, clean):
+    before = clean.run.report["run_provenance"]["cache_fingerprint"]
     path = gate.cache_file("Src0001", 2)
     payload = json.loads(path.read_text())
     payload["scores"]["pooled"] += 1.0  # bytes change, frames do not

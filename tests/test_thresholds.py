@@ -16,8 +16,8 @@ def _no_traceback(output: str) -> None:
     assert "gate.py" not in output and "items.py" not in output
 
 
-def test_min_plcc_fails_every_fold_with_a_reviewer_sentence(gate):
-    clean = gate.run().report
+def test_min_plcc_fails_every_fold_with_a_reviewer_sentence(gate, clean):
+    clean = clean.run.report
     run = gate.run("--loso-min-plcc", "0.9999")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     # every fold and the baseline break the bound; the aggregates' own bounds hold
@@ -139,8 +139,8 @@ def test_per_source_override_with_unknown_key_is_a_usage_error(gate):
     assert "min_pclc" in run.output
 
 
-def test_baseline_bounds_apply_to_the_concatenation_not_per_clip(gate):
-    clean = gate.run().report["baselines"][BASELINE_TAG]
+def test_baseline_bounds_apply_to_the_concatenation_not_per_clip(gate, clean):
+    clean = clean.run.report["baselines"][BASELINE_TAG]
     concat = clean["all_clips_concat"]["rmse"]
     clips = sorted(m["rmse"] for m in clean["per_clip"].values())
     # equal clip lengths: concat RMSE^2 is the mean of the clips' RMSE^2, so it lies strictly between
@@ -181,8 +181,8 @@ def test_aggregate_threshold_fails_the_session_though_every_item_passes(gate):
     assert "## Failures" in md and "**aggregate[mlp_small]**" in md
 
 
-def test_aggregate_min_mean_plcc_ini_one_arch(gate):
-    clean = gate.run().report
+def test_aggregate_min_mean_plcc_ini_one_arch(gate, clean):
+    clean = clean.run.report
     between = sorted(clean["archs"][a]["aggregate"]["mean_plcc"] for a in ARCHS)
     bound = sum(between) / 2
     worse = min(ARCHS, key=lambda a: clean["archs"][a]["aggregate"]["mean_plcc"])
@@ -193,8 +193,8 @@ def test_aggregate_min_mean_plcc_ini_one_arch(gate):
     assert re.search(rf"{worse}: mean PLCC \S+ is below the minimum", run.output)
 
 
-def test_aggregate_threshold_over_the_selected_folds_only(gate):
-    clean = gate.run().report["archs"]["linear"]["per_fold"]
+def test_aggregate_threshold_over_the_selected_folds_only(gate, clean):
+    clean = clean.run.report["archs"]["linear"]["per_fold"]
     best = min(SOURCES, key=lambda s: clean[s]["rmse"])
     bound = (min(m["rmse"] for m in clean.values()) + sorted(m["rmse"] for m in clean.values())[1]) / 2
     run = gate.run("--loso-arch", "linear", "--loso-max-mean-rmse", repr(bound), baseline=False)
