@@ -185,11 +185,18 @@ def test_a_column_that_does_not_exist_is_a_clear_error(gate):
     assert "quality, height, kbps" in run.output
 
 
-def test_slices_under_xdist_are_the_serial_ones(gate):
+def test_slices_and_a_versus_of_fold_models_under_xdist_are_the_serial_ones(gate):
+    """Slices and a paired A/B test (versus[...], of the fold models' runs) judged on the controller from
+    what two workers scored, as serially; both in one pair of runs (each xdist run starts two processes)."""
+    versus = f"loso::versus[{ARCHS[0]}-{ARCHS[1]}]"
     args = ("--loso-slice=encoder", "--loso-slice-threshold=encoder=libx264: min_mean_plcc=0.99",
-            "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0")
+            "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0",
+            f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-bootstrap=100")
     serial = _table_run(gate, *args)
     parallel = _table_run(gate, *args, "-n", "2")
+    assert versus in serial.outcomes, serial.output
+    assert parallel.outcomes[versus] == serial.outcomes[versus]
+    assert parallel.report["versus"] == serial.report["versus"]
     tests = [t for t in serial.outcomes if t.startswith("loso::slice[")]
     assert len(tests) == 2 * len(ARCHS)
     assert {t: parallel.outcomes.get(t) for t in tests} == {t: serial.outcomes[t] for t in tests}, parallel.output

@@ -70,16 +70,6 @@ def test_identical_candidates_differ_by_exactly_zero(gate):
     assert "is not surely above zero (rule: better)" in run.failure_text("loso::versus[twin-good]")
 
 
-def test_versus_of_fold_models_and_under_xdist(gate):
-    serial = gate.run(f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-extractor=none", "--loso-bootstrap=100")
-    test = f"loso::versus[{ARCHS[0]}-{ARCHS[1]}]"
-    assert test in serial.outcomes
-    parallel = gate.run(f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-extractor=none", "--loso-bootstrap=100",
-                        "-n", "2")
-    assert parallel.outcomes[test] == serial.outcomes[test]
-    assert parallel.report["versus"] == serial.report["versus"]
-
-
 def test_a_partial_run_skips_the_versus_test(gate):
     run = _run(gate, "--loso-versus=good=poor", "--deselect", f"loso::fold[poor-{SOURCES[0]}]")
     block = run.report["versus"]["versus[good-poor]"]
