@@ -137,6 +137,7 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
     while i < len(buf):
         key, i = _varint(buf, i)
         wire = key & 7
+        value: int | memoryview
         if key >> 3 == 0:  # field 0 does not exist: zeros (a preallocated file) are refused at once
             raise ValueError("field number 0")
         if wire == 0:

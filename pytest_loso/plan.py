@@ -138,7 +138,8 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
         )
     sources = frozenset(corpus.sources)
     specs = []
-    empty = {run: folder for run, folder in find_empty_seed_runs(options.loso_dirs, found).items() if run[0] in archs}
+    empty: dict[tuple[str, int | None], Path] = {  # keyed as runs are: (arch, seed or None)
+        run: folder for run, folder in find_empty_seed_runs(options.loso_dirs, found).items() if run[0] in archs}
     runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs} | set(empty),
                   key=lambda r: (r[0], r[1] or -1))
     for arch, seed in runs:
