@@ -75,7 +75,7 @@ class Plan:
 
     def seed_runs(self, arch: str) -> dict[int, str]:
         """``{seed: run}`` of an architecture trained over seeds."""
-        return {spec.seed: spec.run for spec in self.folds  # type: ignore[misc]
+        return {spec.seed: spec.run for spec in self.folds
                 if spec.arch == arch and spec.seed is not None and spec.run}
 
     @property
