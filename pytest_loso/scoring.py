@@ -302,7 +302,7 @@ class Scorer:
         self._slices(mu, scores, values, result)
         for level, worst in worst_sources(result["per_clip"]).items():
             metrics["calibration"][level].update(worst_source=worst["source"],
-                                                           worst_source_coverage=worst["coverage"])
+                                                 worst_source_coverage=worst["coverage"])
 
     def _score_quant(self, parent: OnnxModel, int8: OnnxModel, result: TestResult) -> None:
         """The int8 model beside its fp32 parent on every source and on their concatenation.
