@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import FrameType
 
 from . import made_by
 from .files import write_atomically
@@ -89,7 +90,7 @@ def _load_prctl() -> Callable[[int, int], int] | None:
     try:
         import ctypes
 
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 
@@ -272,13 +273,14 @@ def cache_record(path: Path) -> tuple[bool, object]:
         return False, None
 
 
-def _terminate_as_interrupt() -> object | None:
+def _terminate_as_interrupt() -> Callable[[int, FrameType | None], object] | int | None:
     """While libvmaf runs, SIGTERM stops the fill like Ctrl-C (children killed, queued pairs
-    dropped); returns the previous handler, or None when this is not the main thread."""
+    dropped); returns the previous handler, or None when this is not the main thread (or the
+    previous handler was not installed from Python: it cannot be put back)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def interrupt(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     return signal.signal(signal.SIGTERM, interrupt)

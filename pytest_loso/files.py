@@ -23,9 +23,12 @@ def _write_temporary(path: Path, text: str | bytes) -> str:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; a shared cache or report must be readable
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes)
-              else os.fdopen(fd, "w", encoding="utf-8", errors=TEXT_ERRORS)) as handle:  # see TEXT_ERRORS
-            handle.write(text)
+        if isinstance(text, bytes):
+            with os.fdopen(fd, "wb") as binary:
+                binary.write(text)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", errors=TEXT_ERRORS) as handle:  # see TEXT_ERRORS
+                handle.write(text)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):

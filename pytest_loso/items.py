@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from _pytest.outcomes import Skipped
@@ -150,7 +150,8 @@ def failure_repr(where: Path | str, message: str) -> Any:
 def order_aggregates_last(items: list[pytest.Item], *, keep: bool) -> list[str]:
     """Move aggregate items after every other item (or drop them, ``keep=False``); return their names."""
     aggregates = [item for item in items if isinstance(item, AggregateItem)]
-    items[:] = [item for item in items if not isinstance(item, AggregateItem)] + (aggregates if keep else [])
+    others = [item for item in items if not isinstance(item, AggregateItem)]
+    items[:] = [*others, *aggregates] if keep else others
     return [item.name for item in aggregates]
 
 
@@ -159,7 +160,7 @@ def aggregate_properties(judge: AggregateJudge, name: str) -> list[tuple[str, ob
     return list(_flat_properties(judge.figures(name), "loso_"))
 
 
-def report_deferred(config: pytest.Config, name: str, outcome: str, message: str,
+def report_deferred(config: pytest.Config, name: str, outcome: Literal["passed", "failed", "skipped"], message: str,
                     properties: list[tuple[str, object]] | None = None) -> None:
     """Report an aggregate test the controller judged, as pytest reports a test a worker ran.
 
@@ -173,7 +174,9 @@ def report_deferred(config: pytest.Config, name: str, outcome: str, message: str
     config.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
     longrepr: Any = ((GATE_NODE, 0, f"Skipped: {message}") if outcome == "skipped"
                      else failure_repr(GATE_NODE, message))
-    for when, result in (("setup", "passed"), ("call", outcome), ("teardown", "passed")):
+    phases: tuple[tuple[Literal["setup", "call", "teardown"], Literal["passed", "failed", "skipped"]], ...] = (
+        ("setup", "passed"), ("call", outcome), ("teardown", "passed"))
+    for when, result in phases:
         report = TestReport(nodeid, location, {"loso": 1}, result, longrepr if when == "call" else None, when,
                             user_properties=(properties or []) if when != "setup" else [])  # as an item's
         config.hook.pytest_runtest_logreport(report=report)
@@ -239,7 +242,10 @@ def sources_to_prefill(session: pytest.Session, gate: Gate, named: tuple[str, ..
     for item in items:
         spec = item.spec
         # a fold needs its held-out source; a baseline or an ensemble, every source
-        needed |= {spec.source} & set(corpus_sources) if spec.kind == "fold" else set(corpus_sources)
+        if spec.kind != "fold":
+            needed |= set(corpus_sources)
+        elif spec.source in corpus_sources:
+            needed.add(spec.source)
     return needed
 
 

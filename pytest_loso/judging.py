@@ -10,6 +10,7 @@ by the controller at the end of the session.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .accepted import AcceptedReport
 from .compare import aggregate_changes, compare
@@ -82,6 +83,14 @@ def coverage_violations(metrics: dict, min_coverage: dict[str, float]) -> list[s
     return found
 
 
+def scored_metrics(result: TestResult) -> dict:
+    """The metrics of a test that was scored: the judge reads them only from folds that
+    :meth:`ResultStore.scored_folds_of` gives or :meth:`AggregateJudge._not_whole` found all scored."""
+    metrics = result["metrics"]
+    assert metrics is not None, f"{result['name']} was not scored"  # those callers pass scored results only
+    return metrics
+
+
 @dataclass(frozen=True)
 class Judgement:
     """The outcome of one aggregate test, ``aggregate[<run>]`` or ``seeds[<arch>]``."""
@@ -134,14 +143,16 @@ class AggregateJudge:
 
     def aggregate(self, run: str, per_fold: dict[str, dict]) -> dict | None:
         """Mean ± std over the folds that were scored, with how many were planned, and its intervals."""
-        block = aggregate(m for m in per_fold.values() if "plcc" in m)
-        if block is not None:
-            planned, ran = self.store.folds_of(run)
-            block["n_folds_planned"] = len(planned) or block["n_folds"]
-            scored = {s: r for s, r in ran.items() if "plcc" in (per_fold.get(s) or {})}
-            block.update(self.intervals({run: scored}))
-            if block.get("ci"):  # the interval holds the mean printed beside it
-                block["ci"] = hold_estimates(block["ci"], {name: block.get(f"mean_{name}") for name in block["ci"]})
+        means = aggregate(m for m in per_fold.values() if "plcc" in m)
+        if means is None:
+            return None
+        block: dict = dict(means)  # the means, then what is added to them: counts and intervals
+        planned, ran = self.store.folds_of(run)
+        block["n_folds_planned"] = len(planned) or block["n_folds"]
+        scored = {s: r for s, r in ran.items() if "plcc" in (per_fold.get(s) or {})}
+        block.update(self.intervals({run: scored}))
+        if block.get("ci"):  # the interval holds the mean printed beside it
+            block["ci"] = hold_estimates(block["ci"], {name: block.get(f"mean_{name}") for name in block["ci"]})
         return block
 
     def intervals(self, runs: dict[str, dict[str, TestResult]]) -> dict:
@@ -160,10 +171,10 @@ class AggregateJudge:
         if len(sources) < 2 or any("distribution" not in r for r in results):
             return {}  # no --loso-bootstrap, or a fold with fewer than 2 clips
 
-        def draws(key: str) -> list[list[bytes]]:
-            return [[scored[source][key] for scored in runs.values()] for source in sources]  # type: ignore[misc]
+        def draws(key: Literal["distribution", "paired_distribution"]) -> list[list[bytes]]:
+            return [[scored[source][key] for scored in runs.values()] for source in sources]
 
-        estimates = [[[scored[source]["metrics"][name] for name in METRICS] for scored in runs.values()]
+        estimates = [[[scored_metrics(scored[source])[name] for name in METRICS] for scored in runs.values()]
                      for source in sources]
         found: dict = {}
         found["ci"], found["ci_method"] = fold_mean_intervals(estimates, draws("distribution"),
@@ -173,14 +184,16 @@ class AggregateJudge:
         if options.compare_mode == "noise" and self.accepted.report is not None:
             unpaired = sorted(r["name"] for r in results if "paired_distribution" not in r)
             if unpaired:
-                reasons = {((r["metrics"].get("paired") or {}).get("reason")) for r in results} - {None}
+                reasons = {reason for r in results
+                           if (reason := (scored_metrics(r).get("paired") or {}).get("reason")) is not None}
                 found["paired"] = {"rule": "unpaired", "reason": f"{len(unpaired)} of {len(results)} folds were not "
                                    f"paired ({'; '.join(sorted(reasons))[:300]})"}
             else:
                 def delta(run: str, source: str, name: str) -> float:
                     # a metric the accepted report left null (undefined) has no difference: NaN, never a crash
-                    before = (self.accepted.block("archs", run, "per_fold", source) or {}).get(name)
-                    now = runs[run][source]["metrics"][name]
+                    accepted = self.accepted.block("archs", run, "per_fold", source)
+                    before = accepted.get(name) if isinstance(accepted, dict) else None
+                    now = scored_metrics(runs[run][source])[name]
                     return now - before if isinstance(before, (int, float)) else math.nan
 
                 deltas = [[[delta(run, source, name) for name in METRICS] for run in runs] for source in sources]
@@ -221,7 +234,8 @@ class AggregateJudge:
         skip = self._not_whole(test, run)
         if skip is not None:
             return skip
-        block = self.aggregate(run, {s: r["metrics"] for s, r in self.store.folds_of(run)[1].items()})
+        # every fold ran and was scored (_not_whole), so each has metrics and the mean is of them all
+        block = self.aggregate(run, {s: scored_metrics(r) for s, r in self.store.folds_of(run)[1].items()})
         assert block is not None
         thresholds = self.options.thresholds
         if self.store.plan.is_seeded(run):
@@ -241,7 +255,8 @@ class AggregateJudge:
         if known is not None and len(known[0]) == len(made_from) and all(
                 a[:2] == b[:2] and a[2] is b[2] for a, b in zip(known[0], made_from)):
             return dict(known[1])
-        summary = across_seeds({seed: {s: r["metrics"] for s, r in folds.items()} for seed, folds in scored.items()})
+        summary = across_seeds({seed: {s: scored_metrics(r) for s, r in folds.items()}
+                                for seed, folds in scored.items()})
         # the mean across seeds gets its interval too (and, in noise mode, its paired difference)
         runs = self.store.plan.seed_runs(arch)
         summary.update(self.intervals({runs[seed]: folds for seed, folds in scored.items()}))
@@ -323,11 +338,11 @@ class AggregateJudge:
         sources = sorted(set(a) & set(b))
         if not sources:
             return None
-        deltas = np.array([[a[s]["metrics"][m] - b[s]["metrics"][m] for m in METRICS] for s in sources])
+        deltas = np.array([[scored_metrics(a[s])[m] - scored_metrics(b[s])[m] for m in METRICS] for s in sources])
         block: dict = {
             "new": new, "old": old, "rule": self.options.versus_rule, "n_folds": len(sources), "sources": sources,
-            "mean_new": {m: float(np.mean([a[s]["metrics"][m] for s in sources])) for m in METRICS},
-            "mean_old": {m: float(np.mean([b[s]["metrics"][m] for s in sources])) for m in METRICS},
+            "mean_new": {m: float(np.mean([scored_metrics(a[s])[m] for s in sources])) for m in METRICS},
+            "mean_old": {m: float(np.mean([scored_metrics(b[s])[m] for s in sources])) for m in METRICS},
             "difference": {m: float(deltas[:, i].mean()) for i, m in enumerate(METRICS)},
             "worse_folds": {m: [s for s, d in zip(sources, deltas[:, i]) if (d < 0) == HIGHER_IS_BETTER[m] and d != 0]
                             for i, m in enumerate(METRICS)},

@@ -137,6 +137,7 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
     while i < len(buf):
         key, i = _varint(buf, i)
         wire = key & 7
+        value: int | memoryview
         if key >> 3 == 0:  # field 0 does not exist: zeros (a preallocated file) are refused at once
             raise ValueError("field number 0")
         if wire == 0:
@@ -177,7 +178,7 @@ def external_tensors(raw: bytes) -> tuple[bool, list[tuple[str, dict[str, str]]]
                     entry = {f: bytes(v).decode("utf-8", "replace") for f, v in _fields(value)
                              if isinstance(v, memoryview)}
                     entries[entry.get(1, "")] = entry.get(2, "")
-                elif field == _TENSOR_DATA_LOCATION:
+                elif field == _TENSOR_DATA_LOCATION and isinstance(value, int):  # an enum: a varint
                     location = value
             if location == _EXTERNAL:
                 found.append((name, entries))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -60,7 +60,7 @@ _UNPREFIXED_HELP = "corpus root with ref/ and dis/: the same as --loso-data-root
 UNPREFIXED_OURS: pytest.StashKey[tuple[bool, bool]] = pytest.StashKey()
 
 # (option, ini type, help); ini key = option without leading dashes, "-" -> "_".
-_PATH_OPTIONS = [
+_PATH_OPTIONS: list[tuple[str, Literal["paths", "string", "linelist"], str]] = [
     ("--loso-dir", "paths", "folder of fold_<Source>/<arch>_final.onnx, or of loso_<arch>/ sweeps (repeatable)"),
     ("--loso-predictions", "paths", "held-out predictions from any trainer: a .jsonl or .parquet table with columns "
      "run, [seed,] source, dis_basename, frame_index, prediction; scored as fold tests (repeatable)"),
@@ -228,11 +228,6 @@ def _ini(config: pytest.Config, key: str) -> Any:
 PYTEST_TAKES_TOML_NUMBERS = tuple(int(part) for part in pytest.__version__.split(".")[:2]) >= (9, 2)
 
 
-def _number(kind: type) -> object:
-    """An ini type that takes a TOML number as well as a string, where pytest can (else text)."""
-    return kind | str if PYTEST_TAKES_TOML_NUMBERS else None
-
-
 def add_ini(parser: pytest.Parser) -> None:
     """The ini keys. Also registered by the always-loaded ``pytest_loso.ini`` plugin, so that an
     ini file that configures the gate is quiet when the gate is disabled (``-p no:loso``)."""
@@ -241,11 +236,12 @@ def add_ini(parser: pytest.Parser) -> None:
                       default=[] if ini_type in ("paths", "linelist") else None)
     parser.addini("loso_ensemble", "ensembles, one 'NAME=GLOB' a line (globs relative to the ini file)", type="linelist")
     parser.addini("loso_arch", "architectures to score (default: all found)", type="args", default=[])
+    # numbers: the ini type takes a TOML number as well as a string, where pytest can (else text)
     for option, key, help_text in _THRESHOLD_OPTIONS:
         parser.addini(ini_key(option), _threshold_help(key, help_text),
-                      type=_number(float), default=None)
+                      type=(float | str) if PYTEST_TAKES_TOML_NUMBERS else None, default=None)
     for key, help_text, default in _INTEGER_INI:
-        parser.addini(key, help_text, type=_number(int), default=default)
+        parser.addini(key, help_text, type=(int | str) if PYTEST_TAKES_TOML_NUMBERS else None, default=default)
     parser.addini("loso_source_thresholds", "per-source bounds, one 'Source: key=value ...' a line", type="linelist")
     parser.addini("loso_extractor", "auto, ffmpeg, vmaf or none", default="auto")
     parser.addini("loso_frame_size", "frame size of the raw YUVs, WxH", default="1920x1080")
@@ -362,6 +358,13 @@ def _path(config: pytest.Config, option: str) -> Path | None:
 def _value(config: pytest.Config, option: str) -> str | None:
     cli = config.getoption(ini_key(option))
     return cli if cli is not None else _ini(config, ini_key(option))
+
+
+def _value_or_default(config: pytest.Config, option: str) -> str:
+    """:func:`_value` of an option whose ini key has a text default: never ``None``."""
+    value = _value(config, option)
+    assert value is not None  # pytest gives the ini key's default (text) when the ini file sets none
+    return value
 
 
 def _lines(config: pytest.Config, option: str, ini: str) -> list[str]:
@@ -530,7 +533,7 @@ def _comparison(config: pytest.Config) -> dict[str, Any]:
     if versus and bootstrap == 0:
         raise LosoUsageError("--loso-versus judges on the paired bootstrap: drop --loso-bootstrap=0")
     return {"versus": versus, "versus_rule": _choice(config, "--loso-versus-rule", VERSUS_RULES),"compare": compare, "accept": accept, "accept_force": bool(config.getoption("loso_accept_force")),
-            "max_drop": parse_max_drop(_value(config, "--loso-max-drop")),
+            "max_drop": parse_max_drop(_value_or_default(config, "--loso-max-drop")),
             "compare_mode": _choice(config, "--loso-compare-mode", COMPARE_MODES),
             "bootstrap": bootstrap if bootstrap is not None else (1000 if compare or versus else 0),
             "bootstrap_seed": _integer(config, "--loso-bootstrap-seed", minimum=0) or 0}
@@ -543,7 +546,7 @@ def _extraction(config: pytest.Config, example: bool) -> dict[str, Any]:
             "vmaf_bin": _path(config, "--loso-vmaf-bin"),
             "ffmpeg": _path(config, "--loso-ffmpeg"),
             "frame_size": EXAMPLE_FRAME_SIZE if example and config.getoption("loso_frame_size") is None
-            else parse_frame_size(_value(config, "--loso-frame-size"), "--loso-frame-size"),
+            else parse_frame_size(_value_or_default(config, "--loso-frame-size"), "--loso-frame-size"),
             "frame_sizes": parse_frame_sizes(_ini(config, "loso_frame_sizes")),
             "jobs": _integer(config, "--loso-jobs", minimum=1) or os.cpu_count() or 1}
 

@@ -75,7 +75,7 @@ class Plan:
 
     def seed_runs(self, arch: str) -> dict[int, str]:
         """``{seed: run}`` of an architecture trained over seeds."""
-        return {spec.seed: spec.run for spec in self.folds  # type: ignore[misc]
+        return {spec.seed: spec.run for spec in self.folds
                 if spec.arch == arch and spec.seed is not None and spec.run}
 
     @property
@@ -114,6 +114,10 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
     """Every fold of every selected architecture (and held-out predictions' run) over the corpus's
     sources, then the baselines and ensembles; :class:`LosoInputError` when there is nothing to score."""
     found = find_fold_models(options.loso_dirs)
+    nameless = sorted(p for (arch, _, _), paths in found.items() if not arch for p in paths)
+    if nameless:  # its folds would belong to no run: no aggregate, and no place in the report
+        raise LosoInputError(nameless[0], "a fold model's file name gives its architecture, <arch>_final.onnx, "
+                             "and this one gives none", "rename it after its architecture, e.g. mlp_small_final.onnx")
     predicted = held_out.runs if held_out is not None else []
     archs = sorted({arch for arch, _, _ in found} | {run for run, _ in predicted})
     where = options.loso_dirs[0] if options.loso_dirs else options.held_out[0]
@@ -134,7 +138,8 @@ def make_plan(options: GateOptions, corpus: Corpus, held_out: HeldOut | None = N
         )
     sources = frozenset(corpus.sources)
     specs = []
-    empty = {run: folder for run, folder in find_empty_seed_runs(options.loso_dirs, found).items() if run[0] in archs}
+    empty: dict[tuple[str, int | None], Path] = {  # keyed as runs are: (arch, seed or None)
+        run: folder for run, folder in find_empty_seed_runs(options.loso_dirs, found).items() if run[0] in archs}
     runs = sorted({(arch, seed) for arch, seed, _ in found if arch in archs} | set(empty),
                   key=lambda r: (r[0], r[1] or -1))
     for arch, seed in runs:

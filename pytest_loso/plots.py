@@ -9,12 +9,13 @@ import math
 from pathlib import Path
 
 from .errors import LosoInputError
+from .records import TestResult
 from .settings import Thresholds
 
 MAX_PANELS = 64  # a scatter grid beyond this is unreadable; the rest are listed as left out
 
 
-def write_plots(out_dir: Path, report: dict, results: dict[str, dict], thresholds: Thresholds) -> list[Path]:
+def write_plots(out_dir: Path, report: dict, results: dict[str, TestResult], thresholds: Thresholds) -> list[Path]:
     """``scatter_<arch>.png`` and ``folds_<arch>.png`` per architecture; returns the files written."""
     try:
         import matplotlib
@@ -93,7 +94,7 @@ def _bars(plt, path: Path, arch: str, block: dict, thresholds: Thresholds) -> Pa
         if aggregate.get(f"mean_{metric}") is not None:
             ax.axhline(aggregate[f"mean_{metric}"], color="black", linewidth=0.8, label="mean over folds")
         if metric == "plcc":
-            lows = [values[i] - errors[i][0] for i in scored]
+            lows = [v - e[0] for v, e in zip(values, errors) if v is not None]  # the scored folds'
             low = min(lows + ([bound] if bound is not None else []), default=0.0)  # no fold scored: empty
             ax.set_ylim(max(0.0, low - 0.05), 1.0)
         elif not scored and bound is None:

@@ -80,11 +80,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if sources is None:
         return  # the gate cannot plan: its collection error says why
     terminal = config.pluginmanager.get_plugin("terminalreporter")  # absent under -p no:terminal
-    quiet = terminal is None or config.get_verbosity() < 0
+    progress = None if terminal is None or config.get_verbosity() < 0 else terminal.write_line  # None: quiet
     from .errors import FillInterrupted
 
     try:
-        config.stash[GATE].prefill(None if quiet else terminal.write_line, sources)
+        config.stash[GATE].prefill(progress, sources)
     except FillInterrupted as exc:
         # pytest's own "!!! Interrupted: <why> !!!" line (exit 2), not a KeyboardInterrupt at a line of threading.py
         raise session.Interrupted(str(exc)) from None
@@ -172,6 +172,7 @@ class _ResultListener:
         session.testscollected += len(self.deferred)  # the workers did not count them
         for name in sorted(self.deferred):
             judgement = self.session.judge.judge(name)
+            assert judgement.outcome != "not run"  # judge() judges what ran; only as_run() says "not run"
             report_deferred(session.config, name, judgement.outcome, judgement.message,
                             aggregate_properties(self.session.judge, name))
         if self.session.store.nothing_ran or session.config.option.collectonly:
@@ -221,13 +222,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if NOT_RUN in config.stash:
         terminalreporter.write_line(config.stash[NOT_RUN], yellow=True)
-    if SESSION not in config.stash or config.stash[SESSION].report is None:
+    if SESSION not in config.stash:
+        return
+    gate_session = config.stash[SESSION]
+    report = gate_session.report
+    if report is None:
         return
     from .errors import readable
     from .report.render import render_terminal
 
-    gate_session = config.stash[SESSION]
-    report = gate_session.report
     terminalreporter.section("LOSO gate")
     for line in [*render_terminal(report), *gate_session.notes]:  # a file name's non-UTF-8 byte as \xff
         terminalreporter.write_line(readable(line))

@@ -62,7 +62,7 @@ def predictions_bytes(entries: dict[str, PredictionsRecord]) -> bytes:
         arrays[f"{key}_pred"] = np.frombuffer(e["pred"], dtype=np.float32)
         arrays[f"{key}_pair_frames"] = np.asarray(e["pair_frames"], dtype=np.int64)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)  # numbers and text only: nothing to pickle
     return buffer.getvalue()
 
 

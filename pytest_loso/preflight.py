@@ -46,9 +46,9 @@ def check(options: GateOptions) -> None:
         check_cache(options.cache_dir)
     if options.recompute:
         check_recompute(options)
-    for path, option in ((options.metrics_path, "--loso-metrics"), (options.verdict_path, "--loso-verdict")):
-        if path is not None:
-            writable_file(path, option)
+    for output, option in ((options.metrics_path, "--loso-metrics"), (options.verdict_path, "--loso-verdict")):
+        if output is not None:
+            writable_file(output, option)
     outputs_are_not_inputs(options)
     if options.plot_dir is not None:  # the plots are written last: a file or an unwritable folder is known now
         writable_folder(options.plot_dir, "--loso-plot", what="the plots")

@@ -39,7 +39,7 @@ def pair_figures(fp32: np.ndarray, int8: np.ndarray, target: np.ndarray, *, mode
     import numpy as np
     from scipy.stats import pearsonr
 
-    figures = score(int8, target, model_path=model_path, target_desc=target_desc, krcc=krcc, srocc_ranks=srocc_ranks)
+    own = score(int8, target, model_path=model_path, target_desc=target_desc, krcc=krcc, srocc_ranks=srocc_ranks)
     parent = score(fp32, target, model_path=model_path, target_desc=f"{target_desc} (fp32 parent)", krcc=krcc,
                    srocc_ranks=srocc_ranks)
     difference = int8.astype(np.float64) - fp32.astype(np.float64)
@@ -47,10 +47,9 @@ def pair_figures(fp32: np.ndarray, int8: np.ndarray, target: np.ndarray, *, mode
         agreement = math.nan  # a constant model agrees with nothing: the bound fails it (NaN is not below)
     else:
         agreement = 1.0 - float(pearsonr(fp32, int8).statistic)
-    figures.update(fp32=parent, agreement=agreement, plcc_drop=parent["plcc"] - figures["plcc"],
-                   rmse_rise=figures["rmse"] - parent["rmse"], bias=float(difference.mean()),
-                   max_abs_diff=float(np.abs(difference).max()))
-    return figures
+    return {**own, "fp32": parent, "agreement": agreement, "plcc_drop": parent["plcc"] - own["plcc"],
+            "rmse_rise": own["rmse"] - parent["rmse"], "bias": float(difference.mean()),
+            "max_abs_diff": float(np.abs(difference).max())}
 
 
 def paired_intervals(fp32: np.ndarray, int8: np.ndarray, target: np.ndarray, pair_frames: tuple[int, ...], *,

@@ -19,6 +19,7 @@ class SourceRecord(TypedDict):
     cache_files: int
     file_sha256: dict[str, str]
     frames: int
+    clips: int
     dropped: dict[str, dict[str, int]]
 
 

@@ -110,7 +110,8 @@ def load_registry(path: Path) -> Registry:
         raise LosoInputError(path, f"not a readable JSON registry ({exc})", _FIX) from None
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise LosoInputError(path, "not a model registry: expected an object with a 'models' list", _FIX)
-    entries, seen = [], {}
+    entries: list[RegistryEntry] = []
+    seen: dict[str, str] = {}  # file name -> the entry that pins it
     for index, item in enumerate(document["models"]):
         where = f"models[{index}]"
         if not isinstance(item, dict):

@@ -131,7 +131,9 @@ class Scorer:
         """The script's metrics, plus KRCC, the optional logistic ones, intervals and plot points."""
         import numpy as np
 
-        metrics = score(pred, scores, model_path=model_path, target_desc=desc, srocc_ranks=self.options.srocc_ranks)
+        # the script's numbers, then what this run adds (None where the logistic fit fails, intervals...)
+        metrics: dict = score(pred, scores, model_path=model_path, target_desc=desc,
+                              srocc_ranks=self.options.srocc_ranks)
         options = self.options
         if options.logistic:
             metrics.update(logistic_metrics(pred, scores))
@@ -228,7 +230,9 @@ class Scorer:
         per_clip: dict[str, dict] = {}
         result["per_clip"] = per_clip
         errors = []
-        preds, targets, pair_frames = [], [], []
+        preds: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+        pair_frames: list[int] = []
         slice_values: dict[str, list[np.ndarray]] = {column: [] for column in self.options.slices}
         for source in corpus.sources:
             try:
@@ -292,13 +296,13 @@ class Scorer:
             members[str(model.path)]["all_clips_concat"] = score(
                 pred, scores, model_path=model.path, target_desc="all sources concatenated", srocc_ranks=ranks)
         mu, sigma = preds.mean(axis=0), preds.std(axis=0, ddof=1)
-        result["metrics"] = self._metrics_of(mu, scores, pair_frames, "all sources concatenated (ensemble mean)",
-                                             result, models[0].path)
-        result["metrics"].update(spread(mu, sigma, scores, levels))
+        metrics = result["metrics"] = self._metrics_of(
+            mu, scores, pair_frames, "all sources concatenated (ensemble mean)", result, models[0].path)
+        metrics.update(spread(mu, sigma, scores, levels))
         self._slices(mu, scores, values, result)
         for level, worst in worst_sources(result["per_clip"]).items():
-            result["metrics"]["calibration"][level].update(worst_source=worst["source"],
-                                                           worst_source_coverage=worst["coverage"])
+            metrics["calibration"][level].update(worst_source=worst["source"],
+                                                 worst_source_coverage=worst["coverage"])
 
     def _score_quant(self, parent: OnnxModel, int8: OnnxModel, result: TestResult) -> None:
         """The int8 model beside its fp32 parent on every source and on their concatenation.

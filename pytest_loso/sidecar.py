@@ -375,8 +375,8 @@ def codec_block(sidecar: Sidecar, data: SourceData) -> np.ndarray:
         cq_min, cq_max = recipe.cq_range
         crf_norm = np.full_like(cq, 0.5) if cq_max - cq_min < 1e-6 else (cq - cq_min) / (cq_max - cq_min)
     if recipe.preset_ordinal:
-        presets = data.columns.get(PRESET_COLUMN)
-        presets = presets.tolist() if presets is not None else [None] * len(cq)
+        column = data.columns.get(PRESET_COLUMN)
+        presets = column.tolist() if column is not None else [None] * len(cq)
         preset = np.array([v2_preset_ordinal(e, V2_PRESET_DEFAULT if p is None else p)
                            for e, p in zip(encoders.tolist(), presets)], dtype=np.float32)
     else:

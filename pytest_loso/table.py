@@ -20,7 +20,7 @@ import json
 import math
 import re
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -70,7 +70,7 @@ class _Columns:
     the source's test then names."""
 
     names: list[str]  # every column the table has
-    values: dict[str, Sequence]
+    values: Mapping[str, Sequence]
     row_label: str  # "line" (JSONL) or "row" (parquet)
     row_numbers: Sequence[int] = field(default_factory=list)
 

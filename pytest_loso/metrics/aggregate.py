@@ -29,6 +29,13 @@ def aggregate(per_fold: Iterable[dict[str, float]]) -> dict[str, float | int | N
     return result
 
 
+def _mean(block: dict[str, float | int | None], name: str) -> float:
+    """``block``'s ``mean_<name>``: a number, as :func:`aggregate` gives every mean (only a std may be ``None``)."""
+    value = block[f"mean_{name}"]
+    assert value is not None  # aggregate() sets each mean_* to float(np.mean(...)), never None
+    return value
+
+
 def across_seeds(per_seed: dict[int, dict[str, dict]]) -> dict:
     """A run repeated over seeds: ``{seed: {source: fold metrics}}`` -> the promotion figures.
 
@@ -40,14 +47,19 @@ def across_seeds(per_seed: dict[int, dict[str, dict]]) -> dict:
     import numpy as np
 
     seeds = sorted(per_seed)
-    means = {seed: aggregate(per_seed[seed].values()) for seed in seeds}
+    means: dict[int, dict[str, float | int | None]] = {}
+    for seed in seeds:
+        block = aggregate(per_seed[seed].values())
+        if block is None:
+            raise ValueError(f"seed {seed} has no fold: a seed is summarised over the folds it scored")
+        means[seed] = block
     summary: dict = {"seeds": seeds, "n_seeds": len(seeds), "per_seed": means}
     for name in METRICS:
         values = np.array([means[seed][f"mean_{name}"] for seed in seeds])
         summary[f"mean_{name}"] = float(np.mean(values))
         summary[f"std_{name}"] = float(np.std(values, ddof=1)) if len(seeds) > 1 else None
         summary[f"spread_{name}"] = float(values.max() - values.min())
-    lowest = min(seeds, key=lambda seed: means[seed]["mean_plcc"])
+    lowest = min(seeds, key=lambda seed: _mean(means[seed], "plcc"))
     summary["lowest_seed"] = lowest
     summary["lowest_seed_mean_plcc"] = means[lowest]["mean_plcc"]
     sources = sorted({source for seed in seeds for source in per_seed[seed]})

@@ -26,7 +26,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
     dtype = np.result_type(x, y)
     if not np.issubdtype(dtype, np.floating):
-        dtype = np.float64
+        dtype = np.dtype(np.float64)
     x = np.asarray(x, dtype=dtype)
     y = np.asarray(y, dtype=dtype)
     if x.size < 2 or (x == x[0]).all() or (y == y[0]).all():

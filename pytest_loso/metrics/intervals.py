@@ -147,15 +147,17 @@ def bootstrap(statistic: ClipStatistic, *, n_resamples: int, seed: int) -> Boots
 
 
 def covering_intervals(estimate: np.ndarray, distribution: np.ndarray, jackknife: np.ndarray,
-                       bca_name: str = CI_METHOD) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """Per metric (rows of ``METRICS``), the BCa interval of ``distribution`` or its named fallback."""
+                       bca_name: str = CI_METHOD) -> tuple[dict[str, list[float] | None], dict[str, str]]:
+    """Per metric (rows of ``METRICS``), the BCa interval of ``distribution`` or its named fallback
+    (``None`` for none: callers drop the interval of a metric it does not hold for, e.g. ordinal SROCC)."""
     import numpy as np
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         low, high = _bca(estimate, distribution, jackknife)
         fallback_low, fallback_high = np.percentile(distribution, [2.5, 97.5], axis=-1)
-    intervals, methods = {}, {}
+    intervals: dict[str, list[float] | None] = {}
+    methods: dict[str, str] = {}
     for i, name in enumerate(METRICS):
         intervals[name], methods[name] = _covering_interval(
             float(estimate[i]), (float(low[i]), float(high[i])), (float(fallback_low[i]), float(fallback_high[i])),
@@ -183,7 +185,7 @@ def bootstrap_intervals(
 
 
 def two_stage_intervals(estimates: np.ndarray, distributions: np.ndarray, *, seed: int
-                        ) -> tuple[dict[str, list[float]], dict[str, str]]:
+                        ) -> tuple[dict[str, list[float] | None], dict[str, str]]:
     """95% intervals of the mean over folds: resample the folds' sources, then clips within each.
 
     ``estimates`` (folds, 3) are the folds' metrics, ``distributions`` (folds, 3, resamples)
@@ -212,7 +214,7 @@ def mean_distribution(distributions: list[bytes]) -> np.ndarray:
 
 
 def fold_mean_intervals(estimates: list[list[list[float]]], distributions: list[list[bytes]], *, seed: int
-                        ) -> tuple[dict[str, list[float]], dict[str, str]]:
+                        ) -> tuple[dict[str, list[float] | None], dict[str, str]]:
     """95% intervals of the mean over folds of the mean over runs (one run, or one per seed).
 
     ``estimates[fold][run]`` are a fold's metrics (in ``METRICS`` order) in each run, and

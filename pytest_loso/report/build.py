@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import overload
 
 from ..compare import session_comparison
 from ..files import sha256_or_none
@@ -18,15 +19,23 @@ from ..ids import primary_arch, report_paths, versus_test
 from ..judging import AggregateJudge
 from ..metrics import CI_METHOD, FEW_CLIPS, finite_or_none
 from ..metrics.slices import value_order
-from ..records import ExtractionRecord, TestResult
+from ..records import ExtractionRecord, ModelRecord, SourceRecord, TestResult
 from ..results import ResultStore
 from ..quantized import runtime
 from .provenance import extraction_provenance, git_state, iso_time, versions
 from .render import SROCC_METHODS
 
 
+@overload
+def clean(value: dict) -> dict: ...
+
+
+@overload
+def clean(value: object) -> object: ...
+
+
 def clean(value: object) -> object:
-    """NaN/inf become null, recursively: the report must be strict JSON."""
+    """NaN/inf become null, recursively: the report must be strict JSON (a dict stays a dict)."""
     if isinstance(value, float):
         return finite_or_none(value)
     if isinstance(value, dict):
@@ -59,6 +68,8 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
     ran = store.ran()  # the aggregate tests that ran too: "N of M" counts every planned gate test
     archs: dict[str, dict] = {}
     for r in (r for r in results if r["kind"] == "fold"):
+        # every fold has its run: the plan gives each fold an architecture (make_plan refuses a nameless model)
+        assert r["run"] is not None, r["name"]
         archs.setdefault(r["run"], {"per_fold": {}, "aggregate": None})["per_fold"][r["source"]] = _entry(r)
     failures = [{"test": "loso", "message": m} for m in store.collection_errors]
     failures += [{"test": r["name"], "message": r["error"]} for r in results if r["error"]]
@@ -93,13 +104,13 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
     quantized = {r["label"]: {"model_path": r["model_path"], "parent_path": r.get("parent_path"),
                               "per_clip": r.get("per_clip", {}), "all_clips_concat": _entry(r)}
                  for r in results if r["kind"] == "quant"}
-    sources: dict[str, dict] = {}
-    models: dict[str, dict] = {}
+    sources: dict[str, SourceRecord] = {}
+    models: dict[str, ModelRecord] = {}
     for r in results:
         sources.update(r.get("sources", {}))
         models.update(r.get("models", {}))
     for r in results:  # models that failed to load still get their file's hash
-        models.setdefault(r["model_path"], {"sha256": sha256_or_none(Path(r["model_path"]))})
+        models.setdefault(r["model_path"], ModelRecord(sha256=sha256_or_none(Path(r["model_path"]))))
     registry = _registry(gate, models)
     file_sha256 = {name: digest for v in sources.values() for name, digest in v.get("file_sha256", {}).items()}
     fingerprint = hashlib.sha256(
@@ -166,7 +177,7 @@ def build_report(gate: Gate, store: ResultStore, judge: AggregateJudge, *, accep
     return report
 
 
-def _registry(gate: Gate, models: dict[str, dict]) -> dict | None:
+def _registry(gate: Gate, models: dict[str, ModelRecord]) -> dict | None:
     """``--loso-registry``: the registry read, the models it pins (and whether each matched), and the
     scored models it does not list (listed here, not failed)."""
     registry = gate.scorer.registry
@@ -224,7 +235,7 @@ def _extraction(extraction: ExtractionRecord | None, results: list[TestResult], 
                                  extraction.get("kept_on_recompute", []))
 
 
-def _intervals(resamples: int, sources: dict[str, dict]) -> dict | None:
+def _intervals(resamples: int, sources: dict[str, SourceRecord]) -> dict | None:
     """How the intervals were made and, said once, the sources with too few clips to trust theirs."""
     if resamples <= 0:
         return None
