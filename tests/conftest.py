@@ -52,8 +52,9 @@ gc.set_threshold(20_000, 50, 100)
 from clips import independent_libvmaf, make_corpus
 from cold_cache import (LARGE_FRAMES, LARGE_H, LARGE_LADDER, LARGE_SOURCES, LARGE_W, SMALL_FRAMES, SMALL_H,
                         SMALL_LADDER, SMALL_SOURCES, SMALL_W, ClipSet, Env, _export_folds, all_passed)
-from loso_helpers import (ARCHS, BASELINE_TAG, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv,
-                          Run, all_ids)
+from loso_helpers import (ARCHS, BASELINE_TAG, ENSEMBLE_MEMBERS, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS,
+                          SWEEP_SEEDS, Built, GateEnv, Run, all_ids, sweep_folder)
+from loso_testing.training import Regressor
 from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
 
 
@@ -72,6 +73,30 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture
 def gate(pytester: pytest.Pytester, built: Built) -> GateEnv:
     return GateEnv(pytester, built)
+
+
+@pytest.fixture(scope="session")
+def ensemble_members(tmp_path_factory: pytest.TempPathFactory, built: Built) -> Path:
+    """``member_seed<N>.onnx``: ENSEMBLE_MEMBERS mlp_small models on every source (seeds 20, 21, ...),
+    trained once for the session; a test copies what it needs into its tree."""
+    x = np.concatenate([x for s in SOURCES for x, _ in built.truth[s]])
+    y = np.concatenate([y for s in SOURCES for _, y in built.truth[s]])
+    folder = tmp_path_factory.mktemp("ensemble") / "ens"
+    for seed in range(ENSEMBLE_MEMBERS):
+        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), folder / f"member_seed{seed}.onnx")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_sweep(tmp_path_factory: pytest.TempPathFactory, built: Built) -> tuple[Path, dict[int, dict[str, Regressor]]]:
+    """``loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx`` for SWEEP_SEEDS (the last spelled
+    ``seed_<N>``), trained once for the session on the template's corpus (training seed N + 10)."""
+    sweep = tmp_path_factory.mktemp("seed_sweep") / "sweep"
+    models = {}
+    for seed in SWEEP_SEEDS:
+        folder = sweep / "loso_mlp_small" / sweep_folder(seed)
+        models[seed] = train_folds(folder, built.truth, "mlp_small", steps=STEPS, seed=seed + 10)
+    return sweep, models
 
 
 @dataclass(frozen=True)

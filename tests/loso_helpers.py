@@ -33,6 +33,13 @@ FRAMES = 30
 STEPS = 150
 SOURCES = tuple(f"Src{i:04d}" for i in range(N_SOURCES))
 BASELINE_TAG = "vmaf_tiny_v1"
+ENSEMBLE_MEMBERS = 3  # conftest's ensemble_members
+SWEEP_SEEDS = (0, 1, 2)  # conftest's seed_sweep
+
+
+def sweep_folder(seed: int) -> str:
+    """A seed's folder in the seed sweep: ``seed<N>``, the last seed spelled ``seed_<N>`` (both are read)."""
+    return f"seed_{seed}" if seed == SWEEP_SEEDS[-1] else f"seed{seed}"
 
 _OUTCOME_RE = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (?!\[\d+\])(\S+)")
 

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from loso_helpers import SOURCES, STEPS, parse_outcomes, script_metrics
-from loso_testing.training import export_onnx, train
+from loso_helpers import ENSEMBLE_MEMBERS, SOURCES, STEPS, parse_outcomes, script_metrics
 
-MEMBERS = 3
-
-
-@pytest.fixture(scope="module")
-def members(tmp_path_factory, built) -> Path:
-    """ens/member_seed<N>.onnx: MEMBERS mlp_small models on every source, trained once for the module."""
-    x = np.concatenate([x for s in SOURCES for x, _ in built.truth[s]])
-    y = np.concatenate([y for s in SOURCES for _, y in built.truth[s]])
-    folder = tmp_path_factory.mktemp("ensemble") / "ens"
-    for seed in range(MEMBERS):
-        export_onnx(train(x, y, "mlp_small", steps=STEPS, seed=20 + seed), folder / f"member_seed{seed}.onnx")
-    return folder
+MEMBERS = ENSEMBLE_MEMBERS
 
 
 @pytest.fixture
-def ensemble(gate, members):
-    shutil.copytree(members, gate.root / "ens")
+def ensemble(gate, ensemble_members):
+    shutil.copytree(ensemble_members, gate.root / "ens")
     return gate
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from loso_helpers import SOURCES, STEPS
-from loso_testing.training import export_onnx, train, train_folds
+from loso_helpers import SOURCES, sweep_folder
 from loso_helpers import _parse_openmetrics
 
 SEEDS = (0, 1)
@@ -18,15 +16,17 @@ ARCH = "mlp_small"
 
 
 @pytest.fixture(scope="module")
-def sweep_and_members(tmp_path_factory, built) -> Path:
-    """sweep/loso_mlp_small/seed<N>/fold_<Source>/ for two seeds, and ens/member_seed<N>.onnx, once."""
+def sweep_and_members(tmp_path_factory, seed_sweep, ensemble_members) -> Path:
+    """sweep/loso_mlp_small/seed<N>/fold_<Source>/ for two seeds, and ens/member_seed<N>.onnx for two members:
+    a part of the session's seed sweep and ensemble."""
     root = tmp_path_factory.mktemp("fix20d_metrics")
     for seed in SEEDS:
-        train_folds(root / "sweep" / f"loso_{ARCH}" / f"seed{seed}", built.truth, ARCH, steps=STEPS, seed=seed + 10)
-    x = np.concatenate([x for s in SOURCES for x, _ in built.truth[s]])
-    y = np.concatenate([y for s in SOURCES for _, y in built.truth[s]])
-    for seed in range(2):
-        export_onnx(train(x, y, ARCH, steps=STEPS, seed=20 + seed), root / "ens" / f"member_seed{seed}.onnx")
+        folder = f"loso_{ARCH}/{sweep_folder(seed)}"
+        shutil.copytree(seed_sweep[0] / folder, root / "sweep" / folder)
+    (root / "ens").mkdir()
+    for member in range(2):  # the model and its external data
+        for path in ensemble_members.glob(f"member_seed{member}.onnx*"):
+            shutil.copy2(path, root / "ens")
     return root
 
 

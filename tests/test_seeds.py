@@ -11,23 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from loso_helpers import SOURCES, STEPS, Run, script_metrics
-from loso_testing.training import Regressor, export_onnx, train_folds
+from loso_helpers import SOURCES, SWEEP_SEEDS, Run, script_metrics, sweep_folder
+from loso_testing.training import Regressor, export_onnx
 
-SEEDS = (0, 1, 2)
+SEEDS = SWEEP_SEEDS
 ARCH = "mlp_small"
-
-
-@pytest.fixture(scope="module")
-def seed_sweep(tmp_path_factory, built) -> tuple[Path, dict[int, dict[str, Regressor]]]:
-    """loso_mlp_small/seed<N>/fold_<Source>/mlp_small_final.onnx for three seeds (seed_2 spelled with '_'),
-    trained once for the module on the session's corpus."""
-    sweep = tmp_path_factory.mktemp("seed_sweep") / "sweep"
-    models = {}
-    for seed in SEEDS:
-        folder = sweep / f"loso_{ARCH}" / (f"seed_{seed}" if seed == 2 else f"seed{seed}")
-        models[seed] = train_folds(folder, built.truth, ARCH, steps=STEPS, seed=seed + 10)
-    return sweep, models
 
 
 @pytest.fixture
@@ -71,7 +59,7 @@ def _run(gate, *extra):
 
 
 def _fold_path(gate, seed: int, source: str):
-    folder = f"seed_{seed}" if seed == 2 else f"seed{seed}"
+    folder = sweep_folder(seed)
     return gate.sweep / f"loso_{ARCH}" / folder / f"fold_{source}" / f"{ARCH}_final.onnx"
 
 
