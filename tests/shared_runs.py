@@ -8,7 +8,8 @@ A run of the whole plugin costs ~60 ms, about half of it pytest's own, and a cop
   breakages that cannot interact, each in a fold of its own; or one run asked different
   questions). ``pytester`` is function-scoped, so the first test that asks makes the run inside
   its own ``pytester`` (whose folder stays on disk for the others to read) and the others reuse
-  it; each process (an xdist worker too) makes it once.
+  it; each process (an xdist worker too) makes it once. A module keeps its own; ``SESSION`` holds
+  what tests of several modules share (:func:`accepted_once`).
 - :class:`TemplateGate`: a :class:`~loso_helpers.GateEnv` over the session's template itself,
   not a copy, for runs that only read it (usage errors, per-frame tables, comparisons): the
   report and any file the test makes are in the test's own folder, and every run checks that it
@@ -19,13 +20,14 @@ A run of the whole plugin costs ~60 ms, about half of it pytest's own, and a cop
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from compare_helpers import accept, accepted_file
 from loso_helpers import BASELINE_TAG, Built, GateEnv, Run
 
 T = TypeVar("T")
@@ -35,12 +37,30 @@ class SharedRuns:
     """What a module's tests share, made once per process by the first test that asks for it."""
 
     def __init__(self) -> None:
-        self._made: dict[str, Any] = {}
+        self._made: dict[Hashable, Any] = {}
 
-    def get(self, name: str, make: Callable[[], T]) -> T:
+    def get(self, name: Hashable, make: Callable[[], T]) -> T:
         if name not in self._made:  # a make that fails stores nothing: the next test tries again
             self._made[name] = make()
         return self._made[name]
+
+
+SESSION = SharedRuns()
+
+# An accepted report to compare with in noise mode, and few resamples (the default is 1000).
+ACCEPT_NOISE = ("--loso-compare-mode=noise", "--loso-bootstrap=100")
+
+
+def accepted_once(gate: GateEnv, *extra: str) -> tuple[bytes, bytes]:
+    """The accepted report of the untouched template (``accept(gate, *extra)``) and its predictions
+    file, as bytes: one run per process for each ``extra``, whichever module asks first."""
+
+    def make() -> tuple[bytes, bytes]:
+        accept(gate, *extra)
+        report = accepted_file(gate)
+        return report.read_bytes(), report.with_name("accepted.predictions.npz").read_bytes()
+
+    return SESSION.get(("accepted", *extra), make)
 
 
 @dataclass
