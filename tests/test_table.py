@@ -246,8 +246,8 @@ def test_a_bad_frame_index_fails_its_source_naming_the_line(request, kind):
     held by two rows of a clip, would put frames in a made-up order (and change the numbers)."""
     batch = request.getfixturevalue(_BAD_ROWS[kind][0])
     breakage, run = batch.breakages[kind], batch.run
-    assert breakage.failing <= batch.failing
-    assert {n for n, o in run.outcomes.items() if o == "FAILED"} == batch.failing, run.output
+    # its source's tests failed, and no test no bad row can reach (each batch-mate checks its own)
+    assert breakage.failing <= {n for n, o in run.outcomes.items() if o == "FAILED"} <= batch.failing, run.output
     bad_source = breakage.names
     text = run.failure_text(f"loso::fold[{ARCHS[0]}-{bad_source}]")
     assert f"{batch.facts['table']}: source {bad_source}: {breakage.more['says']}" in text, text
