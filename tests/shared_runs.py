@@ -1,8 +1,8 @@
 """Paying for fewer gate runs and template copies: runs several tests share, and the template
 used in place for runs that only read it.
 
-A run of the whole plugin costs ~60 ms, about half of it pytest's own, and a copy of the template
-~20-50 ms where ``/tmp`` is a disk. So:
+A run of the whole plugin costs ~60 ms, about half of it pytest's own; a copy of the template a
+few more (up to ~20 where ``/tmp`` is a disk and cold). So:
 
 - :class:`SharedRuns`: several tests assert on one run, each on its own part of it (a batch of
   breakages that cannot interact, each in a fold of its own; or one run asked different
