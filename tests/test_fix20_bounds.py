@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loso_helpers import GateEnv
+from shared_runs import template_gate  # noqa: F401  (a fixture: these runs stop before reading anything)
 from pytest_loso.compare import Change
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.settings import Bounds, check_bound_range, parse_source_overrides
@@ -37,8 +38,8 @@ def test_an_impossible_per_source_bound_is_a_usage_error():
 
 @pytest.mark.parametrize("option", ["--loso-min-plcc=90", "--loso-min-plcc=1.5", "--loso-max-rmse=-1",
                                     "--loso-min-mean-plcc=85", "--loso-max-seed-spread=-0.1"])
-def test_the_gate_stops_at_start_on_an_impossible_bound(gate: GateEnv, option: str):
-    run = gate.run(option)
+def test_the_gate_stops_at_start_on_an_impossible_bound(template_gate: GateEnv, option: str):
+    run = template_gate.run(option)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
     assert "can never be met" in run.output
     assert run.report is None

@@ -11,6 +11,7 @@ import os
 
 
 from loso_helpers import GateEnv
+from shared_runs import template_gate  # noqa: F401  (a fixture: the runs write only their report)
 from pytest_loso import files
 from pytest_loso.report.outputs import write_report
 
@@ -43,7 +44,8 @@ def test_a_failed_json_write_leaves_the_old_report_and_predictions_pair(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loso_eval.json", "loso_eval.predictions.npz"]  # no temporaries
 
 
-def test_a_collection_error_does_not_replace_the_whole_report(gate: GateEnv):
+def test_a_collection_error_does_not_replace_the_whole_report(template_gate: GateEnv):
+    gate = template_gate
     first = gate.run()
     assert first.result.ret == 0, first.output
     whole = gate.report_dir / "loso_eval.json"

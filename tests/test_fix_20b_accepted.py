@@ -1,5 +1,9 @@
 """Issue 20, item 16: a hand-edited accepted report or predictions file falls back to the unpaired
-rule with a reason, never a traceback; a small .npz that inflates to gigabytes is not inflated."""
+rule with a reason, never a traceback; a small .npz that inflates to gigabytes is not inflated.
+
+The report every damage starts from is accepted once (a run on the template in place); each
+test damages its own copy of it and compares with that (a run of its own).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from compare_helpers import accept, accepted_file, compare_with, fold
+from compare_helpers import accepted_file, compare_with, fold
 
 from pytest_loso.predictions import AcceptedPredictions
+from shared_runs import ACCEPT_NOISE, accepted_once, template_gate  # noqa: F401  (template_gate: a fixture)
 
-NOISE = ("--loso-compare-mode=noise", "--loso-bootstrap=100")
+NOISE = ACCEPT_NOISE  # ("--loso-compare-mode=noise", "--loso-bootstrap=100")
 
 
 def _npz(**arrays) -> bytes:
@@ -57,8 +62,11 @@ def _damaged(gate, accepted: dict, damage: str) -> dict:
 
 @pytest.mark.parametrize("damage", ["ensembles null", "predictions [1]", "index a list", "entry without key",
                                     "truncated zip", "bare npy"])
-def test_a_hand_edited_accepted_report_or_predictions_file_is_unpaired_with_a_reason(gate, damage):
-    accepted = _damaged(gate, accept(gate, *NOISE), damage)
+def test_a_hand_edited_accepted_report_or_predictions_file_is_unpaired_with_a_reason(template_gate, damage):
+    gate = template_gate
+    report, predictions = accepted_once(gate, *NOISE)
+    accepted_file(gate).with_name("accepted.predictions.npz").write_bytes(predictions)
+    accepted = _damaged(gate, json.loads(report), damage)
     run = compare_with(gate, accepted, *NOISE)
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output, run.output
     assert run.report is not None and run.result.ret == 0, run.output

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sidecar_helpers import STD, _save, _sidecar
 
+from loso_helpers import SOURCES, Built, GateEnv
 from pytest_loso import models
 from pytest_loso.errors import LosoInputError
 from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.frames import SourceData
 from pytest_loso.models import load_model
 from loso_testing.training import Regressor, export_onnx
+from shared_runs import Batch, Breakage, SharedRuns
+
+SHARED = SharedRuns()
 
 
 def _source(n: int = 20) -> SourceData:
@@ -67,12 +72,34 @@ def test_unreadable_sidecar_fails_naming_it(tmp_path, kind):
     assert info.value.path == sidecar and kind.split()[-1] in info.value.problem
 
 
-def test_sidecar_fifo_fails_that_test_in_a_run(gate):
-    os.mkfifo(gate.baseline.with_suffix(".json"))
-    run = gate.run()
+@pytest.fixture
+def baseline_and_ensemble_broken(pytester: pytest.Pytester, built: Built) -> Batch:
+    """One run for two breakages that cannot interact: a FIFO as the baseline's sidecar, and an
+    ensemble whose members' outputs differ in shape (a fold model's copy and a 6-wide identity)."""
+
+    def make() -> Batch:
+        from onnx import TensorProto
+
+        gate = GateEnv(pytester, built)
+        sidecar = gate.baseline.with_suffix(".json")
+        os.mkfifo(sidecar)
+        other = gate.root / "ens" / "b.onnx"
+        other.parent.mkdir()
+        for suffix in (".onnx", ".onnx.data"):
+            shutil.copy(gate.fold_path("mlp_small", SOURCES[0]).with_suffix(suffix), other.with_name("a" + suffix))
+        _identity_model(other, TensorProto.FLOAT, ["b", 6])
+        run = gate.run(f"--loso-ensemble=pair={other.parent}/*.onnx")
+        return Batch(gate, {"run": run}, {"sidecar FIFO": Breakage({"loso::baseline[vmaf_tiny_v1]"}, sidecar),
+                                          "ensemble": Breakage({"loso::ensemble[pair]"}, other)})
+
+    return SHARED.get("baseline_and_ensemble_broken", make)
+
+
+def test_sidecar_fifo_fails_that_test_in_a_run(baseline_and_ensemble_broken):
+    run, sidecar = baseline_and_ensemble_broken.run, baseline_and_ensemble_broken.breakages["sidecar FIFO"].names
     node = "loso::baseline[vmaf_tiny_v1]"
     assert run.outcomes[node] == "FAILED"
-    assert f"{gate.baseline.with_suffix('.json')}: the model's sidecar is a FIFO" in run.failure_text(node)
+    assert f"{sidecar}: the model's sidecar is a FIFO" in run.failure_text(node)
     assert run.outcomes["loso::fold[mlp_small-Src0001]"] == "PASSED"
 
 
@@ -136,19 +163,8 @@ def test_member_with_another_output_shape_is_named(tmp_path):
     assert "returned 120 predictions for 20 frames of source SrcA" in info.value.problem
 
 
-def test_ensemble_members_with_different_output_shapes_fail_naming_the_member(gate):
-    from onnx import TensorProto
-
-    from loso_helpers import SOURCES
-
-    import shutil
-
-    other = gate.root / "ens" / "b.onnx"
-    other.parent.mkdir()
-    for suffix in (".onnx", ".onnx.data"):
-        shutil.copy(gate.fold_path("mlp_small", SOURCES[0]).with_suffix(suffix), other.with_name("a" + suffix))
-    _identity_model(other, TensorProto.FLOAT, ["b", 6])
-    run = gate.run(f"--loso-ensemble=pair={other.parent}/*.onnx")
+def test_ensemble_members_with_different_output_shapes_fail_naming_the_member(baseline_and_ensemble_broken):
+    run, other = baseline_and_ensemble_broken.run, baseline_and_ensemble_broken.breakages["ensemble"].names
     node = "loso::ensemble[pair]"
     assert run.outcomes[node] == "FAILED", run.output
     text = run.failure_text(node)

@@ -1,10 +1,16 @@
 """Issue 20, items 12 and 15: an output path that is an input of the run is a usage error at start;
-outputs that cannot be written are said, never a traceback that loses JUnit."""
+outputs that cannot be written are said, never a traceback that loses JUnit.
+
+The runs read the template in place (``template_gate``), but for the one that names the baseline
+as an output (a copy, ``gate``); the accepted report they read is accepted once (with test_fix_20b_accepted).
+"""
 
 from __future__ import annotations
 
 import pytest
-from compare_helpers import accept, accepted_file
+from compare_helpers import accepted_file
+
+from shared_runs import ACCEPT_NOISE, accepted_once, template_gate  # noqa: F401  (template_gate: a fixture)
 
 
 @pytest.mark.parametrize("option, target", [
@@ -15,12 +21,13 @@ from compare_helpers import accept, accepted_file
     ("--loso-verdict", "baseline"),
     ("--loso-plot", "accepted"),
 ])
-def test_an_output_that_is_an_input_is_a_usage_error(gate, option, target):
-    accept(gate)
-    accepted = accepted_file(gate)
-    renamed = accepted.with_name("loso_eval.json")
-    accepted.rename(renamed)
-    accepted.with_name("accepted.predictions.npz").rename(renamed.with_name("loso_eval.predictions.npz"))
+def test_an_output_that_is_an_input_is_a_usage_error(request, template_gate, option, target):
+    report, predictions = accepted_once(template_gate, *ACCEPT_NOISE)  # any accepted report will do
+    # the baseline as an output: on a copy, lest a regression write over the template's
+    gate = request.getfixturevalue("gate") if target == "baseline" else template_gate
+    renamed = accepted_file(gate).with_name("loso_eval.json")
+    renamed.write_bytes(report)
+    renamed.with_name("loso_eval.predictions.npz").write_bytes(predictions)
     before = renamed.read_bytes()
     path = {"accepted folder": renamed.parent, "accepted": renamed,
             "predictions": renamed.with_name("loso_eval.predictions.npz"), "baseline": gate.baseline}[target]
@@ -44,8 +51,9 @@ def _unreadable(monkeypatch, cache) -> None:
     monkeypatch.setattr(Path, "exists", exists)
 
 
-def test_an_unreadable_default_cache_does_not_stop_a_table_run(gate, monkeypatch):
+def test_an_unreadable_default_cache_does_not_stop_a_table_run(template_gate, monkeypatch):
     """Issue 20 item 20: the default cache folder is not looked at by a run that reads a table."""
+    gate = template_gate
     from loso_helpers import _table_args, table_rows as _rows, write_jsonl as _write_jsonl
 
     table = _write_jsonl(gate.root / "frames.jsonl", _rows(gate))
@@ -56,7 +64,8 @@ def test_an_unreadable_default_cache_does_not_stop_a_table_run(gate, monkeypatch
     assert "INTERNALERROR" not in run.output and run.result.ret == 0, run.output
 
 
-def test_an_unreadable_cache_is_a_usage_error_for_a_cache_run(gate, monkeypatch):
+def test_an_unreadable_cache_is_a_usage_error_for_a_cache_run(template_gate, monkeypatch):
+    gate = template_gate
     cache = gate.root / "locked" / "cache"
     _unreadable(monkeypatch, cache)
     args = [a for a in gate.args() if not a.startswith("--loso-cache=")]
@@ -65,8 +74,9 @@ def test_an_unreadable_cache_is_a_usage_error_for_a_cache_run(gate, monkeypatch)
     assert f"--loso-cache {cache}: cannot be read (Permission denied)" in run.output
 
 
-def test_a_step_summary_that_is_a_fifo_is_not_written_and_does_not_hang(gate, monkeypatch):
+def test_a_step_summary_that_is_a_fifo_is_not_written_and_does_not_hang(template_gate, monkeypatch):
     """Issue 20 item 15: opening a FIFO for writing waits for a reader forever (old code: the run hung)."""
+    gate = template_gate
     import os
 
     fifo = gate.root / "summary.fifo"
