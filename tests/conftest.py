@@ -55,6 +55,7 @@ from cold_cache import (LARGE_FRAMES, LARGE_H, LARGE_LADDER, LARGE_SOURCES, LARG
 from loso_helpers import (ARCHS, BASELINE_TAG, ENSEMBLE_MEMBERS, FRAMES, N_SOURCES, PAIRS_PER_SOURCE, SOURCES, STEPS,
                           SWEEP_SEEDS, Built, GateEnv, Run, all_ids, sweep_folder)
 from loso_testing.training import Regressor
+from shared_runs import SharedRuns
 from loso_testing.training import export_onnx, synthetic_corpus, train, train_folds
 
 
@@ -107,24 +108,22 @@ class CleanRun:
     run: Run
 
 
-@pytest.fixture(scope="session")
-def _kept_clean_run() -> dict[str, CleanRun]:
-    return {}
+_SESSION_RUNS = SharedRuns()  # runs that tests of several modules read
 
 
 @pytest.fixture
-def clean(pytester: pytest.Pytester, built: Built, tmp_path_factory: pytest.TempPathFactory,
-          _kept_clean_run: dict[str, CleanRun]) -> CleanRun:
+def clean(pytester: pytest.Pytester, built: Built, tmp_path_factory: pytest.TempPathFactory) -> CleanRun:
     """:class:`CleanRun`, made once in a copy of its own (no test's ``gate``, which its test may break)
     and read by every test that asks. Read it: never run in ``env`` or change its files."""
-    if "run" not in _kept_clean_run:
+    def make() -> CleanRun:
         env = GateEnv(pytester, built, root=tmp_path_factory.mktemp("clean_run"))
         run = env.run()
         assert run.result.ret == 0, run.output
         assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
         assert run.report is not None
-        _kept_clean_run["run"] = CleanRun(env, run)
-    return _kept_clean_run["run"]
+        return CleanRun(env, run)
+
+    return _SESSION_RUNS.get("clean", make)
 
 
 # -- the cold-cache tests: real clips and libvmaf (test_extract, test_cache_made_by, test_gate_selection_cache)

@@ -8,8 +8,7 @@ few more (up to ~20 where ``/tmp`` is a disk and cold). So:
   breakages that cannot interact, each in a fold of its own; or one run asked different
   questions). ``pytester`` is function-scoped, so the first test that asks makes the run inside
   its own ``pytester`` (whose folder stays on disk for the others to read) and the others reuse
-  it; each process (an xdist worker too) makes it once. A module keeps its own; ``SESSION`` holds
-  what tests of several modules share (:func:`accepted_once`).
+  it; each process (an xdist worker too) makes it once. A module keeps its own.
 - :class:`TemplateGate`: a :class:`~loso_helpers.GateEnv` over the session's template itself,
   not a copy, for runs that only read it (usage errors, per-frame tables, comparisons): the
   report and any file the test makes are in the test's own folder, and every run checks that it
@@ -45,22 +44,16 @@ class SharedRuns:
         return self._made[name]
 
 
-SESSION = SharedRuns()
-
 # An accepted report to compare with in noise mode, and few resamples (the default is 1000).
 ACCEPT_NOISE = ("--loso-compare-mode=noise", "--loso-bootstrap=100")
 
 
 def accepted_once(gate: GateEnv, *extra: str) -> tuple[bytes, bytes]:
     """The accepted report of the untouched template (``accept(gate, *extra)``) and its predictions
-    file, as bytes: one run per process for each ``extra``, whichever module asks first."""
-
-    def make() -> tuple[bytes, bytes]:
-        accept(gate, *extra)
-        report = accepted_file(gate)
-        return report.read_bytes(), report.with_name("accepted.predictions.npz").read_bytes()
-
-    return SESSION.get(("accepted", *extra), make)
+    file, as bytes: ``accept`` makes its run once for each tree, options and environment."""
+    accept(gate, *extra)
+    report = accepted_file(gate)
+    return report.read_bytes(), report.with_name("accepted.predictions.npz").read_bytes()
 
 
 @dataclass

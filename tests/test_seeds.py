@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from loso_helpers import SOURCES, SWEEP_SEEDS, Run, script_metrics, sweep_folder
 from loso_testing.training import Regressor, export_onnx
+from shared_runs import SharedRuns
 
 SEEDS = SWEEP_SEEDS
 ARCH = "mlp_small"
@@ -35,22 +36,21 @@ class CleanSweep:
     verdict: dict
 
 
-@pytest.fixture(scope="module")
-def _kept_clean_sweep() -> dict[str, CleanSweep]:
-    return {}
+SHARED = SharedRuns()
 
 
 @pytest.fixture
-def clean_sweep(seeded, _kept_clean_sweep) -> CleanSweep:
+def clean_sweep(seeded) -> CleanSweep:
     """The untouched sweep's run (with ``--junitxml`` and ``--loso-verdict``), made by the first test
     that asks and read by the others: every test starts from the same template and sweep, so the run
     is the same but for its folder. Read it; never change it or the files it names."""
-    if "sweep" not in _kept_clean_sweep:
+    def make() -> CleanSweep:
         junit, verdict = seeded.root / "junit_clean.xml", seeded.root / "out" / "verdict.json"
         run = _run(seeded, f"--junitxml={junit}", f"--loso-verdict={verdict}")
         assert run.result.ret == 0, run.output
-        _kept_clean_sweep["sweep"] = CleanSweep(run, junit, json.loads(verdict.read_text()))
-    return _kept_clean_sweep["sweep"]
+        return CleanSweep(run, junit, json.loads(verdict.read_text()))
+
+    return SHARED.get("clean sweep", make)
 
 
 def _run(gate, *extra):
