@@ -35,10 +35,13 @@ SMALL_SOURCES = ["Life", "Mandelbrot", "TestCard"]
 SMALL_W, SMALL_H, SMALL_FRAMES = 64, 48, 12
 SMALL_LADDER = [(48, 24), (32, 32), (24, 40)]  # (encode height, x264 CRF)
 
-# Big enough that one libvmaf pass takes ~0.3 s, so a run can be killed in the middle.
+# Sized for the interruption tests: their signal must land while the gate fills the cache one pair
+# at a time. One libvmaf pass takes ~0.1 s here (idle), so once the first cache file appears the
+# signal has 0.2-0.3 s of passes left to land in; from that file to the signal took at most 16 ms in
+# 30 runs at load 5 on 2 cores. 4 pairs: room for "at most one more pair" after Ctrl-C, cheap reruns.
 LARGE_SOURCES = ["Cells", "TestCard"]
-LARGE_W, LARGE_H, LARGE_FRAMES = 640, 480, 40
-LARGE_LADDER = [(480, 24), (360, 30), (240, 36)]
+LARGE_W, LARGE_H, LARGE_FRAMES = 320, 240, 40
+LARGE_LADDER = [(240, 24), (120, 36)]
 
 
 

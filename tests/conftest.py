@@ -93,7 +93,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> ClipSet:
 
 @pytest.fixture(scope="session")
 def large(tmp_path_factory: pytest.TempPathFactory, small: ClipSet) -> ClipSet:
-    """2 sources x 3 rungs of 640x480, 40 frames: libvmaf takes long enough to be interrupted."""
+    """2 sources x 2 rungs of 320x240, 40 frames: libvmaf takes long enough to be interrupted."""
     root = tmp_path_factory.mktemp("extract_large")
     corpus = make_corpus(root / "corpus", LARGE_SOURCES, LARGE_W, LARGE_H, LARGE_FRAMES, LARGE_LADDER)
     built = ClipSet(corpus, root / "folds")
