@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,6 +226,17 @@ def fold_ids(sources: list[str]) -> list[str]:
 def all_passed(run: GateRun, sources: list[str]) -> None:
     assert run.ret == 0, run.output
     assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(sources)}, run.output
+
+
+def assert_interrupted_cleanly(run: GateRun, cached: int, n_pairs: int) -> None:
+    """Issue 20 item 10: a fill stopped by a signal ends with pytest's "interrupted" and one line saying
+    how far it got and that a rerun resumes, not with a KeyboardInterrupt at a line of threading.py."""
+    assert run.ret == 2, run.output  # pytest's "interrupted"
+    assert 0 < cached < n_pairs, (cached, n_pairs)
+    line = f"loso: interrupted: {cached} of {n_pairs} pairs cached; a rerun resumes"
+    assert line in run.output, run.output
+    assert "threading.py" not in run.output and "Traceback" not in run.output, run.output
+    assert not re.search(r"^\S+\.py:\d+: KeyboardInterrupt", run.output, re.MULTILINE), run.output
 
 
 def load_cache(path: Path) -> dict:

@@ -44,6 +44,7 @@ from cold_cache import (  # noqa: E402
     Env,
     all_passed,
     assert_all_whole,
+    assert_interrupted_cleanly,
     assert_matches_libvmaf,
     assert_schema,
     fold_ids,
@@ -225,6 +226,8 @@ def test_ctrl_c_stops_extraction_without_computing_the_remaining_pairs(pytester,
     # SIGINT (exit 255) must not become a cache file either
     assert len(after) <= len(seen) + 1 < large.n_pairs, (len(seen), len(after))
     assert_all_whole(after, LARGE_FRAMES)
+    # issue 20 item 10 (test_fix_20d_interrupt has SIGTERM): one line says how far it got, no traceback
+    assert_interrupted_cleanly(interrupted, len(after), large.n_pairs)
 
     rerun = env.run()
     all_passed(rerun, large.corpus.sources)
