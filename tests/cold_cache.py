@@ -152,11 +152,12 @@ class Env:
     def _clear_report(self, report_dir: Path) -> None:
         (report_dir / "loso_eval.json").unlink(missing_ok=True)
 
-    def run(self, *extra: str, frame_size: str | None = None) -> GateRun:
+    def run(self, *extra: str, frame_size: str | None = None, report_dir: Path | None = None) -> GateRun:
         """In process, through pytester."""
-        self._clear_report(self.report_dir)
-        result = runpytest_in_process(self.pytester, *self.args(*extra, frame_size=frame_size))
-        return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(self.report_dir))
+        report_dir = report_dir or self.report_dir
+        self._clear_report(report_dir)
+        result = runpytest_in_process(self.pytester, *self.args(*extra, report_dir=report_dir, frame_size=frame_size))
+        return GateRun(int(result.ret), result.stdout.str(), result.stderr.str(), self._report(report_dir))
 
     def run_subprocess(self, *extra: str) -> GateRun:
         self._clear_report(self.report_dir)
