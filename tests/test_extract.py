@@ -268,7 +268,7 @@ def test_xdist_fills_cold_cache_once_before_workers_start(pytester, small):
     pytest.importorskip("xdist")
     env = Env(pytester, small)
     wrapper, log = env.counting_ffmpeg()
-    run = env.run_subprocess("-n", "2", f"--loso-ffmpeg={wrapper}")
+    run = env.run("-n", "2", f"--loso-ffmpeg={wrapper}")  # the controller in this process, two worker processes
     all_passed(run, small.corpus.sources)
     # by the controller, in pytest_sessionstart: workers find a warm cache
     assert f"loso: computing {small.n_pairs} missing cache files of 3 sources with ffmpeg ({wrapper})" in run.stdout
