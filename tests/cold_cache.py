@@ -128,6 +128,7 @@ class Env:
         self.report_dir = self.root / "report"
         self.data_root = built.corpus.root
         self.loso_dir = built.loso_dir
+        self.cold_report: dict | None = None  # ``warm`` only: the report of the cold run that filled its cache
         # Own rootdir and ini: no ini, conftest or test file of an outer folder is picked up.
         (self.root / "pytest.ini").write_text("[pytest]\n" + ini)
 

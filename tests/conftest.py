@@ -19,6 +19,7 @@ import importlib
 import pkgutil
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx  # noqa: F401
@@ -115,25 +116,31 @@ def no_ambient_cache_or_vmaf(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def _small_warm_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {"root": tmp_path_factory.mktemp("extract_small_warm_cache") / "cache"}
+def _small_warm_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What ``warm``'s cold run left: its cache files (``root``) and its report (``report``)."""
+    return {"root": tmp_path_factory.mktemp("extract_small_warm_cache") / "cache", "report": None}
 
 
 @pytest.fixture
 def warm(pytester: pytest.Pytester, small: ClipSet, no_ambient_cache_or_vmaf: None,
-         _small_warm_cache: dict[str, Path]) -> Env:
+         _small_warm_cache: dict[str, Any]) -> Env:
     """An :class:`Env` over ``small`` whose cache the gate has filled with libvmaf.
 
     The first test to ask runs the gate on a cold cache (every fold must pass) and keeps what it
     wrote; the others start from a copy of those files, byte for byte and with their mtimes, as
     that same run would have left them in their own folder (the clips and the options are the same).
+    That cold run's report is ``cold_report``: the numbers any cold run over ``small`` must give.
     """
     env = Env(pytester, small)
     kept = _small_warm_cache["root"]
     if not kept.exists():
-        all_passed(env.run(), small.corpus.sources)
+        cold = env.run()
+        all_passed(cold, small.corpus.sources)
         assert sorted(env.cache.rglob("*.json")) == sorted(small.cache_paths(env.cache))
+        assert cold.extraction["pairs_computed"] == small.n_pairs, cold.output
         shutil.copytree(env.cache, kept)
+        _small_warm_cache["report"] = cold.report
     else:
         shutil.copytree(kept, env.cache)
+    env.cold_report = _small_warm_cache["report"]
     return env
