@@ -2,7 +2,8 @@
 
 Everything is real: clips from ffmpeg's generators encoded on a small libx264 ladder
 (``clips.py``), the libvmaf inside the imageio-ffmpeg wheel, pytest runs through
-``pytester`` (in process, as a subprocess, or two at once with ``subprocess.Popen``).
+``pytester`` (in process, as a subprocess) or as pytest processes of their own
+(``subprocess.Popen``: the runs that are killed or interrupted, and one of two concurrent sessions).
 The features and scores the gate writes are compared with a second libvmaf run done here
 with a command of the test's own (``clips.independent_libvmaf``).
 
@@ -44,6 +45,7 @@ from cold_cache import (  # noqa: E402
     Env,
     all_passed,
     assert_all_whole,
+    assert_interrupted_cleanly,
     assert_matches_libvmaf,
     assert_schema,
     fold_ids,
@@ -225,6 +227,8 @@ def test_ctrl_c_stops_extraction_without_computing_the_remaining_pairs(pytester,
     # SIGINT (exit 255) must not become a cache file either
     assert len(after) <= len(seen) + 1 < large.n_pairs, (len(seen), len(after))
     assert_all_whole(after, LARGE_FRAMES)
+    # issue 20 item 10 (test_fix_20d_interrupt has SIGTERM): one line says how far it got, no traceback
+    assert_interrupted_cleanly(interrupted, len(after), large.n_pairs)
 
     rerun = env.run()
     all_passed(rerun, large.corpus.sources)
@@ -241,11 +245,14 @@ def _calls_per_pair(log: Path, built: ClipSet) -> dict[str, int]:
 
 
 def test_two_concurrent_sessions_compute_each_pair_once(pytester, large):
+    """A second session (in this process) starts while a first one (its own process) is filling the
+    cache, one pair at a time: the first has written one file and is computing the next, which the
+    second must wait for rather than compute again; the pairs after it are shared out between them."""
     env = Env(pytester, large)
     wrapper, log = env.counting_ffmpeg()
-    first = env.popen(f"--loso-ffmpeg={wrapper}", report_dir=env.root / "report_a", tag="a")
-    second = env.popen(f"--loso-ffmpeg={wrapper}", report_dir=env.root / "report_b", tag="b")
-    runs = [env.finish(first), env.finish(second)]
+    first, _ = env.popen_until_cached(f"--loso-ffmpeg={wrapper}", "--loso-jobs", "1", tag="a")
+    second = env.run(f"--loso-ffmpeg={wrapper}", report_dir=env.root / "report_b")
+    runs = [env.finish(first), second]
     for run in runs:
         all_passed(run, large.corpus.sources)
     computed = [run.extraction["pairs_computed"] for run in runs]
@@ -261,7 +268,7 @@ def test_xdist_fills_cold_cache_once_before_workers_start(pytester, small):
     pytest.importorskip("xdist")
     env = Env(pytester, small)
     wrapper, log = env.counting_ffmpeg()
-    run = env.run_subprocess("-n", "2", f"--loso-ffmpeg={wrapper}")
+    run = env.run("-n", "2", f"--loso-ffmpeg={wrapper}")  # the controller in this process, two worker processes
     all_passed(run, small.corpus.sources)
     # by the controller, in pytest_sessionstart: workers find a warm cache
     assert f"loso: computing {small.n_pairs} missing cache files of 3 sources with ffmpeg ({wrapper})" in run.stdout
