@@ -208,6 +208,24 @@ class Env:
         stderr = (self.root / f"{tag}.stderr").read_text()
         return GateRun(ret, stdout, stderr, self._report(report_dir))
 
+    def slow_ffmpeg(self) -> Path:
+        """A wrapper that execs the real ffmpeg reading each input at its frame rate (``-re``): a libvmaf
+        pass over ``large`` then lasts about a second, long enough for a pass that outlived the gate
+        to be seen running after it."""
+        wrapper = self.root / "ffmpeg_slow"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            "n=$#\n"
+            'for arg in "$@"; do\n'
+            '  [ "$arg" = "-i" ] && set -- "$@" -re\n'
+            '  set -- "$@" "$arg"\n'
+            "done\n"
+            'shift "$n"\n'
+            f"exec '{ffmpeg_exe()}' \"$@\"\n"
+        )
+        wrapper.chmod(0o755)
+        return wrapper
+
     def counting_ffmpeg(self) -> tuple[Path, Path]:
         """A wrapper that appends each libvmaf command line to a log, then execs the real ffmpeg."""
         log = self.root / "libvmaf_calls.log"

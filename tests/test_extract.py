@@ -476,7 +476,8 @@ def _wait_for(condition, what: str, timeout: float = 60) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_libvmaf_dies_with_the_gate_and_no_temporary_folder_outlives_it(pytester, large, sig):
     env = Env(pytester, large)
-    process = env.popen("--loso-jobs", "2", tag=f"signal{int(sig)}")
+    # passes of about a second each: one that outlived the gate would still be running at the check below
+    process = env.popen(f"--loso-ffmpeg={env.slow_ffmpeg()}", "--loso-jobs", "2", tag=f"signal{int(sig)}")
     _wait_for(lambda: len(_libvmaf_processes(large.corpus.root)) >= 1 or process.poll() is not None,
               "no libvmaf running")
     assert process.poll() is None, env.finish(process).output
@@ -484,7 +485,7 @@ def test_libvmaf_dies_with_the_gate_and_no_temporary_folder_outlives_it(pytester
     started = time.monotonic()
     stopped = env.finish(process, timeout=60)
     assert time.monotonic() - started < 10, "the gate waited for the running pairs"
-    _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=2)
+    _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=0.5)
     # libvmaf logs to a pipe: no temporary file or folder is made, so none can be left by a killed run
     assert not list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*")) and not list(env.cache.rglob("*.tmp"))
     if sig == signal.SIGTERM:
