@@ -561,31 +561,6 @@ def test_krcc_and_logistic_metrics(gate, clean):
 # -- 10. under xdist ----------------------------------------------------------------------------
 
 
-def test_comparison_under_xdist_equals_serial(gate):
-    pytest.importorskip("xdist")
-    accept(gate)
-    degrade_linear_fold(gate, "Src0001")
-    serial = compare_with(gate, None)
-    parallel = compare_with(gate, None, "-n", "2")
-    for run in (serial, parallel):
-        assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
-        assert "INTERNALERROR" not in run.output
-    assert "gw0" in parallel.output or "2 workers" in parallel.output
-    assert parallel.outcomes == serial.outcomes
-    assert failed(parallel) == {"loso::fold[linear-Src0001]", "loso::aggregate[linear]"}
-    for key in ("rows", "regressions", "added", "removed", "warnings", "fingerprint_match"):
-        assert parallel.report["comparison"][key] == serial.report["comparison"][key], key
-    assert parallel.report["failures"] == serial.report["failures"]
-
-    def message(run):  # xdist adds a "[gw0] linux -- Python ..." line above the message
-        text = run.failure_text("loso::fold[linear-Src0001]").splitlines()
-        return [line for line in text if not line.startswith("[gw")]
-
-    assert message(parallel) == message(serial)
-    assert any(line.startswith("Src0001 (linear): PLCC ") for line in message(parallel))
-
-
-
 @pytest.mark.parametrize("baselines, keys", [
     ({"mlp_small_v1": {"model_path": "/m/vmaf_tiny_v1.onnx"}}, ["vmaf_tiny_v1"]),
     # a stem that is another entry's tag: both keep their tags (entry "a" was dropped)

@@ -16,8 +16,8 @@ import pytest
 
 from loso_helpers import FRAMES, PAIRS_PER_SOURCE, SOURCES, STEPS
 from loso_testing.training import export_onnx, train
-from compare_helpers import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, fold,
-                          ort_predict, rows)
+from compare_helpers import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, failed,
+                          fold, ort_predict, rows)
 
 PAIR_FRAMES = (FRAMES,) * PAIRS_PER_SOURCE
 NOISE = ("--loso-compare-mode=noise",)
@@ -207,13 +207,33 @@ def test_aggregates_have_two_stage_intervals_and_a_paired_comparison(gate):
     assert "paired: drop beyond the allowance" in compared.failure_text("loso::aggregate[linear]")
 
 
-def test_paired_and_aggregate_intervals_under_xdist(gate):
+def test_the_comparison_and_its_paired_intervals_under_xdist_equal_serial(gate):
+    """A degraded fold compared in noise mode on two workers and serially: the same outcomes, comparison,
+    failure sentences, intervals and predictions sidecar (the bound mode's comparison is the same code
+    on the controller, with no intervals to carry)."""
     pytest.importorskip("xdist")
     accept(gate)
     degrade_linear_fold(gate, "Src0001")
     serial = compare_with(gate, None, *NOISE)
     parallel = compare_with(gate, None, *NOISE, "-n", "2")
+    for run in (serial, parallel):
+        assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
+        assert "INTERNALERROR" not in run.output
+    assert "gw0" in parallel.output or "2 workers" in parallel.output
     assert parallel.outcomes == serial.outcomes, parallel.output
+    # the aggregate's mean moved within its interval: compared (its rows below), not flagged
+    assert failed(parallel) == {"loso::fold[linear-Src0001]"}, parallel.output
+    # the comparison is the controller's, from what the workers scored: the same rows, sentences and failures
+    for key in ("rows", "regressions", "added", "removed", "warnings", "fingerprint_match", "pairing"):
+        assert parallel.report["comparison"][key] == serial.report["comparison"][key], key
+    assert parallel.report["failures"] == serial.report["failures"]
+
+    def message(run):  # xdist adds a "[gw0] linux -- Python ..." line above the message
+        text = run.failure_text("loso::fold[linear-Src0001]").splitlines()
+        return [line for line in text if not line.startswith("[gw")]
+
+    assert message(parallel) == message(serial)
+    assert any(line.startswith("Src0001 (linear): PLCC ") for line in message(parallel))
     # the distributions and predictions travel from the workers: the same intervals, the same sidecar
     for arch in ("linear", "mlp_small"):
         assert parallel.report["archs"][arch] == serial.report["archs"][arch]
