@@ -558,7 +558,7 @@ def test_krcc_and_logistic_metrics(gate, clean):
     assert "; logistic" not in plain.markdown
 
 
-# -- 10. under xdist ----------------------------------------------------------------------------
+# -- 10. the evaluation script's baselines (under xdist: test_paired) ---------------------------
 
 
 @pytest.mark.parametrize("baselines, keys", [
