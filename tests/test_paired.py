@@ -14,13 +14,30 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from loso_helpers import FRAMES, PAIRS_PER_SOURCE, SOURCES, STEPS
+from loso_helpers import FRAMES, PAIRS_PER_SOURCE, SOURCES, STEPS, Built, GateEnv, Run
 from loso_testing.training import export_onnx, train
 from compare_helpers import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, failed,
                           fold, ort_predict, rows)
+from shared_runs import SharedRuns, TemplateGate
 
 PAIR_FRAMES = (FRAMES,) * PAIRS_PER_SOURCE
 NOISE = ("--loso-compare-mode=noise",)
+
+_SHARED = SharedRuns()
+
+
+def _degraded_in_noise_mode(pytester: pytest.Pytester, built: Built,
+                            tmp_path_factory: pytest.TempPathFactory) -> tuple[GateEnv, dict, Run]:
+    """The template accepted, its linear Src0001 fold degraded, and compared in noise mode (with a JUnit
+    file): the tree (a copy of its own, which no test changes afterwards), the accepted report and the
+    run. Made once for the tests that read it (the noise-mode test and the xdist one's serial run)."""
+    def make() -> tuple[GateEnv, dict, Run]:
+        gate = GateEnv(pytester, built, root=tmp_path_factory.mktemp("paired_degraded"))
+        accepted = accept(gate)
+        degrade_linear_fold(gate, "Src0001")
+        return gate, accepted, compare_with(gate, None, *NOISE, f"--junitxml={gate.root / 'out.xml'}")
+
+    return _SHARED.get("degraded", make)
 
 
 def sidecar(gate):
@@ -46,14 +63,13 @@ def test_the_sidecar_holds_each_tests_predictions_and_the_accept_copies_it(gate)
         assert np.array_equal(stored[f"{key}_pred"], ort_predict(gate.baseline, x))
 
 
-def test_paired_noise_mode_flags_a_worse_model_with_the_difference_and_its_interval(gate):
-    accepted = accept(gate)
+def test_paired_noise_mode_flags_a_worse_model_with_the_difference_and_its_interval(pytester, built,
+                                                                                   tmp_path_factory):
+    gate, accepted, run = _degraded_in_noise_mode(pytester, built, tmp_path_factory)
     x, y = gate.xy("Src0001")
-    old = ort_predict(gate.fold_path("linear", "Src0001"), x)
-    degrade_linear_fold(gate, "Src0001")
+    old = ort_predict(built.root / gate.fold_path("linear", "Src0001").relative_to(gate.root), x)  # the template's
     new = ort_predict(gate.fold_path("linear", "Src0001"), x)
 
-    run = compare_with(gate, None, *NOISE, "--junitxml=out.xml")
     assert run.outcomes["loso::fold[linear-Src0001]"] == "FAILED", run.output
     metrics = fold(run.report, "linear", "Src0001")
     assert metrics["paired"]["rule"] == "paired"
@@ -207,15 +223,15 @@ def test_aggregates_have_two_stage_intervals_and_a_paired_comparison(gate):
     assert "paired: drop beyond the allowance" in compared.failure_text("loso::aggregate[linear]")
 
 
-def test_the_comparison_and_its_paired_intervals_under_xdist_equal_serial(gate):
+def test_the_comparison_and_its_paired_intervals_under_xdist_equal_serial(pytester, built, tmp_path_factory):
     """A degraded fold compared in noise mode on two workers and serially: the same outcomes, comparison,
     failure sentences, intervals and predictions sidecar (the bound mode's comparison is the same code
-    on the controller, with no intervals to carry)."""
+    on the controller, with no intervals to carry). The serial run is the noise-mode test's (its JUnit
+    file is all that differs); the workers' run reads that tree in place and reports here."""
     pytest.importorskip("xdist")
-    accept(gate)
-    degrade_linear_fold(gate, "Src0001")
-    serial = compare_with(gate, None, *NOISE)
-    parallel = compare_with(gate, None, *NOISE, "-n", "2")
+    shared, _, serial = _degraded_in_noise_mode(pytester, built, tmp_path_factory)
+    parallel = TemplateGate(pytester, Built(shared.root, built.truth, built.folds, built.baseline)).run(
+        f"--loso-compare={accepted_file(shared)}", *NOISE, "-n", "2")
     for run in (serial, parallel):
         assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
         assert "INTERNALERROR" not in run.output
