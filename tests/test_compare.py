@@ -23,18 +23,37 @@ from scipy.stats import kendalltau, pearsonr
 
 from compare_helpers import (COMPARED, accept, accepted_file, all_tests, compare_with, degrade_linear_fold,
                              explicit_bootstrap, explicit_resample_metrics, failed, fold, ort_predict, rows, sentence)
-from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, all_ids
+from loso_helpers import ARCHS, BASELINE_TAG, FRAMES, PAIRS_PER_SOURCE, SOURCES, Built, Run, all_ids
 from pytest_loso.metrics import clip_statistic
 from loso_testing.training import Regressor, cache_payload, export_onnx, write_cache
+from shared_runs import SharedRuns, TemplateGate, template_gate  # noqa: F401 (a fixture)
+
+# The tests whose runs only read the template (they accept it, edit the accepted report they compare
+# with, or only run) run on it in place (``template_gate``); the ones that change a model or the cache copy it.
+_SHARED = SharedRuns()
+
+
+def _identical_rerun(pytester: pytest.Pytester, built: Built,
+                     tmp_path_factory: pytest.TempPathFactory) -> tuple[TemplateGate, dict, Run]:
+    """The untouched template accepted, then compared with the file the gate wrote: the gate it ran in
+    (its accepted and report files in a folder of their own, not the test's), the accepted report and
+    the run. Made once for the tests that read it."""
+    def make() -> tuple[TemplateGate, dict, Run]:
+        gate = TemplateGate(pytester, built)
+        gate.root = tmp_path_factory.mktemp("identical_rerun")
+        gate.report_dir = gate.root / "report"
+        accepted = accept(gate)
+        return gate, accepted, compare_with(gate, None)
+
+    return _SHARED.get("identical", make)
 
 
 # -- 1. identical corpus and models ------------------------------------------------------------
 
 
-def test_identical_rerun_compares_same(gate):
-    accepted = accept(gate)
+def test_identical_rerun_compares_same(pytester, built, tmp_path_factory):
+    gate, accepted, run = _identical_rerun(pytester, built, tmp_path_factory)
     assert accepted["run_provenance"]["options"]["bootstrap"] == {"resamples": 1000, "seed": 0}
-    run = compare_with(gate, None)
     assert run.result.ret == 0, run.output
     assert run.outcomes == {nodeid: "PASSED" for nodeid in all_ids()}, run.output
     comparison = run.report["comparison"]
@@ -104,7 +123,8 @@ def test_degraded_fold_fails_alone_with_before_after_and_allowance(gate):
 # -- 3. tolerance edges, relative allowances, direction ------------------------------------------
 
 
-def test_drop_exactly_at_the_allowance_passes_and_a_hair_more_fails(gate):
+def test_drop_exactly_at_the_allowance_passes_and_a_hair_more_fails(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     edited = copy.deepcopy(accepted)
     at_edge = fold(accepted, "mlp_small", "Src0000")["plcc"]
@@ -135,7 +155,8 @@ def test_drop_exactly_at_the_allowance_passes_and_a_hair_more_fails(gate):
                     "drop beyond the allowance", digits=7) in text.splitlines(), text
 
 
-def test_relative_allowance(gate):
+def test_relative_allowance(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     rmse = {s: fold(accepted, "linear", s)["rmse"] for s in SOURCES}
     edited = copy.deepcopy(accepted)
@@ -168,7 +189,8 @@ def test_relative_allowance(gate):
     assert run.report["comparison"]["max_drop"] == {"rmse": {"absolute": 0.5, "relative": 0.05}}
 
 
-def test_direction_of_each_metric(gate):
+def test_direction_of_each_metric(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     edited = copy.deepcopy(accepted)
     better, worse = fold(edited, "mlp_small", "Src0000"), fold(edited, "mlp_small", "Src0001")
@@ -197,7 +219,8 @@ def test_direction_of_each_metric(gate):
 # -- 4. folds added and removed ------------------------------------------------------------------
 
 
-def test_added_and_removed_folds(gate):
+def test_added_and_removed_folds(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     edited = copy.deepcopy(accepted)
     edited["archs"]["mlp_small"]["per_fold"]["Src0099"] = dict(fold(accepted, "mlp_small", "Src0000"))
@@ -223,7 +246,8 @@ def test_added_and_removed_folds(gate):
 # -- 5. a different corpus ----------------------------------------------------------------------------
 
 
-def test_fingerprint_mismatch_warns(gate):
+def test_fingerprint_mismatch_warns(template_gate, pytester, built, tmp_path_factory):
+    gate = template_gate
     accepted = accept(gate)
     edited = copy.deepcopy(accepted)
     edited["run_provenance"]["cache_fingerprint"]["sha256"] = "0" * 64
@@ -240,8 +264,8 @@ def test_fingerprint_mismatch_warns(gate):
         assert warning in run.output
     assert "**Warning:**" in (gate.report_dir / "loso_eval.md").read_text()
 
-    # the untouched report again: no warning
-    run = compare_with(gate, accepted)
+    # the untouched report again (the identical rerun's comparison): no warning
+    _, _, run = _identical_rerun(pytester, built, tmp_path_factory)
     assert run.report["comparison"]["fingerprint_match"] is True
     assert run.report["comparison"]["warnings"] == []
     assert "LOSO comparison WARNING" not in run.output
@@ -251,7 +275,8 @@ def test_fingerprint_mismatch_warns(gate):
     ("{not json", "not a readable JSON report"),
     ('{"runs": {}}', "not a pytest-loso report"),
 ])
-def test_unreadable_accepted_report_is_a_usage_error(gate, content, problem):
+def test_unreadable_accepted_report_is_a_usage_error(template_gate, content, problem):
+    gate = template_gate
     path = accepted_file(gate)
     path.write_text(content)
     run = compare_with(gate, None)
@@ -316,7 +341,8 @@ def test_accept_round_trip_refusal_and_force(gate, monkeypatch):
 # -- 7. the aggregate slides ---------------------------------------------------------------------
 
 
-def test_aggregate_regression_fails_the_session(gate):
+def test_aggregate_regression_fails_the_session(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     edited = copy.deepcopy(accepted)
     mean_before = accepted["archs"]["mlp_small"]["aggregate"]["mean_plcc"]
@@ -340,7 +366,8 @@ def test_aggregate_regression_fails_the_session(gate):
 # -- 8. noise rule ---------------------------------------------------------------------------------
 
 
-def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
+def test_noise_mode_forgives_drops_within_the_bootstrap_interval(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     within, outside = fold(accepted, "mlp_small", "Src0000"), fold(accepted, "mlp_small", "Src0001")
     low, high = within["ci"]["plcc"]
@@ -405,7 +432,8 @@ def test_noise_mode_forgives_drops_within_the_bootstrap_interval(gate):
 # -- 9. bootstrap intervals, KRCC, logistic metrics ----------------------------------------------------
 
 
-def test_bootstrap_seeded_and_equal_to_explicit_resampling(gate, clean):
+def test_bootstrap_seeded_and_equal_to_explicit_resampling(template_gate, clean):
+    gate = template_gate
     plain = clean.run
     for arch in ARCHS:
         assert all("ci" not in m for m in plain.report["archs"][arch]["per_fold"].values())  # off by default
@@ -527,7 +555,8 @@ def check_krcc_and_logistic(metrics: dict, pred: np.ndarray, y: np.ndarray) -> N
     assert metrics["rmse_logistic"] == pytest.approx(float(np.sqrt(np.mean((mapped - t) ** 2))), abs=1e-3)
 
 
-def test_krcc_and_logistic_metrics(gate, clean):
+def test_krcc_and_logistic_metrics(template_gate, clean):
+    gate = template_gate
     run = gate.run("--loso-logistic")
     assert run.result.ret == 0, run.output
 
