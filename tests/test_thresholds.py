@@ -7,6 +7,7 @@ import re
 import pytest
 
 from loso_helpers import ARCHS, BASELINE_ID, BASELINE_TAG, SOURCES, aggregate_ids, all_ids, fold_ids, scored_ids
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 
 def _no_traceback(output: str) -> None:
@@ -16,7 +17,8 @@ def _no_traceback(output: str) -> None:
     assert "gate.py" not in output and "items.py" not in output
 
 
-def test_min_plcc_fails_every_fold_with_a_reviewer_sentence(gate, clean):
+def test_min_plcc_fails_every_fold_with_a_reviewer_sentence(template_gate, clean):
+    gate = template_gate
     clean = clean.run.report
     run = gate.run("--loso-min-plcc", "0.9999")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
@@ -50,7 +52,8 @@ def test_min_plcc_fails_every_fold_with_a_reviewer_sentence(gate, clean):
     assert report["archs"]["mlp_small"]["aggregate"] == clean["archs"]["mlp_small"]["aggregate"]
 
 
-def test_several_bounds_broken_are_all_named(gate):
+def test_several_bounds_broken_are_all_named(template_gate):
+    gate = template_gate
     run = gate.run("--loso-arch", "linear", "-k", "Src0000", "--loso-min-plcc", "0.9999",
                    "--loso-min-srocc", "0.9999", "--loso-max-rmse", "0.01", baseline=False)
     text = run.failure_text("loso::fold[linear-Src0000]")
@@ -58,7 +61,8 @@ def test_several_bounds_broken_are_all_named(gate):
     assert "is above the maximum 0.010" in text
 
 
-def test_ini_threshold(gate):
+def test_ini_threshold(template_gate):
+    gate = template_gate
     gate.pytester.makeini("[pytest]\nloso_min_plcc = 0.9999\n")
     run = gate.run(baseline=False)
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
@@ -67,7 +71,8 @@ def test_ini_threshold(gate):
     assert run.report["thresholds"]["fold"]["min_plcc"] == 0.9999
 
 
-def test_cli_overrides_ini(gate):
+def test_cli_overrides_ini(template_gate):
+    gate = template_gate
     gate.pytester.makeini("[pytest]\nloso_min_plcc = 0.9999\nloso_max_rmse = 0.01\n")
     run = gate.run("--loso-min-plcc", "0.5", "--loso-max-rmse", "50")
     assert run.result.ret == 0, run.output
@@ -75,7 +80,8 @@ def test_cli_overrides_ini(gate):
     assert run.report["thresholds"]["fold"] == {"min_plcc": 0.5, "min_srocc": 0.70, "max_rmse": 50.0}
 
 
-def test_none_disables_a_bound(gate):
+def test_none_disables_a_bound(template_gate):
+    gate = template_gate
     gate.pytester.makeini("[pytest]\nloso_min_plcc = 0.9999\nloso_max_mean_rmse = 0.001\n")
     run = gate.run("--loso-min-plcc", "none", "--loso-max-mean-rmse", "off")
     assert run.result.ret == 0, run.output
@@ -85,7 +91,8 @@ def test_none_disables_a_bound(gate):
     assert run.report["failures"] == []
 
 
-def test_none_in_ini_disables_a_default(gate):
+def test_none_in_ini_disables_a_default(template_gate):
+    gate = template_gate
     # the default max_rmse is 20; a per-source override can only tighten what is enabled
     gate.pytester.makeini("[pytest]\nloso_max_rmse = none\nloso_min_srocc = none\n")
     run = gate.run()
@@ -93,14 +100,16 @@ def test_none_in_ini_disables_a_default(gate):
     assert run.report["thresholds"]["fold"] == {"min_plcc": 0.75, "min_srocc": None, "max_rmse": None}
 
 
-def test_bad_threshold_is_a_usage_error(gate):
+def test_bad_threshold_is_a_usage_error(template_gate):
+    gate = template_gate
     run = gate.run("--loso-min-plcc", "high")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--loso-min-plcc" in run.output and "'high' is not a number" in run.output
     assert run.report is None
 
 
-def test_per_source_override_in_ini_fails_only_that_source(gate):
+def test_per_source_override_in_ini_fails_only_that_source(template_gate):
+    gate = template_gate
     gate.pytester.makeini(
         """
         [pytest]
@@ -119,7 +128,8 @@ def test_per_source_override_in_ini_fails_only_that_source(gate):
     assert per_source == {"Src0001": {"min_plcc": 0.99999, "min_srocc": 0.70, "max_rmse": 20.0}}
 
 
-def test_per_source_override_on_command_line_and_relaxing(gate):
+def test_per_source_override_on_command_line_and_relaxing(template_gate):
+    gate = template_gate
     # a global bound every fold breaks, relaxed for one source: only that source passes
     run = gate.run(
         "--loso-min-plcc", "0.9999",
@@ -133,13 +143,15 @@ def test_per_source_override_on_command_line_and_relaxing(gate):
     }
 
 
-def test_per_source_override_with_unknown_key_is_a_usage_error(gate):
+def test_per_source_override_with_unknown_key_is_a_usage_error(template_gate):
+    gate = template_gate
     run = gate.run("--loso-source-threshold", "Src0001: min_pclc=0.9")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert "min_pclc" in run.output
 
 
-def test_baseline_bounds_apply_to_the_concatenation_not_per_clip(gate, clean):
+def test_baseline_bounds_apply_to_the_concatenation_not_per_clip(template_gate, clean):
+    gate = template_gate
     clean = clean.run.report["baselines"][BASELINE_TAG]
     concat = clean["all_clips_concat"]["rmse"]
     clips = sorted(m["rmse"] for m in clean["per_clip"].values())
@@ -158,12 +170,14 @@ def test_baseline_bounds_apply_to_the_concatenation_not_per_clip(gate, clean):
     assert run.report["failures"][0]["test"] == f"baseline[{BASELINE_TAG}]"
 
 
-def test_per_source_override_does_not_apply_to_baselines(gate):
+def test_per_source_override_does_not_apply_to_baselines(template_gate):
+    gate = template_gate
     run = gate.run("-k", "baseline", "--loso-source-threshold", "Src0001: min_plcc=0.99999")
     assert run.outcomes == {BASELINE_ID: "PASSED"}
 
 
-def test_aggregate_threshold_fails_the_session_though_every_item_passes(gate):
+def test_aggregate_threshold_fails_the_session_though_every_item_passes(template_gate):
+    gate = template_gate
     run = gate.run("--loso-max-mean-rmse", "0.001")
     # every fold passes; the aggregate tests fail, counted by pytest like any test
     assert run.outcomes == {nodeid: "PASSED" for nodeid in scored_ids()} | {n: "FAILED" for n in aggregate_ids()}
@@ -181,7 +195,8 @@ def test_aggregate_threshold_fails_the_session_though_every_item_passes(gate):
     assert "## Failures" in md and "**aggregate[mlp_small]**" in md
 
 
-def test_aggregate_min_mean_plcc_ini_one_arch(gate, clean):
+def test_aggregate_min_mean_plcc_ini_one_arch(template_gate, clean):
+    gate = template_gate
     clean = clean.run.report
     between = sorted(clean["archs"][a]["aggregate"]["mean_plcc"] for a in ARCHS)
     bound = sum(between) / 2
@@ -193,7 +208,8 @@ def test_aggregate_min_mean_plcc_ini_one_arch(gate, clean):
     assert re.search(rf"{worse}: mean PLCC \S+ is below the minimum", run.output)
 
 
-def test_aggregate_threshold_over_the_selected_folds_only(gate, clean):
+def test_aggregate_threshold_over_the_selected_folds_only(template_gate, clean):
+    gate = template_gate
     clean = clean.run.report["archs"]["linear"]["per_fold"]
     best = min(SOURCES, key=lambda s: clean[s]["rmse"])
     bound = (min(m["rmse"] for m in clean.values()) + sorted(m["rmse"] for m in clean.values())[1]) / 2
@@ -204,7 +220,8 @@ def test_aggregate_threshold_over_the_selected_folds_only(gate, clean):
     assert run.report["failures"] == []
 
 
-def test_aggregate_failure_does_not_hide_item_failures(gate):
+def test_aggregate_failure_does_not_hide_item_failures(template_gate):
+    gate = template_gate
     run = gate.run("--loso-max-mean-rmse", "0.001", "--loso-source-threshold", "Src0000: min_plcc=0.99999")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     tests = [f["test"] for f in run.report["failures"]]
@@ -213,7 +230,8 @@ def test_aggregate_failure_does_not_hide_item_failures(gate):
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN"])
-def test_nan_bound_is_a_usage_error_not_a_disabled_bound(gate, value):
+def test_nan_bound_is_a_usage_error_not_a_disabled_bound(template_gate, value):
+    gate = template_gate
     """Every comparison with NaN is false: a NaN bound would pass everything without a word."""
     run = gate.run("--loso-min-plcc", value)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.output
