@@ -9,6 +9,7 @@ import pytest
 
 from loso_helpers import ARCHS, SOURCES
 from held_out_helpers import predictions_args, trainer_rows, write
+from shared_runs import SharedRuns, template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 ARCH = ARCHS[0]
 
@@ -22,14 +23,18 @@ def _candidates(gate, noise: float = 8.0) -> list[dict]:
     return good + poor + twin
 
 
+_ROWS = SharedRuns()  # the candidates' rows: the same for every test (the template's folds and cache)
+
+
 def _run(gate, *extra):
     predictions = gate.root / "candidates.jsonl"
     if not predictions.exists():
-        write(predictions, _candidates(gate))
+        write(predictions, _ROWS.get("candidates", lambda: _candidates(gate)))
     return gate.run(*predictions_args(gate, predictions), "--loso-bootstrap=200", *extra, plain=True)
 
 
-def test_a_good_candidate_is_better_and_a_poor_one_is_worse(gate):
+def test_a_good_candidate_is_better_and_a_poor_one_is_worse(template_gate):
+    gate = template_gate
     run = _run(gate, "--loso-versus=good=poor", "--loso-versus-rule=better")
     assert run.outcomes["loso::versus[good-poor]"] == "PASSED", run.output
     block = run.report["versus"]["versus[good-poor]"]
@@ -59,7 +64,8 @@ def test_a_good_candidate_is_better_and_a_poor_one_is_worse(gate):
                for f in run.report["failures"])
 
 
-def test_identical_candidates_differ_by_exactly_zero(gate):
+def test_identical_candidates_differ_by_exactly_zero(template_gate):
+    gate = template_gate
     run = _run(gate, "--loso-versus=twin=good")
     assert run.outcomes["loso::versus[twin-good]"] == "PASSED", run.output
     block = run.report["versus"]["versus[twin-good]"]
@@ -70,7 +76,8 @@ def test_identical_candidates_differ_by_exactly_zero(gate):
     assert "is not surely above zero (rule: better)" in run.failure_text("loso::versus[twin-good]")
 
 
-def test_a_partial_run_skips_the_versus_test(gate):
+def test_a_partial_run_skips_the_versus_test(template_gate):
+    gate = template_gate
     run = _run(gate, "--loso-versus=good=poor", "--deselect", f"loso::fold[poor-{SOURCES[0]}]")
     block = run.report["versus"]["versus[good-poor]"]
     assert block["check"]["outcome"] == "skipped" and "partial run" in block["check"]["message"]
@@ -79,7 +86,8 @@ def test_a_partial_run_skips_the_versus_test(gate):
 @pytest.mark.parametrize("spec, words", [
     ("good=nothing", ["--loso-versus good=nothing names nothing", "runs: good, poor, twin"]),
 ])
-def test_an_unknown_run_stops_the_gate(gate, spec, words):
+def test_an_unknown_run_stops_the_gate(template_gate, spec, words):
+    gate = template_gate
     run = _run(gate, f"--loso-versus={spec}")
     assert run.result.ret != 0 and "the gate cannot make its tests" in run.output
     for word in words:
@@ -87,12 +95,14 @@ def test_an_unknown_run_stops_the_gate(gate, spec, words):
 
 
 @pytest.mark.parametrize("spec", ["good", "good=", "good=good"])
-def test_a_malformed_pair_is_a_usage_error(gate, spec):
+def test_a_malformed_pair_is_a_usage_error(template_gate, spec):
+    gate = template_gate
     run = _run(gate, f"--loso-versus={spec}")
     assert run.result.ret == 4 and "expected NEW=OLD" in run.output
 
 
-def test_the_verdict_names_the_winner(gate):
+def test_the_verdict_names_the_winner(template_gate):
+    gate = template_gate
     verdict = gate.root / "verdict.json"
     run = _run(gate, "--loso-versus=good=poor", f"--loso-verdict={verdict}")
     assert run.result.ret == 0, run.output
