@@ -18,6 +18,7 @@ from loso_helpers import ARCHS, SOURCES, parse_outcomes
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.settings import SliceBounds, parse_slice_thresholds, parse_slices
 from held_out_helpers import _cache_frames, _onnx_predict, table_rows, write
+from shared_runs import SharedRuns, template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 ARCH = ARCHS[0]
 
@@ -75,7 +76,21 @@ def _table_run(gate, *extra, subprocess: bool = False):
                     f"--loso-report={gate.report_dir}", *extra, plain=True, subprocess=subprocess)
 
 
-def test_slices_of_a_cache_corpus_match_an_independent_computation(gate):
+_SHARED = SharedRuns()
+# The table sliced by encoder with two slice bounds (libx264's fails, nvenc's holds) and a versus of the
+# fold models' runs: the xdist test's serial run, which the leave-out test reads too.
+_SLICED_TABLE = ("--loso-slice=encoder", "--loso-slice-threshold=encoder=libx264: min_mean_plcc=0.99",
+                 "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0",
+                 f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-bootstrap=100")
+
+
+def _sliced_table_run(gate):
+    """:data:`_SLICED_TABLE`'s serial run, made once (in the first asking test's folder)."""
+    return _SHARED.get("sliced_table", lambda: _table_run(gate, *_SLICED_TABLE))
+
+
+def test_slices_of_a_cache_corpus_match_an_independent_computation(template_gate):
+    gate = template_gate
     run = gate.run("--loso-extractor=none", "--loso-slice=quality", "--loso-slice=kbps")
     assert set(run.outcomes.values()) == {"PASSED"}, run.output
     slices = run.report["slices"]
@@ -106,8 +121,9 @@ def test_slices_of_a_cache_corpus_match_an_independent_computation(gate):
     assert f"| {ARCH} | {mean['mean_plcc']:.4f} / {mean['mean_rmse']:.3f} |" in run.markdown
 
 
-def test_slices_of_a_table_column_leave_out_a_fold_with_one_frame_and_say_so(gate):
-    run = _table_run(gate, "--loso-slice=encoder", "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0")
+def test_slices_of_a_table_column_leave_out_a_fold_with_one_frame_and_say_so(template_gate):
+    gate = template_gate
+    run = _sliced_table_run(gate)  # the encoder slices, with nvenc's bound (and others: see _SLICED_TABLE)
     assert run.outcomes[f"loso::slice[{ARCH}-encoder=nvenc]"] == "PASSED", run.output
     slices = run.report["slices"]["encoder"]
     assert list(slices) == ["libsvtav1", "libx264", "nvenc"]
@@ -129,7 +145,8 @@ def test_slices_of_a_table_column_leave_out_a_fold_with_one_frame_and_say_so(gat
     assert slices["libx264"]["runs"][ARCH]["left_out"] == {}
 
 
-def test_a_threshold_passes_and_fails_for_the_right_reason(gate):
+def test_a_threshold_passes_and_fails_for_the_right_reason(template_gate):
+    gate = template_gate
     frames = {s: _frames(gate, s, gate.fold_path(ARCH, s)) for s in SOURCES}
     plcc = float(np.mean([_expected(frames[s], "encoder", "libx264")["plcc"] for s in SOURCES]))
     rmse = float(np.mean([_expected(frames[s], "encoder", "libx264")["rmse"] for s in SOURCES]))
@@ -158,7 +175,8 @@ def test_a_threshold_passes_and_fails_for_the_right_reason(gate):
     assert run.outcomes[f"loso::aggregate[{ARCH}]"] == "PASSED"
 
 
-def test_a_value_no_fold_has_fails_naming_the_values(gate):
+def test_a_value_no_fold_has_fails_naming_the_values(template_gate):
+    gate = template_gate
     run = _table_run(gate, "--loso-slice-threshold=encoder=x264: min_mean_plcc=0.5", f"--loso-arch={ARCH}")
     test = f"loso::slice[{ARCH}-encoder=x264]"
     assert run.outcomes[test] == "FAILED"
@@ -166,15 +184,17 @@ def test_a_value_no_fold_has_fails_naming_the_values(gate):
     assert "libsvtav1, libx264, nvenc" in run.failure_text(test)
 
 
-def test_without_bounds_slices_are_reported_not_judged(gate):
+def test_without_bounds_slices_are_reported_not_judged(template_gate, clean):
+    gate = template_gate
     run = gate.run("--loso-extractor=none", "--loso-slice=height")
     assert not [t for t in run.outcomes if "slice[" in t]
     assert "check" not in next(iter(run.report["slices"]["height"].values()))["runs"][ARCH]
-    plain = gate.run("--loso-extractor=none")
+    plain = clean.run  # the template's run without --loso-slice
     assert "slices" not in plain.report and "## Slices" not in plain.markdown  # a report without keeps its shape
 
 
-def test_a_column_that_does_not_exist_is_a_clear_error(gate):
+def test_a_column_that_does_not_exist_is_a_clear_error(template_gate):
+    gate = template_gate
     run = _table_run(gate, "--loso-slice=codec")
     assert run.result.ret != 0 and "the gate cannot make its tests" in run.output
     assert "--loso-slice names column 'codec', which the table lacks" in run.output
@@ -185,15 +205,13 @@ def test_a_column_that_does_not_exist_is_a_clear_error(gate):
     assert "quality, height, kbps" in run.output
 
 
-def test_slices_and_a_versus_of_fold_models_under_xdist_are_the_serial_ones(gate):
+def test_slices_and_a_versus_of_fold_models_under_xdist_are_the_serial_ones(template_gate):
+    gate = template_gate
     """Slices and a paired A/B test (versus[...], of the fold models' runs) judged on the controller from
     what two workers scored, as serially; both in one pair of runs (each xdist run starts two processes)."""
     versus = f"loso::versus[{ARCHS[0]}-{ARCHS[1]}]"
-    args = ("--loso-slice=encoder", "--loso-slice-threshold=encoder=libx264: min_mean_plcc=0.99",
-            "--loso-slice-threshold=encoder=nvenc: min_mean_plcc=0",
-            f"--loso-versus={ARCHS[0]}={ARCHS[1]}", "--loso-bootstrap=100")
-    serial = _table_run(gate, *args)
-    parallel = _table_run(gate, *args, "-n", "2")
+    serial = _sliced_table_run(gate)
+    parallel = _table_run(gate, *_SLICED_TABLE, "-n", "2")
     assert versus in serial.outcomes, serial.output
     assert parallel.outcomes[versus] == serial.outcomes[versus]
     assert parallel.report["versus"] == serial.report["versus"]
@@ -205,7 +223,8 @@ def test_slices_and_a_versus_of_fold_models_under_xdist_are_the_serial_ones(gate
     assert parallel.report["failures"] == serial.report["failures"]
 
 
-def test_ini_lines(gate):
+def test_ini_lines(template_gate):
+    gate = template_gate
     (gate.root / "pytest.ini").write_text(
         "[pytest]\nloso_slice =\n    quality\nloso_slice_threshold =\n    height=360: min_mean_plcc=0\n")
     run = gate.run("--loso-extractor=none")
@@ -245,7 +264,8 @@ def test_parse_slices():
         parse_slices(["encoder=libx264"])
 
 
-def test_an_ensemble_slice_and_the_step_summary(gate, monkeypatch):
+def test_an_ensemble_slice_and_the_step_summary(template_gate, monkeypatch):
+    gate = template_gate
     summary = gate.root / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     members = f"{gate.runs}/loso_{ARCH}/fold_*/{ARCH}_final.onnx"
@@ -282,7 +302,8 @@ def test_the_documented_example_on_the_bundled_corpus(pytester):
     assert list(report["slices"]) == ["quality", "height"]
 
 
-def test_held_out_predictions_give_the_fold_models_slices(gate):
+def test_held_out_predictions_give_the_fold_models_slices(template_gate):
+    gate = template_gate
     from held_out_helpers import predictions_args, trainer_rows
 
     onnx_run = gate.run("--loso-extractor=none", "--loso-slice=quality", baseline=False)
