@@ -10,19 +10,28 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from loso_helpers import BASELINE_TAG, SOURCES
+from loso_helpers import BASELINE_TAG, SOURCES, Built, GateEnv
 from pytest_loso.quantized import cpu_vnni
+from shared_runs import SharedRuns, TemplateGate
 
 QUANT_ID = f"loso::quant[{BASELINE_TAG}]"
 
+_SHARED = SharedRuns()
+
 
 @pytest.fixture
-def quantised(gate):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantised(pytester: pytest.Pytester, built: Built, tmp_path_factory: pytest.TempPathFactory) -> TemplateGate:
+    """The template with its baseline's int8 sibling beside it, made once (a copy of its own), and run in
+    place: the tests only read it (their registries and other files go to their own folder)."""
+    def make() -> Built:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(gate.baseline), str(gate.baseline.with_name(f"{BASELINE_TAG}.int8.onnx")),
-                     weight_type=QuantType.QInt8)
-    return gate
+        gate = GateEnv(pytester, built, root=tmp_path_factory.mktemp("quantised"))
+        quantize_dynamic(str(gate.baseline), str(gate.baseline.with_name(f"{BASELINE_TAG}.int8.onnx")),
+                         weight_type=QuantType.QInt8)
+        return Built(gate.root, built.truth, built.folds, built.baseline)
+
+    return TemplateGate(pytester, _SHARED.get("tree", make))
 
 
 def _int8(gate) -> Path:
