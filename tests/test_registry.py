@@ -13,6 +13,7 @@ from loso_helpers import BASELINE_ID, BASELINE_TAG, STEPS
 from pytest_loso.errors import LosoInputError
 from pytest_loso.registry import load_registry
 from loso_testing.training import export_onnx, train
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 
 def _sha(path) -> str:
@@ -30,7 +31,8 @@ def _baseline_entry(gate, sha256: str | None = None) -> dict:
             "sha256": sha256 or _sha(gate.baseline), "smoke": False}
 
 
-def test_a_model_matching_its_pin_is_scored_and_unlisted_models_are_listed(gate):
+def test_a_model_matching_its_pin_is_scored_and_unlisted_models_are_listed(template_gate):
+    gate = template_gate
     registry = _write_registry(gate, [_baseline_entry(gate), {"id": "other", "onnx": "other.onnx",
                                                               "sha256": "0" * 64}])
     run = gate.run(f"--loso-registry={registry}", "-k", "baseline or Src0000")
@@ -46,7 +48,8 @@ def test_a_model_matching_its_pin_is_scored_and_unlisted_models_are_listed(gate)
     assert "## Registry" in run.markdown and "1 of 1 listed models match their pins" in run.markdown
 
 
-def test_a_model_whose_digest_is_not_the_pinned_one_fails_its_test_naming_entry_file_and_digests(gate):
+def test_a_model_whose_digest_is_not_the_pinned_one_fails_its_test_naming_entry_file_and_digests(template_gate):
+    gate = template_gate
     pinned = "ab" * 32
     registry = _write_registry(gate, [_baseline_entry(gate, pinned)])
     run = gate.run(f"--loso-registry={registry}", "-k", "baseline or Src0000")
@@ -58,7 +61,8 @@ def test_a_model_whose_digest_is_not_the_pinned_one_fails_its_test_naming_entry_
     assert run.report["registry"]["mismatched"] == [str(gate.baseline)]
 
 
-def test_an_ensemble_member_is_checked_too(gate):
+def test_an_ensemble_member_is_checked_too(template_gate):
+    gate = template_gate
     x, y = gate.all_xy()
     for seed in range(2):
         export_onnx(train(x, y, "linear", steps=STEPS, seed=seed), gate.root / "ens" / f"m_seed{seed}.onnx")
@@ -77,7 +81,8 @@ def test_an_ensemble_member_is_checked_too(gate):
     ('{"models": [{"id": "a", "onnx": "a.onnx", "sha256": "xyz"}]}', "models[0].sha256 (a) should be a sha256"),
     ('{"models": [{"onnx": "a.onnx", "quant_accuracy_budget_plcc": "1%"}]}', "models[0].quant_accuracy_budget_plcc (a) should be a number"),
 ])
-def test_a_registry_not_in_the_registry_shape_is_a_usage_error(gate, text, said):
+def test_a_registry_not_in_the_registry_shape_is_a_usage_error(template_gate, text, said):
+    gate = template_gate
     (gate.root / "registry.json").write_text(text)
     run = gate.run("--loso-registry=registry.json")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
