@@ -22,6 +22,7 @@ from pytest_loso.features import FEATURE_NAMES
 from pytest_loso.models import load_model
 from sidecar_helpers import MEAN, ORDER, STD, _save, _sidecar, _weights
 from sidecar_helpers import CQ_RANGE, VOCAB, _codec_sidecar, _frames, _layout, _source
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 NODE = f"loso::baseline[{BASELINE_TAG}]"
 # The shipped fr_regressor_v3.json's training corpus (its corpus_sha256), whose cq range is 19..37.
@@ -277,7 +278,8 @@ def test_first_generation_model_picks_its_features_by_name(gate):
 
 # -- named baselines: --loso-baseline NAME=PATH, ini loso_baseline lines ----------------------------
 
-def test_named_baselines_on_the_command_line(gate):
+def test_named_baselines_on_the_command_line(template_gate):
+    gate = template_gate
     copy = gate.root / "other" / gate.baseline.name
     shutil.copytree(gate.baseline.parent, copy.parent)
     run = gate.run(f"--loso-baseline=v1_copy={copy}")  # with the bare path: stem vmaf_tiny_v1
@@ -307,7 +309,8 @@ LOOSE = ["--loso-min-plcc=-1", "--loso-min-srocc=-1", "--loso-max-rmse=1e9", "--
          "--loso-max-mean-rmse=1e9"]
 
 
-def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
+def test_codec_aware_folds_ensemble_and_baseline_on_a_table(template_gate):
+    gate = template_gate
     """v2-recipe fold models, an ensemble of export_ensemble_v2_seeds.py members and a v3 baseline,
     scored on a JSONL table with encoder / preset / cq columns: every number as the fork's recipes give."""
     from loso_helpers import table_rows as _rows
@@ -360,7 +363,8 @@ def test_codec_aware_folds_ensemble_and_baseline_on_a_table(gate):
     assert feed["crf_norm"].startswith("(cq - 19) / (37 - 19)") and PHASE_A_SHA in feed["crf_norm"]
 
 
-def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(gate):
+def test_v2_recipe_without_a_preset_column_uses_the_fork_default_and_says_so(template_gate):
+    gate = template_gate
     from loso_helpers import table_rows as _rows
     from loso_helpers import write_jsonl as _write_jsonl
 
