@@ -9,14 +9,16 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from loso_helpers import ENSEMBLE_MEMBERS, SOURCES, STEPS, parse_outcomes, script_metrics
+from shared_runs import template_gate  # noqa: F401 (a fixture)
 
 MEMBERS = ENSEMBLE_MEMBERS
 
 
 @pytest.fixture
-def ensemble(gate, ensemble_members):
-    shutil.copytree(ensemble_members, gate.root / "ens")
-    return gate
+def ensemble(template_gate, ensemble_members):
+    """The template run in place (the tests only read it), the members copied into the test's folder."""
+    shutil.copytree(ensemble_members, template_gate.root / "ens")
+    return template_gate
 
 
 def _members(gate):
