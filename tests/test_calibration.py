@@ -14,15 +14,17 @@ from loso_helpers import ENSEMBLE_MEMBERS, SOURCES
 from pytest_loso.errors import LosoUsageError
 from pytest_loso.metrics.calibration import calibration, worst_sources
 from pytest_loso.settings import parse_min_coverage
+from shared_runs import template_gate  # noqa: F401 (a fixture)
 
 MEMBERS = ENSEMBLE_MEMBERS
 ENSEMBLE = "loso::ensemble[fr]"
 
 
 @pytest.fixture
-def ensemble(gate, ensemble_members):
-    shutil.copytree(ensemble_members, gate.root / "ens")
-    return gate
+def ensemble(template_gate, ensemble_members):
+    """The template run in place (the tests only read it), the members copied into the test's folder."""
+    shutil.copytree(ensemble_members, template_gate.root / "ens")
+    return template_gate
 
 
 def _predict(path, x) -> np.ndarray:
