@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import pytest_loso.files
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 
 def _full_disk(monkeypatch, name: str) -> None:
@@ -27,7 +28,8 @@ def _full_disk(monkeypatch, name: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["a file", "unwritable folder"])
-def test_plots_onto_a_file_or_an_unwritable_folder_is_a_usage_error(gate, where):
+def test_plots_onto_a_file_or_an_unwritable_folder_is_a_usage_error(template_gate, where):
+    gate = template_gate
     target = gate.root / "plots.png" if where == "a file" else Path("/proc/loso-plots")
     if where == "a file":
         target.write_text("not a folder")
@@ -39,7 +41,8 @@ def test_plots_onto_a_file_or_an_unwritable_folder_is_a_usage_error(gate, where)
 
 
 @pytest.mark.parametrize("where", ["a folder", "unwritable folder"])
-def test_accepting_onto_a_folder_or_an_unwritable_folder_is_a_usage_error(gate, where):
+def test_accepting_onto_a_folder_or_an_unwritable_folder_is_a_usage_error(template_gate, where):
+    gate = template_gate
     target = gate.root / "accepted" if where == "a folder" else Path("/proc/loso-accepted/accepted.json")
     if where == "a folder":
         target.mkdir()
@@ -49,7 +52,8 @@ def test_accepting_onto_a_folder_or_an_unwritable_folder_is_a_usage_error(gate, 
     assert run.report is None  # before anything is scored
 
 
-def test_accepting_on_a_full_disk_is_said_and_leaves_no_stray_predictions(gate, monkeypatch):
+def test_accepting_on_a_full_disk_is_said_and_leaves_no_stray_predictions(template_gate, monkeypatch):
+    gate = template_gate
     accepted = gate.root / "accepted.json"
     _full_disk(monkeypatch, accepted.name)
     junit = gate.root / "junit.xml"
@@ -70,7 +74,8 @@ def test_accepting_on_a_full_disk_is_said_and_leaves_no_stray_predictions(gate, 
     assert {"test": "accept", "message": said} in run.report["failures"]
 
 
-def test_a_verdict_on_a_full_disk_is_said_and_junit_is_written(gate, monkeypatch):
+def test_a_verdict_on_a_full_disk_is_said_and_junit_is_written(template_gate, monkeypatch):
+    gate = template_gate
     verdict = gate.report_dir / "verdict.json"
     _full_disk(monkeypatch, verdict.name)
     junit = gate.root / "junit.xml"
@@ -80,7 +85,8 @@ def test_a_verdict_on_a_full_disk_is_said_and_junit_is_written(gate, monkeypatch
     assert junit.exists() and run.report is not None and not verdict.exists()
 
 
-def test_a_verdict_onto_a_fifo_is_a_usage_error_and_the_fifo_is_kept(gate):
+def test_a_verdict_onto_a_fifo_is_a_usage_error_and_the_fifo_is_kept(template_gate):
+    gate = template_gate
     """Not a real device such as /dev/full: the old code replaced it with the verdict's JSON."""
     fifo = gate.root / "verdict.fifo"
     os.mkfifo(fifo)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loso_helpers import SOURCES
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_no_interval_claimed_with_the_bootstrap_off_and_a_failed_fold_is_shown(d
     assert len([p for p in top.patches if p.get_fill()]) == len(SOURCES) - 1
 
 
-def test_the_interval_is_named_when_the_bootstrap_drew_one(drawn, gate):
+def test_the_interval_is_named_when_the_bootstrap_drew_one(drawn, template_gate):
+    gate = template_gate
     run = gate.run("--loso-plot=plots", "--loso-bootstrap=50")
     assert run.result.ret == 0, run.output
     top, bottom = drawn["folds_mlp_small.png"].axes
