@@ -10,9 +10,23 @@ import pytest
 
 from loso_helpers import SOURCES, sweep_folder
 from loso_helpers import _parse_openmetrics
+from shared_runs import SharedRuns, TemplateGate, template_gate  # noqa: F401 (a fixture)
 
 SEEDS = (0, 1)
 ARCH = "mlp_small"
+
+_SHARED = SharedRuns()
+
+
+def _whole_runs_metrics(gate: TemplateGate, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The metrics file of the template's whole run (``--loso-metrics``), made once, in a folder of its
+    own: the two tests below start from it, each in its own folder, and check that their run keeps it."""
+    def make() -> bytes:
+        metrics = tmp_path_factory.mktemp("fix20d_whole_metrics") / "metrics.txt"
+        assert gate.run(f"--loso-metrics={metrics}").result.ret == 0
+        return metrics.read_bytes()
+
+    return _SHARED.get("whole", make)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +44,8 @@ def sweep_and_members(tmp_path_factory, seed_sweep, ensemble_members) -> Path:
     return root
 
 
-def test_metrics_label_seeds_and_hold_the_figures_across_seeds_and_the_ensembles(gate, sweep_and_members):
+def test_metrics_label_seeds_and_hold_the_figures_across_seeds_and_the_ensembles(template_gate, sweep_and_members):
+    gate = template_gate
     shutil.copytree(sweep_and_members / "sweep", gate.root / "sweep")
     shutil.copytree(sweep_and_members / "ens", gate.root / "ens")
     args = [a for a in gate.args(baseline=False) if not a.startswith("--loso-dir=")]
@@ -61,10 +76,11 @@ def test_metrics_label_seeds_and_hold_the_figures_across_seeds_and_the_ensembles
     assert families["loso_rmse"][(("ensemble", "fr"), ("split", SOURCES[2]))] == per_clip["rmse"]
 
 
-def test_a_partial_run_writes_its_metrics_beside_the_whole_runs(gate):
+def test_a_partial_run_writes_its_metrics_beside_the_whole_runs(template_gate, tmp_path_factory):
+    gate = template_gate
     metrics = gate.root / "metrics.txt"
-    assert gate.run(f"--loso-metrics={metrics}").result.ret == 0
-    whole = metrics.read_bytes()
+    whole = _whole_runs_metrics(gate, tmp_path_factory)
+    metrics.write_bytes(whole)
     run = gate.run(f"--loso-metrics={metrics}", "-k", "Src0000")
     assert run.result.ret == 0, run.output
     assert run.report["partial"] is not None
@@ -77,10 +93,11 @@ def test_a_partial_run_writes_its_metrics_beside_the_whole_runs(gate):
             in run.output)
 
 
-def test_a_run_that_could_not_plan_keeps_the_whole_runs_metrics(gate):
+def test_a_run_that_could_not_plan_keeps_the_whole_runs_metrics(template_gate, tmp_path_factory):
+    gate = template_gate
     metrics = gate.root / "metrics.txt"
-    assert gate.run(f"--loso-metrics={metrics}").result.ret == 0
-    whole = metrics.read_bytes()
+    whole = _whole_runs_metrics(gate, tmp_path_factory)
+    metrics.write_bytes(whole)
     run = gate.run(f"--loso-metrics={metrics}", "--loso-arch=mlp_smal")
     assert run.result.ret != 0
     assert metrics.read_bytes() == whole
