@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 pytest.importorskip("xdist")
 
@@ -31,7 +32,8 @@ def test_a_non_utf8_data_root_with_workers_is_a_usage_error_naming_the_option(ga
     assert "rename the folder (or file) to a UTF-8 name, or run without -n" in run.output, run.output
 
 
-def test_a_non_utf8_report_folder_with_workers_is_a_usage_error(gate):
+def test_a_non_utf8_report_folder_with_workers_is_a_usage_error(template_gate):
+    gate = template_gate
     report_dir = gate.root / "report \udcfd"
     os.mkdir(os.fsencode(report_dir))
     args = [a for a in gate.args() if not a.startswith("--loso-report=")] + [f"--loso-report={report_dir}"]
