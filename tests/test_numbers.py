@@ -35,6 +35,7 @@ from loso_helpers import (
     scored_ids,
 )
 from loso_testing.training import cache_payload, export_onnx, write_cache
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 
 def test_fold_metrics_match_float64_forward_pass(clean):
@@ -181,7 +182,8 @@ def test_cache_fingerprint_tracks_cache_bytes(gate, clean):
     assert after["sha256"] != before["sha256"]
 
 
-def test_renamed_model_with_stale_external_data_location(gate, built):
+def test_renamed_model_with_stale_external_data_location(template_gate, built):
+    gate = template_gate
     """Exported as mlp_small_final.onnx, then renamed: the location inside names the old file.
 
     The plain ``InferenceSession(path)`` of the old script fails on it; the gate uses the

@@ -19,6 +19,7 @@ from loso_testing.training import export_onnx, train
 from compare_helpers import (accept, accepted_file, compare_with, degrade_linear_fold, explicit_bootstrap, failed,
                           fold, ort_predict, rows)
 from shared_runs import SharedRuns, TemplateGate
+from shared_runs import template_gate  # noqa: F401 (a fixture: runs that only read the template)
 
 PAIR_FRAMES = (FRAMES,) * PAIRS_PER_SOURCE
 NOISE = ("--loso-compare-mode=noise",)
@@ -44,7 +45,8 @@ def sidecar(gate):
     return accepted_file(gate).with_name("accepted.predictions.npz")
 
 
-def test_the_sidecar_holds_each_tests_predictions_and_the_accept_copies_it(gate):
+def test_the_sidecar_holds_each_tests_predictions_and_the_accept_copies_it(template_gate):
+    gate = template_gate
     accepted = accept(gate)
     written = gate.report_dir / "loso_eval.predictions.npz"
     assert accepted["predictions"]["file"] == written.name
@@ -173,7 +175,8 @@ def test_other_frames_are_not_paired(gate):
     assert fold(run.report, "linear", "Src0000")["paired"]["rule"] == "paired"
 
 
-def test_a_partial_run_writes_a_partial_sidecar(gate):
+def test_a_partial_run_writes_a_partial_sidecar(template_gate):
+    gate = template_gate
     run = gate.run("--loso-bootstrap=50", "-k", "Src0000")
     assert run.report["partial"] is not None
     partial = gate.report_dir / "loso_eval.partial.predictions.npz"
