@@ -18,13 +18,13 @@ ARCH = "mlp_small"
 _SHARED = SharedRuns()
 
 
-def _whole_runs_metrics(gate: TemplateGate, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """The metrics file of the template's whole run (``--loso-metrics``), made once, in a folder of its
-    own: the two tests below start from it, each in its own folder, and check that their run keeps it."""
-    def make() -> bytes:
+def _whole_runs_metrics(gate: TemplateGate, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, bytes]:
+    """The template's whole run with ``--loso-metrics``: its exit status and metrics file, made once, in a
+    folder of its own. The two tests below start from that file, each in its own folder, and check that
+    their run keeps it."""
+    def make() -> tuple[int, bytes]:
         metrics = tmp_path_factory.mktemp("fix20d_whole_metrics") / "metrics.txt"
-        assert gate.run(f"--loso-metrics={metrics}").result.ret == 0
-        return metrics.read_bytes()
+        return gate.run(f"--loso-metrics={metrics}").result.ret, metrics.read_bytes()
 
     return _SHARED.get("whole", make)
 
@@ -79,7 +79,8 @@ def test_metrics_label_seeds_and_hold_the_figures_across_seeds_and_the_ensembles
 def test_a_partial_run_writes_its_metrics_beside_the_whole_runs(template_gate, tmp_path_factory):
     gate = template_gate
     metrics = gate.root / "metrics.txt"
-    whole = _whole_runs_metrics(gate, tmp_path_factory)
+    ret, whole = _whole_runs_metrics(gate, tmp_path_factory)
+    assert ret == 0
     metrics.write_bytes(whole)
     run = gate.run(f"--loso-metrics={metrics}", "-k", "Src0000")
     assert run.result.ret == 0, run.output
@@ -96,7 +97,8 @@ def test_a_partial_run_writes_its_metrics_beside_the_whole_runs(template_gate, t
 def test_a_run_that_could_not_plan_keeps_the_whole_runs_metrics(template_gate, tmp_path_factory):
     gate = template_gate
     metrics = gate.root / "metrics.txt"
-    whole = _whole_runs_metrics(gate, tmp_path_factory)
+    ret, whole = _whole_runs_metrics(gate, tmp_path_factory)
+    assert ret == 0
     metrics.write_bytes(whole)
     run = gate.run(f"--loso-metrics={metrics}", "--loso-arch=mlp_smal")
     assert run.result.ret != 0
