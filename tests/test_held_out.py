@@ -55,7 +55,8 @@ def test_predictions_give_the_fold_models_numbers_to_the_last_digit(template_gat
     assert run.report["run_provenance"]["models"][str(predictions)]["sha256"] == provenance["sha256"]
 
 
-def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate):
+def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(template_gate):
+    gate = template_gate  # its runs only read the template
     table = write(gate.root / "frames.parquet", table_rows(gate))
     corpus = (f"--loso-table={table}",)
     onnx_run = gate.run(*predictions_args(gate, corpus=corpus), f"--loso-dir={gate.runs}", "--loso-bootstrap=30",
@@ -69,9 +70,10 @@ def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate)
     assert _numbers(run.report) == _numbers(onnx_run.report)
 
 
-def test_seeds_mixed_with_fold_models_baselines_and_an_accepted_report(gate):
+def test_seeds_mixed_with_fold_models_baselines_and_an_accepted_report(template_gate):
     """Two seeds' predictions of another run beside the fold models and the baseline: seeds[...] and
     the paired comparison work as for fold models."""
+    gate = template_gate  # its runs only read the template
     rows = trainer_rows(gate, (ARCH,), run_of=lambda a: "trainer", seed=0)
     rows += trainer_rows(gate, (ARCHS[1],), run_of=lambda a: "trainer", seed=1)
     predictions = write(gate.root / "held_out.jsonl", rows)
@@ -230,7 +232,8 @@ def test_a_source_not_predicted_or_not_in_the_corpus_fails_that_fold(bad_predict
 
 
 @pytest.mark.parametrize("column", ["run", "src", "dis_basename", "frame_index", "prediction"])
-def test_a_missing_column_stops_the_gate_naming_it(gate, column):
+def test_a_missing_column_stops_the_gate_naming_it(template_gate, column):
+    gate = template_gate  # its runs only read the template
     rows = _one_arch(gate)
     for row in rows:
         del row[column]
@@ -249,7 +252,8 @@ def test_a_missing_column_stops_the_gate_naming_it(gate, column):
     ('{"run": "a", "source": null, "dis_basename": "x", "frame_index": 0, "prediction": 1}\n', ["has no source"]),
     ("not json\n", ["line 1 is not valid JSON"]),
 ])
-def test_a_bad_run_seed_or_source_stops_the_gate(gate, content, words):
+def test_a_bad_run_seed_or_source_stops_the_gate(template_gate, content, words):
+    gate = template_gate  # its runs only read the template
     predictions = gate.root / "p.jsonl"
     predictions.write_text(content)
     run = gate.run(*predictions_args(gate, predictions), plain=True)
@@ -260,7 +264,8 @@ def test_a_bad_run_seed_or_source_stops_the_gate(gate, content, words):
     assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
 
 
-def test_a_missing_file_or_another_suffix_is_a_usage_error(gate):
+def test_a_missing_file_or_another_suffix_is_a_usage_error(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run(*predictions_args(gate, gate.root / "none.jsonl"), plain=True)
     assert run.result.ret == 4 and "--loso-predictions" in run.output and "file not found" in run.output
     other = gate.root / "p.csv"
@@ -269,7 +274,8 @@ def test_a_missing_file_or_another_suffix_is_a_usage_error(gate):
     assert run.result.ret == 4 and "expected a .jsonl or .parquet file" in run.output
 
 
-def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(gate):
+def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(template_gate):
+    gate = template_gate  # its runs only read the template
     a = write(gate.root / "a.jsonl", _one_arch(gate))
     b = write(gate.root / "b.jsonl", _one_arch(gate))
     run = gate.run(*predictions_args(gate, a, b), plain=True)
@@ -278,7 +284,8 @@ def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(gate):
     assert run.result.ret != 0 and "has fold models in --loso-dir too" in run.output
 
 
-def test_a_table_without_dis_basename_cannot_be_joined(gate):
+def test_a_table_without_dis_basename_cannot_be_joined(template_gate):
+    gate = template_gate  # its runs only read the template
     rows = table_rows(gate)
     for row in rows:
         row["cq"] = int(row.pop("dis_basename").split("_")[1])
@@ -288,7 +295,8 @@ def test_a_table_without_dis_basename_cannot_be_joined(gate):
     _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[0]}]", "has no dis_basename column")
 
 
-def test_clip_names_with_or_without_yuv_join_the_cache_corpus(gate):
+def test_clip_names_with_or_without_yuv_join_the_cache_corpus(template_gate):
+    gate = template_gate  # its runs only read the template
     rows = trainer_rows(gate, (ARCH,), clip_name=lambda stem: stem)
     predictions = write(gate.root / "p.jsonl", rows)
     run = gate.run(*predictions_args(gate, predictions), plain=True)
