@@ -188,7 +188,8 @@ def test_cli_relative_paths_are_relative_to_the_invocation_dir(gate):
     assert run.report["run_provenance"]["data_root"] == str(gate.data_root)
 
 
-def test_cache_dir_from_environment(gate, monkeypatch):
+def test_cache_dir_from_environment(template_gate, monkeypatch):
+    gate = template_gate  # its run only reads the template
     monkeypatch.setenv("VMAF_TINY_AI_CACHE", str(gate.cache_dir))
     run = gate.run(
         "-p", "no:cacheprovider", "-rA",
@@ -211,8 +212,9 @@ def test_default_report_dir(gate):
     assert (gate.root / "runs" / "loso_eval" / "loso_eval.md").is_file()
 
 
-def test_single_run_layout(gate):
+def test_single_run_layout(template_gate):
     """A --loso-dir that is one architecture's run (fold_<Source>/ directly inside) works too."""
+    gate = template_gate  # its run only reads the template
     run = gate.run(
         "-p", "no:cacheprovider", "-rA",
         f"--loso-dir={gate.runs / 'loso_linear'}", f"--data-root={gate.data_root}",
