@@ -13,8 +13,31 @@ import pytest
 
 from loso_helpers import ARCHS, BASELINE_TAG, SOURCES, all_ids
 from loso_helpers import _parse_openmetrics
+from shared_runs import SharedRuns, template_gate  # noqa: F401  (template_gate: a fixture)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SHARED = SharedRuns()
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture
+def outputs_run(template_gate):
+    """One run of the untouched template that writes OpenMetrics and (with matplotlib) the plots,
+    in place: the run and the folder its relative paths are in. Asked two questions: the metrics
+    file (a plot is no number of it) and the plots (the metrics file is no plot)."""
+    def make():
+        gate = template_gate
+        plots = ("--loso-plot=plots",) if _has_matplotlib() else ()
+        if plots:  # see pyplot_once
+            import matplotlib.pyplot  # noqa: F401
+        return gate.run("--loso-metrics=metrics.txt", *plots, "--loso-bootstrap=100"), gate.root
+
+    return SHARED.get("outputs_run", make)
 
 
 def _case_metrics(report: dict, name: str) -> dict:
@@ -29,7 +52,8 @@ def _case_metrics(report: dict, name: str) -> dict:
 # -- 1. JUnit XML ------------------------------------------------------------------------------
 
 
-def test_junit_properties_equal_the_report(gate):
+def test_junit_properties_equal_the_report(template_gate):
+    gate = template_gate  # its run only reads the template
     run = gate.run("--junitxml=out.xml", "--loso-bootstrap=100",
                    "--loso-source-threshold", "Src0002: min_plcc=0.99999")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output
@@ -66,7 +90,8 @@ def test_junit_properties_equal_the_report(gate):
 # -- 2. GitHub step summary ----------------------------------------------------------------------
 
 
-def test_github_step_summary_is_appended(gate, monkeypatch):
+def test_github_step_summary_is_appended(template_gate, monkeypatch):
+    gate = template_gate  # its runs only read the template (the accepted report is in its own folder)
     summary = gate.root / "step_summary.md"
     previous = "## Build\n\nearlier step's output\n"
     summary.write_text(previous)
@@ -116,10 +141,10 @@ def test_github_step_summary_is_appended(gate, monkeypatch):
 
 
 
-def test_openmetrics_file(gate):
-    run = gate.run("--loso-metrics=metrics.txt")
+def test_openmetrics_file(outputs_run):
+    run, root = outputs_run
     assert run.result.ret == 0, run.output
-    text = (gate.root / "metrics.txt").read_text()
+    text = (root / "metrics.txt").read_text()
     families = _parse_openmetrics(text)
     report = run.report
     value = report["archs"]["mlp_small"]["per_fold"]["Src0000"]["plcc"]
@@ -137,7 +162,7 @@ def test_openmetrics_file(gate):
     assert families["loso_plcc"][(("baseline", BASELINE_TAG), ("split", "all"))] == concat["plcc"]
     per_clip = report["baselines"][BASELINE_TAG]["per_clip"]["Src0001"]
     assert families["loso_rmse"][(("baseline", BASELINE_TAG), ("split", "Src0001"))] == per_clip["rmse"]
-    assert f"metrics: {gate.root / 'metrics.txt'}" in run.output
+    assert f"metrics: {root / 'metrics.txt'}" in run.output
 
 
 # -- 4. plots ----------------------------------------------------------------------------------
@@ -151,12 +176,12 @@ def pyplot_once():
     return pytest.importorskip("matplotlib.pyplot")
 
 
-def test_plots_are_decodable_pngs(pyplot_once, gate):
+def test_plots_are_decodable_pngs(pyplot_once, outputs_run):
     import matplotlib.image
 
-    run = gate.run("--loso-plot=plots", "--loso-bootstrap=100")
+    run, root = outputs_run
     assert run.result.ret == 0, run.output
-    plots = gate.root / "plots"
+    plots = root / "plots"
     expected = {f"{kind}_{arch}.png" for kind in ("scatter", "folds") for arch in ARCHS}
     assert {p.name for p in plots.iterdir()} == expected
     for name in sorted(expected):

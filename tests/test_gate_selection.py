@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loso_helpers import BASELINE_ID, aggregate_ids, all_ids, fold_ids
+from shared_runs import template_gate  # noqa: F401  (a fixture)
 
 PLAIN_TEST = "def test_plain():\n    assert 1 + 1 == 2\n"
 
@@ -17,7 +18,8 @@ def reports(report_dir) -> list[str]:
     return sorted(p.name for p in report_dir.glob("loso_eval*")) if report_dir.exists() else []
 
 
-def test_naming_other_tests_leaves_the_gate_out(gate):
+def test_naming_other_tests_leaves_the_gate_out(template_gate):
+    gate = template_gate  # its runs only read the template
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     for selection in (["test_plain.py::test_plain"], ["test_plain.py"], ["test_plain.py", "-k", "plain"]):
         run = gate.run(*selection)
@@ -27,7 +29,8 @@ def test_naming_other_tests_leaves_the_gate_out(gate):
         assert reports(gate.report_dir) == [] and "LOSO gate" not in run.output
 
 
-def test_the_loso_node_or_marker_selects_the_gate(gate):
+def test_the_loso_node_or_marker_selects_the_gate(template_gate):
+    gate = template_gate  # its runs only read the template
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     run = gate.run("loso")
     assert run.result.ret == pytest.ExitCode.OK, run.output
@@ -47,7 +50,8 @@ def test_the_loso_node_or_marker_selects_the_gate(gate):
     run.result.assert_outcomes(passed=len(all_ids()), deselected=1)
 
 
-def test_named_gate_tests_under_xdist(gate):
+def test_named_gate_tests_under_xdist(template_gate):
+    gate = template_gate  # its runs only read the template
     pytest.importorskip("xdist")
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     run = gate.run("-n", "2", "loso::fold[linear-Src0002]", BASELINE_ID)
@@ -59,7 +63,8 @@ def test_named_gate_tests_under_xdist(gate):
     assert reports(gate.report_dir) == []
 
 
-def test_naming_a_gate_test_that_does_not_exist_says_so(gate):
+def test_naming_a_gate_test_that_does_not_exist_says_so(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("loso::fold[mlp_small-Nope]")
     assert run.result.ret == pytest.ExitCode.INTERRUPTED, run.output
     assert "no gate test loso::fold[mlp_small-Nope]" in run.output
@@ -118,7 +123,8 @@ def test_the_example_gate_ignores_your_ini_table_and_refuses_table_options(pytes
 
 
 @pytest.mark.parametrize("option", ["--loso-where=corpus=netflix", "--loso-target=teacher"])
-def test_table_options_on_a_yuv_corpus_are_a_usage_error(gate, option):
+def test_table_options_on_a_yuv_corpus_are_a_usage_error(template_gate, option):
+    gate = template_gate  # its runs only read the template
     run = gate.run(option)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     name = option.split("=")[0]

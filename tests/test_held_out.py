@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import pytest
 from loso_helpers import ARCHS, SOURCES
 from held_out_helpers import predictions_args, trainer_rows, write
 from held_out_helpers import table_rows
+from shared_runs import Batch, Breakage, SharedRuns, template_gate  # noqa: F401  (template_gate: a fixture)
 
 ARCH = ARCHS[0]
+SHARED = SharedRuns()
 
 
 def _numbers(report: dict) -> dict:
@@ -27,10 +30,20 @@ def _numbers(report: dict) -> dict:
             "aggregates": {a: b["aggregate"] for a, b in report["archs"].items()}}
 
 
+@pytest.fixture
+def onnx_run(template_gate):
+    """The fold models' own run, that both formats' predictions must equal (it only reads the template)."""
+    def make():
+        run = template_gate.run("--loso-bootstrap=30", "--loso-extractor=none", baseline=False)
+        assert set(run.outcomes.values()) == {"PASSED"}, run.output
+        return run
+
+    return SHARED.get("onnx_run", make)
+
+
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])
-def test_predictions_give_the_fold_models_numbers_to_the_last_digit(gate, kind):
-    onnx_run = gate.run("--loso-bootstrap=30", "--loso-extractor=none", baseline=False)
-    assert set(onnx_run.outcomes.values()) == {"PASSED"}, onnx_run.output
+def test_predictions_give_the_fold_models_numbers_to_the_last_digit(template_gate, onnx_run, kind):
+    gate = template_gate
     predictions = write(gate.root / f"held_out.{kind}", trainer_rows(gate))
     run = gate.run(*predictions_args(gate, predictions), "--loso-bootstrap=30", plain=True)
     assert run.outcomes == onnx_run.outcomes, run.output
@@ -42,7 +55,8 @@ def test_predictions_give_the_fold_models_numbers_to_the_last_digit(gate, kind):
     assert run.report["run_provenance"]["models"][str(predictions)]["sha256"] == provenance["sha256"]
 
 
-def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate):
+def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(template_gate):
+    gate = template_gate  # its runs only read the template
     table = write(gate.root / "frames.parquet", table_rows(gate))
     corpus = (f"--loso-table={table}",)
     onnx_run = gate.run(*predictions_args(gate, corpus=corpus), f"--loso-dir={gate.runs}", "--loso-bootstrap=30",
@@ -56,9 +70,10 @@ def test_on_a_table_corpus_and_under_xdist_the_numbers_are_the_fold_models(gate)
     assert _numbers(run.report) == _numbers(onnx_run.report)
 
 
-def test_seeds_mixed_with_fold_models_baselines_and_an_accepted_report(gate):
+def test_seeds_mixed_with_fold_models_baselines_and_an_accepted_report(template_gate):
     """Two seeds' predictions of another run beside the fold models and the baseline: seeds[...] and
     the paired comparison work as for fold models."""
+    gate = template_gate  # its runs only read the template
     rows = trainer_rows(gate, (ARCH,), run_of=lambda a: "trainer", seed=0)
     rows += trainer_rows(gate, (ARCHS[1],), run_of=lambda a: "trainer", seed=1)
     predictions = write(gate.root / "held_out.jsonl", rows)
@@ -102,55 +117,127 @@ def _first(rows: list[dict], source: str) -> int:
     return next(i for i, r in enumerate(rows) if r["src"].startswith(source))
 
 
-def test_a_frame_predicted_twice_fails_its_fold_naming_both_lines(gate):
-    rows = _one_arch(gate)
-    i = _first(rows, SOURCES[1])
-    rows.append(dict(rows[i]))
-    predictions = write(gate.root / "p.jsonl", rows)
-    run = gate.run(*predictions_args(gate, predictions), plain=True)
-    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[1]}]", str(predictions), f"line {i + 1}", f"line {len(rows)}",
-                   "predicted twice", "fix:")
-    assert run.outcomes[f"loso::fold[{ARCH}-{SOURCES[0]}]"] == "PASSED"
-    assert f"the aggregate of {ARCH} covers 2 of 3 folds" in run.output  # skipped, not judged on the others
-
-
-def test_a_corpus_frame_without_a_prediction_fails_its_fold(gate):
-    rows = _one_arch(gate)
-    dropped = rows.pop(_first(rows, SOURCES[2]))
-    predictions = write(gate.root / "p.jsonl", rows)
-    run = gate.run(*predictions_args(gate, predictions), plain=True)
-    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[2]}]", str(predictions), "1 of", "have no prediction",
-                   repr(dropped["dis_basename"]), f"frame_index {dropped['frame_index']}", "never drops")
-
-
-@pytest.mark.parametrize("change, words", [
+# Bad rows that cannot interact share one predictions file and one run (a batch, see ``shared_runs``):
+# each breakage is in a run (the trainer's name for its models) of its own, so it fails folds no
+# other breakage reaches; each test asserts its own folds and lines, and that the tests that failed
+# are the batch's.
+_BAD_ROWS = [
     ({"frame_index": 999}, ["frame_index 999 is not a frame of source"]),
     ({"dis_basename": "nope.yuv"}, ["'nope.yuv'", "is not a frame of source"]),
     ({"prediction": float("nan")}, ["prediction nan", "not a finite number"]),
     ({"prediction": "high"}, ["prediction 'high'", "not a finite number"]),
     ({"frame_index": 1.5}, ["frame_index 1.5 is not a whole number"]),
-])
-def test_a_bad_row_fails_its_fold_naming_the_line(gate, change, words):
-    rows = _one_arch(gate)
-    i = _first(rows, SOURCES[0])
-    rows[i].update(change)
+]
+
+
+def _bad_row_key(change: dict) -> str:
+    return f"row {json.dumps(change)}"
+
+
+def _bad_predictions(gate) -> Batch:
+    base = _one_arch(gate)
+    lines: list[dict] = []
+    breakages = {}
+
+    def add(key: str, run: str, rows: list[dict], failing: set[str], **more) -> None:
+        more |= {"run": run, "offset": len(lines)}  # the rows' line numbers are offset + their index + 1
+        lines.extend(rows)
+        breakages[key] = Breakage(failing, "", more)
+
+    def own(run: str) -> list[dict]:
+        return [{**row, "run": run} for row in base]
+
+    rows = own(f"{ARCH}_twice")
+    i = _first(rows, SOURCES[1])
+    rows.append(dict(rows[i]))
+    add("twice", rows[0]["run"], rows, {f"loso::fold[{rows[0]['run']}-{SOURCES[1]}]"}, first=i, last=len(rows) - 1)
+
+    rows = own(f"{ARCH}_missing")
+    dropped = rows.pop(_first(rows, SOURCES[2]))
+    add("missing", dropped["run"], rows, {f"loso::fold[{dropped['run']}-{SOURCES[2]}]"}, dropped=dropped)
+
+    for n, (change, _) in enumerate(_BAD_ROWS):
+        rows = own(f"{ARCH}_row{n}")
+        i = _first(rows, SOURCES[0])
+        rows[i].update(change)
+        add(_bad_row_key(change), rows[0]["run"], rows, {f"loso::fold[{rows[0]['run']}-{SOURCES[0]}]"}, row=i)
+
+    run = f"{ARCH}_stems"  # no breakage: its clips named without .yuv, as a table names them (a run that passes)
+    add("stems", run, trainer_rows(gate, (ARCH,), clip_name=lambda stem: stem, run_of=lambda a: run), set(),
+        tests={f"loso::fold[{run}-{source}]" for source in SOURCES} | {f"loso::aggregate[{run}]"})
+
+    run = f"{ARCH}_absent"
+    rows = [r for r in own(run) if not r["src"].startswith(SOURCES[1])]
+    rows.append({"run": run, "src": "Elsewhere_24fps", "dis_basename": "x", "frame_index": 0, "prediction": 1.0})
+    add("absent", run, rows, {f"loso::fold[{run}-{SOURCES[1]}]", f"loso::fold[{run}-Elsewhere]"})
+
     predictions = gate.root / "p.jsonl"
-    predictions.write_text("".join(json.dumps(r).replace("NaN", "NaN") + "\n" for r in rows))
-    run = gate.run(*predictions_args(gate, predictions), plain=True)
-    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[0]}]", str(predictions), f"line {i + 1}", "fix:", *words)
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in lines))  # a NaN written as JSON's NaN
+    batch = Batch(gate, {"run": gate.run(*predictions_args(gate, predictions), plain=True)}, breakages,
+                  {"predictions": predictions})
+    for breakage in breakages.values():
+        breakage.names = predictions
+    return batch
 
 
-def test_a_source_not_predicted_or_not_in_the_corpus_fails_that_fold(gate):
-    rows = [r for r in _one_arch(gate) if not r["src"].startswith(SOURCES[1])]
-    rows.append({"run": ARCH, "src": "Elsewhere_24fps", "dis_basename": "x", "frame_index": 0, "prediction": 1.0})
-    predictions = write(gate.root / "p.jsonl", rows)
-    run = gate.run(*predictions_args(gate, predictions), plain=True)
-    _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[1]}]", "no held-out predictions for source")
-    _fails_cleanly(run, f"loso::fold[{ARCH}-Elsewhere]", "not in the data root")
+@pytest.fixture
+def bad_predictions(template_gate) -> Batch:
+    return SHARED.get("bad_predictions", lambda: _bad_predictions(template_gate))
+
+
+def _only_its_own_failed(batch: Batch, key: str) -> None:
+    """Its own tests failed, and no test no breakage of the batch reaches (each batch-mate checks its own)."""
+    failed = {n for n, o in batch.run.outcomes.items() if o == "FAILED"}
+    assert batch.breakages[key].failing <= failed <= batch.failing, batch.run.output
+
+
+def _names_line(text: str, line: int) -> bool:
+    """The batch's file is long: a line number is checked whole, not as the start of a longer one."""
+    return re.search(rf"\bline {line}\b", text) is not None
+
+
+def test_a_frame_predicted_twice_fails_its_fold_naming_both_lines(bad_predictions):
+    breakage, run = bad_predictions.breakages["twice"], bad_predictions.run
+    _only_its_own_failed(bad_predictions, "twice")
+    name, offset = breakage.more["run"], breakage.more["offset"]
+    first, last = offset + breakage.more["first"] + 1, offset + breakage.more["last"] + 1
+    text = _fails_cleanly(run, f"loso::fold[{name}-{SOURCES[1]}]", str(breakage.names), f"line {first}",
+                          f"line {last}", "predicted twice", "fix:")
+    assert _names_line(text, first) and _names_line(text, last), text  # "line 1" is not "line 1087" here
+    assert run.outcomes[f"loso::fold[{name}-{SOURCES[0]}]"] == "PASSED"
+    assert f"the aggregate of {name} covers 2 of 3 folds" in run.output  # skipped, not judged on the others
+
+
+def test_a_corpus_frame_without_a_prediction_fails_its_fold(bad_predictions):
+    breakage, run = bad_predictions.breakages["missing"], bad_predictions.run
+    _only_its_own_failed(bad_predictions, "missing")
+    dropped = breakage.more["dropped"]
+    _fails_cleanly(run, f"loso::fold[{breakage.more['run']}-{SOURCES[2]}]", str(breakage.names), "1 of",
+                   "have no prediction", repr(dropped["dis_basename"]), f"frame_index {dropped['frame_index']}",
+                   "never drops")
+
+
+@pytest.mark.parametrize("change, words", _BAD_ROWS)
+def test_a_bad_row_fails_its_fold_naming_the_line(bad_predictions, change, words):
+    key = _bad_row_key(change)
+    breakage, run = bad_predictions.breakages[key], bad_predictions.run
+    _only_its_own_failed(bad_predictions, key)
+    line = breakage.more["offset"] + breakage.more["row"] + 1
+    text = _fails_cleanly(run, f"loso::fold[{breakage.more['run']}-{SOURCES[0]}]", str(breakage.names),
+                          f"line {line}", "fix:", *words)
+    assert _names_line(text, line), text  # "line 7" is not "line 727" here
+
+
+def test_a_source_not_predicted_or_not_in_the_corpus_fails_that_fold(bad_predictions):
+    breakage, run = bad_predictions.breakages["absent"], bad_predictions.run
+    _only_its_own_failed(bad_predictions, "absent")
+    _fails_cleanly(run, f"loso::fold[{breakage.more['run']}-{SOURCES[1]}]", "no held-out predictions for source")
+    _fails_cleanly(run, f"loso::fold[{breakage.more['run']}-Elsewhere]", "not in the data root")
 
 
 @pytest.mark.parametrize("column", ["run", "src", "dis_basename", "frame_index", "prediction"])
-def test_a_missing_column_stops_the_gate_naming_it(gate, column):
+def test_a_missing_column_stops_the_gate_naming_it(template_gate, column):
+    gate = template_gate  # its runs only read the template
     rows = _one_arch(gate)
     for row in rows:
         del row[column]
@@ -169,7 +256,8 @@ def test_a_missing_column_stops_the_gate_naming_it(gate, column):
     ('{"run": "a", "source": null, "dis_basename": "x", "frame_index": 0, "prediction": 1}\n', ["has no source"]),
     ("not json\n", ["line 1 is not valid JSON"]),
 ])
-def test_a_bad_run_seed_or_source_stops_the_gate(gate, content, words):
+def test_a_bad_run_seed_or_source_stops_the_gate(template_gate, content, words):
+    gate = template_gate  # its runs only read the template
     predictions = gate.root / "p.jsonl"
     predictions.write_text(content)
     run = gate.run(*predictions_args(gate, predictions), plain=True)
@@ -180,7 +268,8 @@ def test_a_bad_run_seed_or_source_stops_the_gate(gate, content, words):
     assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
 
 
-def test_a_missing_file_or_another_suffix_is_a_usage_error(gate):
+def test_a_missing_file_or_another_suffix_is_a_usage_error(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run(*predictions_args(gate, gate.root / "none.jsonl"), plain=True)
     assert run.result.ret == 4 and "--loso-predictions" in run.output and "file not found" in run.output
     other = gate.root / "p.csv"
@@ -189,7 +278,8 @@ def test_a_missing_file_or_another_suffix_is_a_usage_error(gate):
     assert run.result.ret == 4 and "expected a .jsonl or .parquet file" in run.output
 
 
-def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(gate):
+def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(template_gate):
+    gate = template_gate  # its runs only read the template
     a = write(gate.root / "a.jsonl", _one_arch(gate))
     b = write(gate.root / "b.jsonl", _one_arch(gate))
     run = gate.run(*predictions_args(gate, a, b), plain=True)
@@ -198,7 +288,8 @@ def test_one_run_in_two_files_or_beside_its_fold_models_stops_the_gate(gate):
     assert run.result.ret != 0 and "has fold models in --loso-dir too" in run.output
 
 
-def test_a_table_without_dis_basename_cannot_be_joined(gate):
+def test_a_table_without_dis_basename_cannot_be_joined(template_gate):
+    gate = template_gate  # its runs only read the template
     rows = table_rows(gate)
     for row in rows:
         row["cq"] = int(row.pop("dis_basename").split("_")[1])
@@ -208,12 +299,14 @@ def test_a_table_without_dis_basename_cannot_be_joined(gate):
     _fails_cleanly(run, f"loso::fold[{ARCH}-{SOURCES[0]}]", "has no dis_basename column")
 
 
-def test_clip_names_with_or_without_yuv_join_the_cache_corpus(gate):
-    rows = trainer_rows(gate, (ARCH,), clip_name=lambda stem: stem)
-    predictions = write(gate.root / "p.jsonl", rows)
-    run = gate.run(*predictions_args(gate, predictions), plain=True)
-    assert set(run.outcomes.values()) == {"PASSED"}, run.output
-    assert not math.isnan(run.report["archs"][ARCH]["aggregate"]["mean_plcc"])
+def test_clip_names_with_or_without_yuv_join_the_cache_corpus(bad_predictions):
+    """Its run's clips are named without .yuv, its batch-mates' with: both join the cache corpus."""
+    breakage, run = bad_predictions.breakages["stems"], bad_predictions.run
+    _only_its_own_failed(bad_predictions, "stems")
+    name, tests = breakage.more["run"], breakage.more["tests"]
+    assert tests <= set(run.outcomes)
+    assert {run.outcomes[test] for test in tests} == {"PASSED"}, run.output
+    assert not math.isnan(run.report["archs"][name]["aggregate"]["mean_plcc"])
 
 
 def test_the_documented_example_gives_the_example_folds_numbers(pytester):

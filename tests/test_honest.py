@@ -10,7 +10,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from compare_helpers import accept
 from loso_helpers import ARCHS, aggregate_ids, scored_ids
+from shared_runs import SharedRuns, template_gate  # noqa: F401  (template_gate: a fixture)
+
+SHARED = SharedRuns()
 
 
 def _junit(path) -> tuple[ET.Element, dict[str, ET.Element]]:
@@ -18,9 +22,25 @@ def _junit(path) -> tuple[ET.Element, dict[str, ET.Element]]:
     return suite, {case.get("name"): case for case in suite.iter("testcase")}
 
 
-def test_a_broken_aggregate_bound_is_a_failed_test_in_pytest_and_junit(gate):
-    junit = gate.root / "junit.xml"
-    run = gate.run("--loso-max-mean-rmse=0.001", f"--junitxml={junit}")
+@pytest.fixture
+def refused_broken_aggregate(template_gate) -> tuple[object, dict]:
+    """A broken aggregate bound, with an accept asked for (refused: tests failed) and JUnit written,
+    on the template in place: the run, and ``{"accepted": path, "junit": path}``. Asked two questions:
+    the aggregate tests and JUnit (the refusal is not a test, so it changes none of their counts),
+    and the refused accept."""
+    def make():
+        gate = template_gate
+        paths = {"accepted": gate.root / "accepted.json", "junit": gate.root / "junit.xml"}
+        run = gate.run(f"--loso-compare={paths['accepted']}", "--loso-accept", "--loso-max-mean-rmse=0.001",
+                       f"--junitxml={paths['junit']}")
+        return run, paths
+
+    return SHARED.get("refused_broken_aggregate", make)
+
+
+def test_a_broken_aggregate_bound_is_a_failed_test_in_pytest_and_junit(refused_broken_aggregate):
+    run, paths = refused_broken_aggregate
+    junit = paths["junit"]
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     run.result.stdout.fnmatch_lines(["*= 2 failed, 7 passed in *"])
     suite, cases = _junit(junit)
@@ -37,7 +57,8 @@ def test_a_broken_aggregate_bound_is_a_failed_test_in_pytest_and_junit(gate):
     assert "aggregate[linear]: aggregate[linear]" not in run.output
 
 
-def test_aggregates_run_after_their_folds_whatever_the_order(gate):
+def test_aggregates_run_after_their_folds_whatever_the_order(template_gate):
+    gate = template_gate  # its run only reads the template
     run = gate.run("-v", "-p", "no:randomly", "--loso-max-mean-rmse=0.001", "-k", "aggregate or Src")
     order = [line.split()[0] for line in run.result.stdout.lines if line.startswith("loso::") and " " in line]
     assert order[-2:] == sorted(aggregate_ids()), order
@@ -46,7 +67,7 @@ def test_aggregates_run_after_their_folds_whatever_the_order(gate):
 
 def test_a_fold_that_failed_is_listed_as_failed_not_removed_and_its_aggregate_is_not_compared(gate):
     path = gate.root / "accepted.json"
-    assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
+    accept(gate)  # the accept run on the untouched template (made once: it asserts ret == 0)
     gate.fold_path("linear", "Src0001").write_text("not a model\n")
     run = gate.run(f"--loso-compare={path}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
@@ -86,8 +107,10 @@ def test_fold_folder_names_are_escaped_in_markdown(gate, monkeypatch):
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "a broken link", "its report file a folder",
                                    "read-only"])
-def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(gate, where):
+def test_a_report_folder_that_cannot_be_one_is_a_usage_error_at_start(template_gate, where):
     from loso_helpers import read_only
+
+    gate = template_gate  # a usage error: its run only reads the template
 
     blocker, target = gate.root / "blocker", gate.root / "elsewhere"
     says = f"--loso-report {target}: "
@@ -150,7 +173,8 @@ def test_a_report_that_cannot_be_written_at_the_end_is_said_and_fails_the_run(ga
     assert not accepted.exists()
 
 
-def test_metrics_path_that_is_a_folder_is_a_usage_error_and_a_lost_step_summary_is_said(gate, monkeypatch):
+def test_metrics_path_that_is_a_folder_is_a_usage_error_and_a_lost_step_summary_is_said(template_gate, monkeypatch):
+    gate = template_gate  # its runs only read the template
     run = gate.run(f"--loso-metrics={gate.root}")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--loso-metrics {gate.root}: is a folder" in run.output
@@ -179,7 +203,8 @@ def test_a_data_warning_is_not_an_error_under_W_error(gate):
     assert "distorted clips of Orphan have no reference" in run.output
 
 
-def test_the_same_loso_dir_twice_is_one_set_of_folds(gate):
+def test_the_same_loso_dir_twice_is_one_set_of_folds(template_gate):
+    gate = template_gate  # its run only reads the template
     run = gate.run(f"--loso-dir={gate.runs}", f"--loso-dir={gate.runs / 'loso_linear'}")
     assert run.result.ret == 0, run.output
     run.result.assert_outcomes(passed=9)
@@ -187,7 +212,8 @@ def test_the_same_loso_dir_twice_is_one_set_of_folds(gate):
 
 
 @pytest.mark.parametrize("spec", ["plcc=..", "plcc=nan", "plcc=-1", "plcc"])
-def test_a_bad_max_drop_names_the_option(gate, spec):
+def test_a_bad_max_drop_names_the_option(template_gate, spec):
+    gate = template_gate  # a usage error: its run only reads the template
     run = gate.run(f"--loso-max-drop={spec}")
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--loso-max-drop: {spec!r} is not metric=number or metric=number%" in run.output
@@ -208,7 +234,8 @@ def test_files_outside_the_naming_contract_are_warned_about_and_counted(gate):
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_tb_line_and_the_short_summary_give_the_whole_sentence(gate, xdist):
+def test_tb_line_and_the_short_summary_give_the_whole_sentence(template_gate, xdist):
+    gate = template_gate  # its run only reads the template
     run = gate.run("--tb=line", "--loso-source-threshold", "Src0001: min_plcc=0.99999", "--loso-max-mean-rmse=0.001",
                    *xdist)
     plcc = run.report["archs"]["linear"]["per_fold"]["Src0001"]["plcc"]
@@ -224,9 +251,10 @@ def _failed_in_junit(path) -> set[str]:
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_a_deselected_aggregate_is_reported_as_not_run_not_as_failed(gate, xdist):
+def test_a_deselected_aggregate_is_reported_as_not_run_not_as_failed(template_gate, xdist):
     """Every fold ran, one broken aggregate test was deselected: pytest, JUnit and the report agree
     that it judged nothing (not a failure, not a pass), and the run is partial."""
+    gate = template_gate  # its run only reads the template
     junit = gate.root / "junit.xml"
     run = gate.run("--loso-max-mean-rmse=0.001", "--deselect", "loso::aggregate[mlp_small]",
                    f"--junitxml={junit}", *xdist)
@@ -240,8 +268,16 @@ def test_a_deselected_aggregate_is_reported_as_not_run_not_as_failed(gate, xdist
     assert "| mlp_small | 3 folds |" in run.markdown and "| not run |" in run.markdown
 
 
-def test_a_refused_accept_is_in_the_report_as_the_failed_test_pytest_counts(gate):
+def test_a_refused_accept_is_in_the_report_as_the_failed_test_pytest_counts(gate, refused_broken_aggregate):
     path = gate.root / "accepted.json"
+    # accepted: the accept run on the untouched template (made once: it asserts ret == 0 and that the
+    # file is its report), first here, then taken away, so the refused run below finds a tree as fresh
+    accepted = accept(gate)
+    assert accepted["acceptance"] == {"path": str(path), "accepted": True, "refused": None}
+    assert json.loads(path.read_text())["acceptance"]["accepted"] is True
+    path.unlink()
+    path.with_name("accepted.predictions.npz").unlink()
+
     junit = gate.root / "junit.xml"
     run = gate.run(f"--loso-compare={path}", "--loso-accept", "-k", "Src0000", f"--junitxml={junit}")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
@@ -253,15 +289,10 @@ def test_a_refused_accept_is_in_the_report_as_the_failed_test_pytest_counts(gate
     assert "accept" in run.markdown and not path.exists()
 
     # tests failed: the refusal is said, but it is not a test (the failed tests say why the run is red)
-    run = gate.run(f"--loso-compare={path}", "--loso-accept", "--loso-max-mean-rmse=0.001")
+    run, _ = refused_broken_aggregate  # that run, on the template in place
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     assert sorted(f["test"] for f in run.report["failures"]) == sorted(aggregate_ids_names())
     assert run.report["acceptance"]["accepted"] is False and "tests failed" in run.report["acceptance"]["refused"]
-
-    run = gate.run(f"--loso-compare={path}", "--loso-accept")
-    assert run.result.ret == pytest.ExitCode.OK
-    assert run.report["acceptance"] == {"path": str(path), "accepted": True, "refused": None}
-    assert json.loads(path.read_text())["acceptance"]["accepted"] is True
 
 
 def aggregate_ids_names() -> list[str]:

@@ -9,8 +9,10 @@ from collections import Counter
 import pytest
 
 from loso_helpers import ARCHS, BASELINE_ID, BASELINE_TAG, SOURCES, all_ids, install_open_recorder
+from shared_runs import SharedRuns, template_gate  # noqa: F401  (template_gate: a fixture)
 
 NO_EXTRACTOR = "--loso-extractor=none"
+SHARED = SharedRuns()
 
 
 def _cache_reads(gate, opened_log) -> Counter:
@@ -19,9 +21,22 @@ def _cache_reads(gate, opened_log) -> Counter:
     return Counter(p for p in paths if p.startswith(cache + "/") and p.endswith(".json"))
 
 
-def test_each_cache_file_is_read_once_per_process(gate):
-    opened = install_open_recorder(gate.pytester)
-    run = gate.run()  # 2 architectures x 3 folds + 1 baseline: every source is needed 3 times
+@pytest.fixture
+def recorded_deep_run(template_gate):
+    """The untouched template's run, every path it opens recorded, its report in a folder that does
+    not exist yet: the gate, the recorder's log and the report folder. Asked two questions: what it
+    read (where the report goes reads nothing) and whether the folder was made."""
+    def make():
+        gate = template_gate
+        opened = install_open_recorder(gate.pytester)
+        deep = gate.root / "a" / "b" / "c"
+        return gate, gate.run(f"--loso-report={deep}"), opened, deep
+
+    return SHARED.get("recorded_deep_run", make)
+
+
+def test_each_cache_file_is_read_once_per_process(recorded_deep_run):
+    gate, run, opened, _ = recorded_deep_run  # 2 architectures x 3 folds + 1 baseline: every source is needed 3 times
     assert run.result.ret == 0, run.output
     reads = _cache_reads(gate, opened)
     expected = {str(p.resolve()) for p in gate.cache_dir.rglob("*.json")}
@@ -47,7 +62,8 @@ def test_a_broken_cache_file_is_read_once_too(gate):
     assert all(str(broken) in f["message"] for f in run.report["failures"])
 
 
-def test_report_replaced_atomically(gate):
+def test_report_replaced_atomically(template_gate):
+    gate = template_gate  # its runs only read the template
     first = gate.run("--loso-arch=linear")  # whole runs (a partial run writes loso_eval.partial.*)
     assert first.result.ret == 0
     json_path = gate.report_dir / "loso_eval.json"
@@ -85,9 +101,8 @@ def test_report_written_when_items_fail_and_with_exitfirst(gate):
     assert not (gate.report_dir / "loso_eval.md").exists()
 
 
-def test_report_folder_is_created(gate):
-    deep = gate.root / "a" / "b" / "c"
-    run = gate.run(f"--loso-report={deep}")
+def test_report_folder_is_created(recorded_deep_run):
+    _, run, _, deep = recorded_deep_run
     assert run.result.ret == 0
     assert (deep / "loso_eval.json").is_file() and (deep / "loso_eval.md").is_file()
 
@@ -101,7 +116,8 @@ def _row(label: str, n: int | str, m: dict, status: str) -> re.Pattern:
     )
 
 
-def test_markdown_and_terminal_tables(gate):
+def test_markdown_and_terminal_tables(template_gate):
+    gate = template_gate  # its run only reads the template
     run = gate.run("--loso-max-rmse", "0.01", "-k", "Src0000 or baseline")
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
     report = run.report
@@ -140,7 +156,8 @@ def test_markdown_and_terminal_tables(gate):
     ])
 
 
-def test_collect_only_writes_no_report_and_reads_no_cache(gate):
+def test_collect_only_writes_no_report_and_reads_no_cache(template_gate):
+    gate = template_gate  # its run only reads the template
     opened = install_open_recorder(gate.pytester)
     run = gate.run("--collect-only")
     assert run.result.ret == 0

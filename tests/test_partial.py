@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from loso_helpers import all_ids
+from shared_runs import template_gate  # noqa: F401  (a fixture)
 
 MEAN_RMSE_TOO_TIGHT = "--loso-max-mean-rmse=0.001"
 
 
-def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(gate):
+def _whole_report_from(clean, gate) -> None:
+    """The untouched template's whole report (``clean``'s run: it asserted ret == 0) where ``gate``'s
+    runs write theirs, as that run would have left it there: the runs here only look at its files."""
+    shutil.copytree(clean.env.report_dir, gate.report_dir)
+
+
+def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(template_gate):
+    gate = template_gate  # its runs only read the template
     full = gate.run(MEAN_RMSE_TOO_TIGHT)
     assert full.result.ret == pytest.ExitCode.TESTS_FAILED  # the whole run breaks the aggregate bound
     assert full.report["partial"] is None
@@ -40,7 +49,8 @@ def test_a_selected_subset_is_marked_partial_and_spared_the_aggregate_bounds(gat
         [n.split("::")[-1] for n in rest.outcomes] + ["aggregate[linear]", "aggregate[mlp_small]"])
 
 
-def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
+def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(template_gate):
+    gate = template_gate  # its runs only read the template (the accepted report is in its own folder)
     path = gate.root / "accepted" / "loso_eval.json"
     assert gate.run(f"--loso-compare={path}", "--loso-accept").result.ret == 0
     kept = path.read_bytes()
@@ -65,8 +75,9 @@ def test_a_partial_run_is_not_accepted_and_not_compared_as_a_whole(gate):
     assert {row["test"] for row in comparison["rows"]} == {"fold[mlp_small-Src0000]", "fold[linear-Src0000]"}
 
 
-def test_no_gate_test_run_leaves_the_report_alone(gate):
-    assert gate.run().result.ret == 0
+def test_no_gate_test_run_leaves_the_report_alone(template_gate, clean):
+    gate = template_gate  # its run only reads the template
+    _whole_report_from(clean, gate)
     report = gate.report_dir / "loso_eval.json"
     before = report.read_bytes()
     gate.pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
@@ -76,8 +87,9 @@ def test_no_gate_test_run_leaves_the_report_alone(gate):
     assert json.loads(before)["partial"] is None
 
 
-def test_a_partial_run_writes_beside_the_whole_report_and_says_it_is_partial(gate, monkeypatch):
-    assert gate.run().result.ret == 0
+def test_a_partial_run_writes_beside_the_whole_report_and_says_it_is_partial(template_gate, clean, monkeypatch):
+    gate = template_gate  # its run only reads the template
+    _whole_report_from(clean, gate)
     whole_json, whole_md = gate.report_dir / "loso_eval.json", gate.report_dir / "loso_eval.md"
     kept = whole_json.read_bytes(), whole_md.read_bytes()
     assert b"Partial run" not in kept[1] and b"## Aggregate (mean \xc2\xb1 std across folds)" in kept[1]

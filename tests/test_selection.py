@@ -8,6 +8,7 @@ import re
 import pytest
 
 from loso_helpers import ARCHS, BASELINE_ID, SOURCES, aggregate_ids, all_ids, fold_ids
+from shared_runs import template_gate  # noqa: F401  (a fixture)
 
 PLAIN_TEST = """
 def test_plain():
@@ -15,7 +16,8 @@ def test_plain():
 """
 
 
-def test_collect_only_lists_node_ids(gate):
+def test_collect_only_lists_node_ids(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("--collect-only", "-q")
     assert run.result.ret == 0, run.output
     listed = [line for line in run.result.stdout.lines if "::" in line]
@@ -26,7 +28,8 @@ def test_collect_only_lists_node_ids(gate):
     assert not (gate.report_dir / "loso_eval.json").exists()
 
 
-def test_k_selects_by_source(gate):
+def test_k_selects_by_source(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("-k", "Src0001")
     assert run.result.ret == 0, run.output
     assert run.outcomes == {f"loso::fold[{a}-Src0001]": "PASSED" for a in ARCHS}
@@ -41,13 +44,15 @@ def test_k_selects_by_source(gate):
     assert run.report["baselines"] == {}
 
 
-def test_k_selects_by_arch_and_kind(gate):
+def test_k_selects_by_arch_and_kind(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("-k", "linear and not Src0002 or baseline")
     assert set(run.outcomes) == {"loso::fold[linear-Src0000]", "loso::fold[linear-Src0001]", BASELINE_ID}
     run.result.assert_outcomes(passed=3, skipped=1, deselected=5)  # aggregate[linear]: one fold not run
 
 
-def test_deselect_by_node_id(gate):
+def test_deselect_by_node_id(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("--deselect", "loso::fold[mlp_small-Src0000]", "--deselect", BASELINE_ID)
     assert run.result.ret == 0, run.output
     expected = set(all_ids()) - {"loso::fold[mlp_small-Src0000]", BASELINE_ID, "loso::aggregate[mlp_small]"}
@@ -56,13 +61,15 @@ def test_deselect_by_node_id(gate):
     assert sorted(run.report["archs"]["mlp_small"]["per_fold"]) == ["Src0001", "Src0002"]
 
 
-def test_deselect_prefix_drops_the_whole_gate(gate):
+def test_deselect_prefix_drops_the_whole_gate(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("--deselect", "loso")
     assert run.result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, run.output
     run.result.assert_outcomes(deselected=9)
 
 
-def test_loso_arch_restricts(gate):
+def test_loso_arch_restricts(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("--loso-arch", "linear", baseline=False)
     assert run.result.ret == 0, run.output
     assert run.outcomes == {nodeid: "PASSED" for nodeid in fold_ids(("linear",)) + aggregate_ids(("linear",))}
@@ -72,12 +79,14 @@ def test_loso_arch_restricts(gate):
     assert run.report["run_provenance"]["options"]["archs"] == ["linear"]
 
 
-def test_loso_arch_repeatable(gate):
+def test_loso_arch_repeatable(template_gate):
+    gate = template_gate  # its runs only read the template
     run = gate.run("--loso-arch", "linear", "--loso-arch", "mlp_small", baseline=False)
     assert set(run.outcomes) == set(fold_ids()) | set(aggregate_ids())
 
 
-def test_marker_selects_gate_items_only(gate):
+def test_marker_selects_gate_items_only(template_gate):
+    gate = template_gate  # its runs only read the template
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     run = gate.run("-m", "loso")
     assert run.result.ret == 0, run.output
@@ -89,7 +98,8 @@ def test_marker_selects_gate_items_only(gate):
     run.result.assert_outcomes(passed=1, deselected=9)
 
 
-def test_plain_tests_run_alongside_the_gate(gate):
+def test_plain_tests_run_alongside_the_gate(template_gate):
+    gate = template_gate  # its runs only read the template
     gate.pytester.makepyfile(test_plain=PLAIN_TEST)
     run = gate.run()
     assert run.result.ret == 0, run.output
@@ -178,7 +188,8 @@ def test_cli_relative_paths_are_relative_to_the_invocation_dir(gate):
     assert run.report["run_provenance"]["data_root"] == str(gate.data_root)
 
 
-def test_cache_dir_from_environment(gate, monkeypatch):
+def test_cache_dir_from_environment(template_gate, monkeypatch):
+    gate = template_gate  # its run only reads the template
     monkeypatch.setenv("VMAF_TINY_AI_CACHE", str(gate.cache_dir))
     run = gate.run(
         "-p", "no:cacheprovider", "-rA",
@@ -201,8 +212,9 @@ def test_default_report_dir(gate):
     assert (gate.root / "runs" / "loso_eval" / "loso_eval.md").is_file()
 
 
-def test_single_run_layout(gate):
+def test_single_run_layout(template_gate):
     """A --loso-dir that is one architecture's run (fold_<Source>/ directly inside) works too."""
+    gate = template_gate  # its run only reads the template
     run = gate.run(
         "-p", "no:cacheprovider", "-rA",
         f"--loso-dir={gate.runs / 'loso_linear'}", f"--data-root={gate.data_root}",

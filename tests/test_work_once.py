@@ -8,9 +8,11 @@ in one run) cost ~20 s of a 1,000-source run on a loaded machine.
 from __future__ import annotations
 
 import pytest_loso.plan as plan_module
+from shared_runs import template_gate  # noqa: F401  (a fixture)
 
 
-def test_the_fold_tree_is_walked_once_per_run(gate, monkeypatch):
+def test_the_fold_tree_is_walked_once_per_run(template_gate, monkeypatch):
+    gate = template_gate  # its run only reads the template
     walks = []
     walk = plan_module.find_fold_models
 
