@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from types import FrameType
 
@@ -76,11 +76,17 @@ _RUNNING: set[subprocess.Popen] = set()  # libvmaf processes of this pytest proc
 _RUNNING_LOCK = threading.Lock()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the child, before exec: SIGKILL it when the thread that started it ends (Linux's
-    PR_SET_PDEATHSIG), so a pytest killed with SIGKILL leaves no libvmaf running."""
+    PR_SET_PDEATHSIG), so a pytest killed with SIGKILL leaves no libvmaf running.
+
+    ``parent`` is the pid that forked: a parent that died between the fork and this call sends
+    no signal, and the child, already orphaned, kills itself instead of running on its own.
+    """
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _load_prctl() -> Callable[[int, int], int] | None:
@@ -208,8 +214,8 @@ def _run_tied(command: list[str]) -> subprocess.CompletedProcess:
     ``preexec_fn`` is documented as unsafe with threads (the pool's); it only makes one
     already looked-up libc call, so the child takes no lock between fork and exec.
     """
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if _PRCTL else None)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                               preexec_fn=partial(_die_with_parent, os.getpid()) if _PRCTL else None)
     with _RUNNING_LOCK:
         _RUNNING.add(process)
     try:

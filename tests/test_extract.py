@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -466,11 +468,34 @@ def _libvmaf_processes(corpus: Path) -> list[int]:
     return found
 
 
-def _wait_for(condition, what: str, timeout: float = 60) -> None:
+def _wait_for(condition, what: str, timeout: float = 60, detail=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"{what} after {timeout} s"
+        assert time.monotonic() < deadline, f"{what} after {timeout} s{detail()}"
         time.sleep(0.01)
+
+
+def _process_lines(pids: list[int]) -> str:
+    """``pid ppid state`` of each process, as /proc says (for a failure message)."""
+    lines = []
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            lines.append(f"\n  pid {pid}: state {fields[0]}, parent {fields[1]}")
+        except OSError:
+            lines.append(f"\n  pid {pid}: gone")
+    return "".join(lines)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_died_before_it_asked_to_die_with_it_kills_itself():
+    """The window between fork and PR_SET_PDEATHSIG: a parent that died in it sends no signal, so the
+    child checks its parent is still the one that forked it (here: told another pid, it must die)."""
+    code = "import os; from pytest_loso.extract import _die_with_parent; _die_with_parent({}); print('ran on')"
+    alive = subprocess.run([sys.executable, "-c", code.format("os.getppid()")], capture_output=True, text=True)
+    assert (alive.returncode, alive.stdout) == (0, "ran on\n"), alive.stderr
+    orphan = subprocess.run([sys.executable, "-c", code.format(1)], capture_output=True, text=True)
+    assert orphan.returncode == -signal.SIGKILL and "ran on" not in orphan.stdout, (orphan.returncode, orphan.stderr)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -485,7 +510,8 @@ def test_libvmaf_dies_with_the_gate_and_no_temporary_folder_outlives_it(pytester
     started = time.monotonic()
     stopped = env.finish(process, timeout=60)
     assert time.monotonic() - started < 10, "the gate waited for the running pairs"
-    _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=0.5)
+    _wait_for(lambda: not _libvmaf_processes(large.corpus.root), "libvmaf still running", timeout=0.5,
+              detail=lambda: _process_lines(_libvmaf_processes(large.corpus.root)))
     # libvmaf logs to a pipe: no temporary file or folder is made, so none can be left by a killed run
     assert not list(Path(tempfile.gettempdir()).glob(f"loso-vmaf-{process.pid}-*")) and not list(env.cache.rglob("*.tmp"))
     if sig == signal.SIGTERM:
