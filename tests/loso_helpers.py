@@ -72,16 +72,20 @@ class Run:
 class GateEnv:
     """A copy of the template in ``pytester.path`` and ways to run the gate on it."""
 
-    def __init__(self, pytester: pytest.Pytester, built: Built, root: Path | None = None) -> None:
-        """The copy is made in ``root`` (default: ``pytester.path``, where the runs start)."""
+    def __init__(self, pytester: pytest.Pytester, built: Built, root: Path | None = None, *,
+                 in_place: bool = False) -> None:
+        """The copy is made in ``root`` (default: ``pytester.path``, where the runs start); ``in_place``:
+        no copy, the models, corpus and cache are the template's own (the report still goes to ``root``)."""
         self.pytester = pytester
         self.built = built
         self.root = pytester.path if root is None else root
-        shutil.copytree(built.root, self.root, dirs_exist_ok=True, symlinks=True)
-        self.data_root = self.root / "corpus"
-        self.cache_dir = self.root / "cache"
-        self.runs = self.root / "runs"
-        self.baseline = self.root / "base" / f"{BASELINE_TAG}.onnx"
+        if not in_place:
+            shutil.copytree(built.root, self.root, dirs_exist_ok=True, symlinks=True)
+        tree = built.root if in_place else self.root
+        self.data_root = tree / "corpus"
+        self.cache_dir = tree / "cache"
+        self.runs = tree / "runs"
+        self.baseline = tree / "base" / f"{BASELINE_TAG}.onnx"
         self.report_dir = self.root / "report"
         self.truth = built.truth
         self.folds = built.folds

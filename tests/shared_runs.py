@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 
 from compare_helpers import accept, accepted_file
-from loso_helpers import BASELINE_TAG, Built, GateEnv, Run
+from loso_helpers import Built, GateEnv, Run
 
 T = TypeVar("T")
 
@@ -102,18 +102,8 @@ class TemplateGate(GateEnv):
     where they are; the report goes to ``pytester.path`` (``root``, where the test makes its own
     files). For runs that write nothing but their report."""
 
-    def __init__(self, pytester: pytest.Pytester, built: Built) -> None:  # GateEnv's copies the whole tree
-        self.pytester = pytester
-        self.built = built
-        self.root = pytester.path
-        self.data_root = built.root / "corpus"
-        self.cache_dir = built.root / "cache"
-        self.runs = built.root / "runs"
-        self.baseline = built.root / "base" / f"{BASELINE_TAG}.onnx"
-        self.report_dir = self.root / "report"
-        self.truth = built.truth
-        self.folds = built.folds
-        self.baseline_model = built.baseline
+    def __init__(self, pytester: pytest.Pytester, built: Built) -> None:
+        super().__init__(pytester, built, in_place=True)
 
     def run(self, *extra: str, **kwargs: Any) -> Run:
         before = _tree_state(self.built.root)
