@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from loso_helpers import SOURCES, GateEnv
 
 
@@ -14,11 +16,16 @@ def test_a_fold_model_named_only_final_onnx_is_an_input_error_not_an_internal_er
     # (INTERNALERROR) after every test had passed
     nameless = gate.fold_path("linear", SOURCES[0]).with_name("_final.onnx")
     shutil.copy(gate.fold_path("linear", SOURCES[0]), nameless)
-    run = gate.run()
-    assert "INTERNALERROR" not in run.output
-    assert run.result.ret != 0
-    assert str(nameless) in run.output
-    assert "<arch>_final.onnx" in run.output
+    junit = gate.root / "junit.xml"
+    run = gate.run(f"--junitxml={junit}")
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output
+    assert run.result.ret == pytest.ExitCode.INTERRUPTED  # pytest's collection error, counted as one
+    assert f"{nameless}: a fold model's file name gives its architecture, <arch>_final.onnx" in run.output
+    assert "fix: rename it after its architecture, e.g. mlp_small_final.onnx" in run.output
+    # the (partial) report and JUnit say the same
+    assert run.report is not None and [f["test"] for f in run.report["failures"]] == ["loso"]
+    assert str(nameless) in run.report["failures"][0]["message"]
+    assert 'errors="1"' in junit.read_text() and str(nameless) in junit.read_text()
 
 
 def test_a_tensor_repeating_its_data_location_in_another_wire_type_is_still_external(tmp_path: Path) -> None:
